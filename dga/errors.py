@@ -1,0 +1,15 @@
+"""Errors a user can act on: they name the file, the line and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad user input (FASTA, GFF3, config): the message names the file and, where known, the line."""
+
+    def __init__(self, path: str | Path | None, message: str, line: int | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        where = "" if path is None else (f"{path}:{line}: " if line is not None else f"{path}: ")
+        super().__init__(f"{where}{message}")
