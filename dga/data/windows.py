@@ -191,9 +191,11 @@ class EpochBatches:
     """Batch sampler: a seeded shuffle per epoch, sharded across DDP ranks in equal-length shares."""
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = True):
+                 world_size: int = 1, drop_last: bool = True, limit: int = 0):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world_size, self.drop_last, self.epoch = rank, world_size, drop_last, 0
+        self.limit = min(limit, n) if limit else n  # items per epoch across all ranks (a random subset)
+        self.skip = 0  # batches to skip at the start of the next epoch (resuming mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -201,16 +203,16 @@ class EpochBatches:
     def _mine(self) -> np.ndarray:
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
                  else np.arange(self.n))
-        per_rank = self.n // self.world_size  # equal shares keep DDP ranks in step
+        per_rank = self.limit // self.world_size  # equal shares keep DDP ranks in step
         return order[self.rank * per_rank: (self.rank + 1) * per_rank]
 
     def __iter__(self):
-        mine = self._mine()
-        for b in range(len(self)):
+        mine, skip, self.skip = self._mine(), self.skip, 0
+        for b in range(skip, len(self)):
             yield mine[b * self.batch_size: (b + 1) * self.batch_size]
 
     def __len__(self) -> int:
-        per_rank = self.n // self.world_size
+        per_rank = self.limit // self.world_size
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
 
 

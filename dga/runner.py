@@ -1,0 +1,94 @@
+"""`dga train`: config -> store -> splits -> fit (DDP-aware) -> MLflow run on rank 0."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from dga.config import Config, load_config
+from dga.data.windows import load_or_make_splits
+from dga.train import (EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, cleanup_distributed, fit,
+                       setup_distributed, store_for_config)
+
+
+def run_name(cfg: Config) -> str:
+    return cfg.run_name or (f"{cfg.dataset or 'custom'}-h{cfg.hidden_size}-l{cfg.num_layers}-k{cfg.bases_per_step}"
+                            f"-w{cfg.window}-fold{cfg.fold}")
+
+
+def run_training(config_path: str | None, overrides: list[str] | dict, resume: bool = False) -> int:
+    """Train per the config; returns the process exit status (0, EXIT_PREEMPTED or EXIT_DIVERGED)."""
+    cfg = load_config(config_path, overrides)
+    dist = setup_distributed(cfg.device, cfg.threads)
+    say = print if dist.is_main else (lambda *_: None)
+    try:
+        store = store_for_config(cfg, dist, log=say)
+        splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+        ckpt_dir = Path(cfg.checkpoint_dir or Path("checkpoints") / run_name(cfg))
+        checkpoint = ckpt_dir / "checkpoint.pt"
+        if not dist.is_main:
+            fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume, log=say)
+            return 0
+        return _train_and_track(cfg, store, splits, dist, ckpt_dir, checkpoint, resume)
+    except Preempted as exc:
+        say(f"dga: {exc}; resume with --resume")
+        return EXIT_PREEMPTED
+    finally:
+        cleanup_distributed()
+
+
+def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path, resume: bool) -> int:
+    import mlflow
+
+    from dga import tracking
+
+    tracking.setup()
+    exp_id = tracking.experiment_id(cfg.experiment)
+    run_id_file = ckpt_dir / "mlflow_run_id"
+    run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
+                          run_name=None if run_id else run_name(cfg)) as run:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        run_id_file.write_text(run.info.run_id)
+        if run_id is None:
+            mlflow.log_params(cfg.to_dict())
+            mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
+            tracking.log_store_input(store)
+        try:
+            result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume,
+                         on_epoch=tracking.log_epoch)
+        except Preempted:
+            mlflow.set_tag("preempted", "true")
+            mlflow.end_run(status="KILLED")
+            raise
+        except TrainingDiverged as exc:
+            print(f"dga: error: {exc}", file=sys.stderr)
+            mlflow.set_tag("failure_reason", str(exc))
+            mlflow.end_run(status="FAILED")
+            return EXIT_DIVERGED
+        mlflow.log_param("n_parameters", result.n_parameters)
+        mlflow.log_metric("train_seconds", result.train_seconds)
+        summary = {"run_id": run.info.run_id, "n_parameters": result.n_parameters,
+                   "best_epoch": result.best_epoch, "metrics": result.metrics,
+                   "confusion": None if result.confusion is None else result.confusion.tolist(),
+                   "history": [{k: v for k, v in r.items() if k != "val_confusion"} for r in result.history],
+                   "config": cfg.to_dict(), "store_checksum": store.checksum}
+        if result.confusion is not None:
+            mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
+            tracking.log_confusion(result.confusion, "val_confusion",
+                                   f"validation fold {cfg.fold}, best epoch {result.best_epoch}")
+        tracking.log_curves(result.history)
+        import torch
+
+        torch.save({"model": result.model.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "model.pt")
+        if cfg.log_model:
+            t = time.perf_counter()
+            summary["model_uri"] = tracking.log_model(result.model, cfg)
+            print(f"logged model {summary['model_uri']} in {time.perf_counter() - t:.1f} s")
+        tracking.write_json(ckpt_dir / "result.json", summary)
+        if result.metrics:
+            print(f"best epoch {result.best_epoch}: validation genic F1 {result.metrics['val_genic_f1']:.3f}, "
+                  f"macro F1 {result.metrics['val_macro_f1']:.3f}, accuracy {result.metrics['val_accuracy']:.3f}")
+        print(f"MLflow run {run.info.run_id} (experiment {cfg.experiment!r}, {mlflow.get_tracking_uri()})")
+    return 0
