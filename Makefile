@@ -15,12 +15,15 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/dga prepare --dataset athaliana-chr1
+	$(BIN)/dga train experiments/tiny.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/dga prepare --dataset athaliana-chr1
+	$(BIN)/python benchmarks/bench_train.py --store stores/athaliana-chr1
 
 clean:
 	rm -rf $(VENV) stores
