@@ -59,8 +59,7 @@ def worker(args) -> None:
     amp = dist.device.type == "cuda"
     sync = torch.cuda.synchronize if amp else (lambda: None)
 
-    def step(idx):
-        x, y = ds[idx]
+    def step(x, y):
         x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
         with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=amp):
             out = net(x)
@@ -80,20 +79,14 @@ def worker(args) -> None:
 
     it = iter(batches)
     for _ in range(3):
-        step(next_batch())
+        step(*ds[next_batch()])
     sync()
     steps, wait, t0 = 0, 0.0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
         tf = time.perf_counter()
         x, y = ds[next_batch()]
         wait += time.perf_counter() - tf
-        x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
-        with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(x)
-        loss = loss_fn(out.float().reshape(-1, 4), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step(x, y)
         steps += 1
         if steps % 10 == 0:
             sync()

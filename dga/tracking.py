@@ -88,6 +88,9 @@ def log_epoch(record: dict[str, Any]) -> None:
 
     mlflow.log_metrics({k: float(v) for k, v in record.items()
                         if k not in ("epoch", "val_confusion") and np.isfinite(v)}, step=int(record["epoch"]))
+    if "val_confusion" in record:  # every evaluation's confusion matrix, not only the best one
+        log_confusion(record["val_confusion"], f"confusion/epoch_{int(record['epoch']):03d}",
+                      f"validation, epoch {record['epoch']}")
 
 
 def confusion_figure(cm: np.ndarray, title: str):

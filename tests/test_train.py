@@ -61,7 +61,9 @@ def test_tiny_model_learns_and_mlflow_has_everything(dmel_store, workdir):
     assert run.data.tags["world_size"] == "1" and run.data.tags["store_checksum"] == dmel_store.checksum
     assert run.inputs.dataset_inputs[0].dataset.digest == dmel_store.checksum
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"val_confusion.png", "val_confusion.json", "curves.png", "config.json"} <= artifacts
+    assert {"val_confusion.png", "val_confusion.json", "curves.png", "config.json", "confusion"} <= artifacts
+    per_epoch = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
+    assert {f"confusion/epoch_00{e}.{ext}" for e in (1, 2, 3) for ext in ("png", "json")} == per_epoch
     logged = json.loads(Path(client.download_artifacts(run.info.run_id, "val_confusion.json")).read_text())
     assert logged["matrix"] == result["confusion"]
     model = mlflow.pytorch.load_model(result["model_uri"])
