@@ -108,12 +108,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "Config":
-        unknown = set(changes) - FIELD_NAMES
-        if unknown:
-            raise InputError(None, f"unknown config key(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
-
 
 OBJECTIVES = ("genic_f1", "subgenic_f1", "macro_f1", "accuracy")
 _HINTS = {

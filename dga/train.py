@@ -23,10 +23,10 @@ from torch import nn
 
 from dga.config import Config
 from dga.data.store import Store
-from dga.data.windows import EpochBatches, Region, Splits, WindowDataset, batch_loader
+from dga.data.windows import COMPLEMENT, EpochBatches, Region, Splits, WindowDataset, batch_loader
 from dga.infer import forward_codes, iter_region_batches
 from dga.labels import N_CLASSES
-from dga.metrics import metrics_from_confusion
+from dga.metrics import confusion, metrics_from_confusion
 from dga.model import build_model, count_parameters
 
 EXIT_PREEMPTED = 75  # distinct exit status after SIGTERM: checkpoint saved, resume with --resume
@@ -161,10 +161,8 @@ def validate(model: nn.Module, store: Store, regions: list[Region], cfg: Config,
     offsets = {s["id"]: s["offset"] for s in store.seqids}
     seq = store.track("seq")
     reads = [("label", False)] if cfg.labels == "merged" else [("label_plus", False), ("label_minus", True)]
-    cm = torch.zeros(N_CLASSES * N_CLASSES, dtype=torch.float64)
+    cm = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
     loss_sum = torch.zeros(2, dtype=torch.float64)
-    from dga.data.windows import COMPLEMENT
-
     for r in regions:
         lo, hi = offsets[r.seqid] + r.start, offsets[r.seqid] + r.end
         for track, rc in reads:
@@ -176,17 +174,19 @@ def validate(model: nn.Module, store: Store, regions: list[Region], cfg: Config,
                 logits = forward_codes(model, x, dist.device, cfg.bf16)[..., :N_CLASSES]
                 for j, t in enumerate(tile_batch):
                     part = logits[j, t.keep_from - t.start: t.keep_to - t.start]
-                    y = torch.from_numpy(truth[t.keep_from: t.keep_to].astype(np.int64)).to(part.device)
-                    cm += torch.bincount(y * N_CLASSES + part.argmax(-1), minlength=N_CLASSES ** 2).cpu().double()
+                    kept = truth[t.keep_from: t.keep_to]
+                    cm += confusion(kept, part.argmax(-1).cpu().numpy())
                     if loss_fn is not None:
+                        y = torch.from_numpy(kept.astype(np.int64)).to(part.device)
                         loss_sum[0] += float(loss_fn(part, y)) * len(y)
                         loss_sum[1] += len(y)
     if dist.world_size > 1:
-        both = torch.cat([cm, loss_sum]).to(dist.device)
+        both = torch.cat([torch.from_numpy(cm.ravel()).double(), loss_sum]).to(dist.device)
         tdist.all_reduce(both)
-        cm, loss_sum = both[: cm.numel()].cpu(), both[cm.numel():].cpu()
+        both = both.cpu()
+        cm, loss_sum = both[: cm.size].numpy().astype(np.int64).reshape(cm.shape), both[cm.size:]
     model.train(was_training)
-    return cm.numpy().astype(np.int64).reshape(N_CLASSES, N_CLASSES), float(loss_sum[0] / max(loss_sum[1], 1))
+    return cm, float(loss_sum[0] / max(loss_sum[1], 1))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -225,7 +225,6 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
         if cfg.lr_schedule == "cosine" else (lambda s: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(store, train_regions, cfg).to(dist.device))
-    val_loss_fn = nn.CrossEntropyLoss(weight=loss_fn.weight)
 
     result = FitResult(model, n_parameters=n_params)
     start_epoch, best_score, best_state, stale = 0, -math.inf, None, 0
@@ -294,8 +293,9 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                 loss_acc += mean_loss
                 seen += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.4f}",
-                                bases_s=f"{seen * x.shape[0] * x.shape[1] * dist.world_size / (time.perf_counter() - t0):,.0f}")
+                if not bar.disable:
+                    rate = seen * x.shape[0] * x.shape[1] * dist.world_size / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", bases_s=f"{rate:,.0f}")
                 if stopping:
                     if dist.is_main and checkpoint is not None:
                         save_checkpoint(checkpoint, snapshot(epoch, i + 1))
@@ -308,7 +308,7 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                       "data_wait_fraction": wait / seconds, "epoch_seconds": seconds}
             if val_regions:
                 tv = time.perf_counter()
-                cm, val_loss = validate(model, store, val_regions, cfg, dist, val_loss_fn)
+                cm, val_loss = validate(model, store, val_regions, cfg, dist, loss_fn)
                 record["val_seconds"] = time.perf_counter() - tv
                 record["val_loss"] = val_loss
                 record.update({f"val_{k}": v for k, v in metrics_from_confusion(cm).items()})
