@@ -36,6 +36,44 @@ def _train(args: argparse.Namespace) -> int:
     return run_training(args.config, args.set, resume=args.resume)
 
 
+def _search(args: argparse.Namespace) -> int:
+    from dga.search import run_search
+
+    register = False if args.no_register else None
+    return run_search(args.experiment, args.set, n_trials=args.n_trials, workers=args.workers,
+                      worker_only=args.worker_only, register=register)
+
+
+def _register(args: argparse.Namespace) -> int:
+    from dga.registry import register_study
+
+    return register_study(args.study, args.storage)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from dga.tracking import default_tracking_uri
+
+    uri = default_tracking_uri()
+    optuna_db = Path("mlruns/optuna.db").resolve()
+    optuna_url = os.environ.get("DGA_OPTUNA_STORAGE") or f"sqlite:///{optuna_db}"
+    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
+    print(f"Optuna's own dashboard for the same studies: pip install optuna-dashboard && "
+          f"optuna-dashboard {optuna_url}", flush=True)
+    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if mlflow_bin is None:
+        raise InputError(None, "the mlflow command is not installed (pip install mlflow==3.17.2)")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    cmd = [mlflow_bin, "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
+           "--workers", "1"]
+    if uri.startswith("sqlite:///"):
+        cmd += ["--default-artifact-root", (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()]
+    os.execve(mlflow_bin, cmd, env)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     import dga
 
@@ -57,6 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint (and MLflow run)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("search", help="Optuna study: every trial scored by k-fold CV, tracked in MLflow, "
+                                      "best model registered")
+    p.add_argument("experiment", help="experiment TOML with a [search] table (e.g. experiments/quickstart.toml)")
+    p.add_argument("--n-trials", type=int, help="trials the study should end with (overrides the file)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study on this machine")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training config value for every trial")
+    p.add_argument("--no-register", action="store_true", help="do not register the best model at the end")
+    p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("register", help="retrain a study's best configuration, test it, register it "
+                                        "(alias champion only if its CV score is better)")
+    p.add_argument("study", help="study name (the experiment file's study_name, default its file name)")
+    p.add_argument("--storage", help="Optuna storage URL (default DGA_OPTUNA_STORAGE or sqlite:///mlruns/optuna.db)")
+    p.set_defaults(func=_register)
+
+    p = sub.add_parser("ui", help="start the MLflow UI on the local store (mlruns/)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=_ui)
     return parser
 
 

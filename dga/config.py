@@ -6,6 +6,7 @@ Unknown keys, wrong types and out-of-range values are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -160,14 +161,19 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def read_experiment(path: str | Path) -> dict[str, Any]:
-    """The raw TOML of an experiment file (training keys at top level, optional [search] table)."""
+    """The raw table of an experiment file: TOML (training keys at top level, optional [search]
+    table), or JSON (a resolved config, as the search writes for its fold subprocesses)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such experiment file")
     try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputError(path, f"invalid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"invalid JSON: {exc}", exc.lineno) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,13 +49,17 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
     exp_id = tracking.experiment_id(cfg.experiment)
     run_id_file = ckpt_dir / "mlflow_run_id"
     run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    # A search running folds as torchrun jobs nests them under its trial run (and tags them).
+    parent = os.environ.get("DGA_PARENT_RUN_ID") or None
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
-                          run_name=None if run_id else run_name(cfg)) as run:
+                          run_name=None if run_id else run_name(cfg),
+                          parent_run_id=None if run_id else parent) as run:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         run_id_file.write_text(run.info.run_id)
         if run_id is None:
             mlflow.log_params(cfg.to_dict())
             mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
+            mlflow.set_tags(json.loads(os.environ.get("DGA_RUN_TAGS", "{}")))
             tracking.log_store_input(store)
         try:
             result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume,

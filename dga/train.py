@@ -129,6 +129,12 @@ def restrict(regions: list[Region], span: str) -> list[Region]:
     return [Region(r.seqid, max(r.start, lo), min(r.end, hi)) for r in regions if r.end > lo and r.start < hi]
 
 
+def training_regions(cfg: Config, splits: Splits) -> list[Region]:
+    """What fit() trains on: every fold but cfg.fold (all folds when -1), cut to cfg.train_region.
+    The test region is never among them."""
+    return restrict(splits.training(cfg.fold if cfg.fold >= 0 else None), cfg.train_region)
+
+
 def class_weights(store: Store, regions: list[Region], cfg: Config) -> torch.Tensor:
     """Loss weights from the training regions' class frequencies (intergenic dominates)."""
     if cfg.class_weighting == "none":
@@ -202,7 +208,7 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
         log: Callable[[str], None] = print) -> FitResult:
     """Train on every fold but cfg.fold (all non-test data when fold == -1), validating on cfg.fold."""
     torch.manual_seed(cfg.seed)
-    train_regions = restrict(splits.training(cfg.fold if cfg.fold >= 0 else None), cfg.train_region)
+    train_regions = training_regions(cfg, splits)
     val_regions = splits.validation(cfg.fold) if cfg.fold >= 0 else []
     dataset = WindowDataset(store, train_regions, cfg.window, reverse_complement=cfg.reverse_complement,
                             labels=cfg.labels)

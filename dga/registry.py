@@ -1,0 +1,144 @@
+"""The best configuration of a study -> one model on all non-test data -> test-region metrics ->
+MLflow Model Registry `dga-<dataset>`, alias `champion` moved only on a better CV score.
+
+Why retrain rather than keep the k fold models as an ensemble: one model on all non-test data
+sees k/(k-1) times the training data of any fold model and predicts k times faster; the fold
+models' CV score is the estimate of how well this configuration generalises, which is what the
+champion comparison uses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from dga.config import OBJECTIVES, Config
+from dga.metrics import metrics_from_confusion
+
+ALIAS = "champion"
+
+
+def model_name(cfg: Config, store) -> str:
+    return f"dga-{cfg.dataset or store.manifest.get('dataset') or store.path.name}"
+
+
+def promote_if_better(name: str, version: str, objective: str, score: float) -> tuple[bool, float | None, str | None]:
+    """Move the `champion` alias to `version` if its CV score beats the current champion's.
+
+    Returns (moved, champion's score or None, champion's version or None)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        champ = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        champ = None
+    if champ is None:
+        client.set_registered_model_alias(name, ALIAS, version)
+        return True, None, None
+    old = champ.tags.get(f"cv_{objective}")
+    if old is None:  # scored on another objective only: not comparable, keep it
+        return False, None, str(champ.version)
+    if score > float(old):
+        client.set_registered_model_alias(name, ALIAS, version)
+        return True, float(old), str(champ.version)
+    return False, float(old), str(champ.version)
+
+
+def register_model_version(model_uri: str, name: str, tags: dict[str, str], description: str = "") -> str:
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    if description:
+        mlflow.MlflowClient().update_model_version(name, mv.version, description=description)
+    return mv.version
+
+
+def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
+    """Retrain the study's best configuration on all non-test data, test it once, register it."""
+    import mlflow
+
+    from dga import tracking
+    from dga.config import load_config
+    from dga.data.windows import load_or_make_splits
+    from dga.train import fit, setup_distributed, store_for_config, validate
+
+    best = study.best_trial
+    base = load_config(None, study.user_attrs["base_config"])
+    overrides = {**best.user_attrs.get("overrides", {}), **best.params}
+    cfg = replace(load_config(None, {**base.to_dict(), **overrides}), fold=-1, log_model=True,
+                  run_name=f"{sc.study_name}-trial-{best.number:03d}-final")
+    dist = dist or setup_distributed(cfg.device, cfg.threads)
+    store = store or store_for_config(cfg, dist)
+    splits = splits or load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    cv = best.user_attrs.get("cv", {})
+    score = float(best.value)
+    name = model_name(cfg, store)
+    print(f"\nregistering trial {best.number} (CV {sc.objective} {score:.4f}): retraining on all non-test data "
+          f"({cfg.epochs} epochs), then one evaluation on the held-out test region")
+    experiment_id = tracking.experiment_id(sc.mlflow_experiment)
+    tags = {"optuna_study": sc.study_name, "optuna_trial": str(best.number), "dga.kind": "final",
+            "store_checksum": store.checksum}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name, tags=tags) as run:
+        mlflow.log_params(cfg.to_dict())
+        mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
+        tracking.log_store_input(store)
+        ckpt = Path("checkpoints") / "studies" / sc.study_name / f"final-trial-{best.number:04d}" / "checkpoint.pt"
+        result = fit(cfg, store, splits, dist, checkpoint=ckpt, resume=ckpt.is_file(), on_epoch=tracking.log_epoch)
+        tracking.log_curves(result.history)
+        t = time.perf_counter()
+        cm, test_loss = validate(result.model, store, list(splits.test), cfg, dist)
+        test = {f"test_{k}": v for k, v in metrics_from_confusion(cm).items()}
+        test["test_seconds"] = time.perf_counter() - t
+        mlflow.log_metrics({**test, **{k: v for k, v in cv.items()}, "train_seconds": result.train_seconds})
+        mlflow.log_param("n_parameters", result.n_parameters)
+        tracking.log_confusion(cm, "test_confusion", f"held-out test region, trial {best.number} retrained")
+        model_uri = tracking.log_model(result.model, cfg)
+        manifest = store.manifest
+        mv_tags = {**tags, "config": json.dumps(cfg.to_dict(), sort_keys=True), "cv_objective": sc.objective,
+                   "cv_score": f"{score:.6f}", "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
+                   "n_parameters": str(result.n_parameters), "run_id": run.info.run_id,
+                   "inputs": json.dumps(manifest.get("inputs", {}), sort_keys=True)}
+        mv_tags.update({f"cv_{o}": f"{cv[f'cv_{o}_mean']:.6f}" for o in OBJECTIVES if f"cv_{o}_mean" in cv})
+        mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
+        description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f}; "
+                       f"retrained on all non-test data; test genic F1 {test['test_genic_f1']:.4f}.")
+        version = register_model_version(model_uri, name, mv_tags, description)
+        moved, old, old_version = promote_if_better(name, version, sc.objective, score)
+    print(f"test region ({sum(len(r) for r in splits.test):,} bases): genic F1 {test['test_genic_f1']:.4f}, "
+          f"sub-genic F1 {test['test_subgenic_f1']:.4f}, macro F1 {test['test_macro_f1']:.4f}, "
+          f"accuracy {test['test_accuracy']:.4f}")
+    if moved and old_version is None:
+        decision = f"no champion yet: {name} v{version} is now @{ALIAS}"
+    elif moved:
+        decision = f"CV {sc.objective} {score:.4f} > champion v{old_version}'s {old:.4f}: v{version} is now @{ALIAS}"
+    elif old is None:
+        decision = (f"champion v{old_version} has no CV {sc.objective} to compare with: it stays @{ALIAS}; "
+                    f"v{version} registered without the alias")
+    else:
+        decision = (f"CV {sc.objective} {score:.4f} <= champion v{old_version}'s {old:.4f}: champion stays; "
+                    f"v{version} registered without the alias")
+    print(f"registry: {decision}\nload it with mlflow.pytorch.load_model('models:/{name}@{ALIAS}')")
+    return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
+            "test": test, "confusion": np.asarray(cm).tolist()}
+
+
+def register_study(study_name: str, storage: str | None = None) -> int:
+    """`dga register STUDY`: the study's search settings come from its storage."""
+    from dga import tracking
+    from dga.search import SearchConfig, open_study
+
+    tracking.setup()
+    sc = SearchConfig(study_name=study_name, storage=storage or "")
+    study = open_study(sc, create=False)
+    saved = study.user_attrs.get("search", {})
+    if "base_config" not in study.user_attrs:
+        raise SystemExit(f"dga: study {study_name!r} in {sc.storage_url()} was not created by `dga search`")
+    sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""))
+    register_best(study, sc)
+    return 0

