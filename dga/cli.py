@@ -74,6 +74,20 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from dga.predict import run_predict
+
+    return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
+                       device=args.device)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dga.evaluate import run_evaluate
+
+    return run_evaluate(args.ref, args.pred, args.fasta, args.region, out_json=args.json, figure=args.figure,
+                        mlflow_run=args.mlflow_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import dga
 
@@ -112,6 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study name (the experiment file's study_name, default its file name)")
     p.add_argument("--storage", help="Optuna storage URL (default DGA_OPTUNA_STORAGE or sqlite:///mlruns/optuna.db)")
     p.set_defaults(func=_register)
+
+    p = sub.add_parser("predict", help="annotate a genome: FASTA -> GFF3 gene models (both strands)")
+    p.add_argument("fasta", help="genome FASTA (plain or .gz)")
+    p.add_argument("--model", required=True, help="models:/dga-<dataset>@champion, runs:/<id>/model, "
+                                                  "or a model.pt from `dga train`")
+    p.add_argument("-o", "--out", required=True, help="output GFF3")
+    p.add_argument("--probs", help="also write per-base class probabilities (.npz; both reads)")
+    p.add_argument("--batch-size", type=int, default=0, help="windows per batch (default: 256 GPU / config CPU)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("evaluate", help="score a predicted GFF3 against a reference (base, exon, gene level)")
+    p.add_argument("--ref", required=True, help="reference GFF3 (e.g. RefSeq)")
+    p.add_argument("--pred", required=True, help="predicted GFF3 (DGA, AUGUSTUS, any tool)")
+    p.add_argument("--fasta", required=True, help="the genome FASTA (sequence ids and lengths)")
+    p.add_argument("--region", action="append", default=[], metavar="SEQID[:START-END]",
+                   help="evaluate only here (1-based, inclusive; repeatable)")
+    p.add_argument("--json", help="write all scores as JSON")
+    p.add_argument("--figure", help="write the confusion matrix figure (PNG)")
+    p.add_argument("--mlflow-run", help="log the scores to this MLflow run id ('new' starts one)")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("ui", help="start the MLflow UI on the local store (mlruns/)")
     p.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,223 @@
+"""Per-base classes -> gene models (a documented rule set, vectorised over runs of equal class).
+
+Rules, applied to one strand of one sequence (classes in forward coordinates):
+1. Smoothing: a run shorter than its class minimum (`DecodeRules`) takes the class of its longer
+   neighbour; repeated until no short run is left. This removes 1-2 bp micro-exons, 1-bp introns
+   and short intergenic gaps inside genes.
+2. Genes: maximal stretches of non-intergenic bases. Leading and trailing introns are dropped
+   (an intron needs an exon on each side); a stretch without CDS, or with less than `min_gene_cds`
+   CDS bases, is not a gene.
+3. State order UTR5 -> CDS (-> intron -> CDS)* -> UTR3: inside the span from the first to the last
+   CDS base every exon base is CDS; exon bases before it are the 5' UTR (+ strand) and after it
+   the 3' UTR, and vice versa on the - strand. Introns between UTR exons are kept.
+4. Reading frame: of the three frames, the one with the fewest in-frame stop codons in the spliced
+   CDS sets the first CDS segment's phase; the phases of later segments follow from the lengths.
+   With a strand-agnostic model the strand is chosen the same way (fewer stops wins; ties '+').
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dga.data.windows import COMPLEMENT
+from dga.labels import Label
+
+# Codes A C G T -> stop codons TAA TAG TGA as code triplets (A=0 C=1 G=2 T=3).
+_STOPS = {(3, 0, 0), (3, 0, 2), (3, 2, 0)}
+_STOP_INDEX = np.zeros(125, dtype=bool)
+for _a, _b, _c in _STOPS:
+    _STOP_INDEX[_a * 25 + _b * 5 + _c] = True
+
+
+@dataclass(frozen=True)
+class DecodeRules:
+    min_cds: int = 3  # shortest CDS run (shorter: micro-exon noise)
+    min_intron: int = 20
+    min_utr: int = 3
+    min_intergenic: int = 20  # shorter intergenic gaps inside a gene are joined into it
+    min_gene_cds: int = 30  # a gene model needs this many CDS bases
+
+    def minimum(self) -> np.ndarray:
+        out = np.zeros(4, dtype=np.int64)
+        out[Label.CDS], out[Label.INTRON], out[Label.UTR], out[Label.INTERGENIC] = (
+            self.min_cds, self.min_intron, self.min_utr, self.min_intergenic)
+        return out
+
+
+@dataclass
+class GeneModel:
+    """One gene with one transcript; 0-based half-open segments in forward coordinates, sorted."""
+
+    seqid: str
+    strand: str
+    start: int
+    end: int
+    exons: list[tuple[int, int]] = field(default_factory=list)
+    cds: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end, phase)
+    utr5: list[tuple[int, int]] = field(default_factory=list)
+    utr3: list[tuple[int, int]] = field(default_factory=list)
+    stops: int = 0  # in-frame stop codons in the chosen frame (0 for a clean ORF)
+
+
+def runs(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run-length encoding: (starts, ends, values)."""
+    if cls.size == 0:
+        return (np.zeros(0, np.int64),) * 2 + (np.zeros(0, cls.dtype),)
+    cut = np.flatnonzero(cls[1:] != cls[:-1]) + 1
+    starts = np.concatenate([[0], cut])
+    ends = np.concatenate([cut, [cls.size]])
+    return starts, ends, cls[starts]
+
+
+def smooth(cls: np.ndarray, rules: DecodeRules = DecodeRules(), max_rounds: int = 50) -> np.ndarray:
+    """Rule 1: short runs take the class of their longer neighbour (vectorised per round)."""
+    minimum = rules.minimum()
+    starts, ends, vals = runs(cls)
+    for _ in range(max_rounds):
+        lengths = ends - starts
+        short = lengths < minimum[vals]
+        if len(vals) < 2 or not short.any():
+            break
+        # Fix only short runs whose neighbours are not short themselves, shortest first in spirit:
+        # a run and its neighbour both short would otherwise swap classes forever.
+        left_len = np.concatenate([[-1], lengths[:-1]])
+        right_len = np.concatenate([lengths[1:], [-1]])
+        left_val = np.concatenate([[vals[0]], vals[:-1]])
+        right_val = np.concatenate([vals[1:], [vals[-1]]])
+        fix = short & ~(np.concatenate([[False], short[:-1]]) & (left_len < lengths)) \
+            & ~(np.concatenate([short[1:], [False]]) & (right_len <= lengths))
+        if not fix.any():
+            fix = short & (lengths == lengths[short].min())
+            fix &= np.concatenate([[True], ~fix[:-1]])  # never two neighbours in one round
+        vals = vals.copy()
+        vals[fix] = np.where(left_len[fix] >= right_len[fix], left_val[fix], right_val[fix])
+        keep = np.concatenate([[True], vals[1:] != vals[:-1]])  # merge equal neighbours
+        idx = np.flatnonzero(keep)
+        starts, ends, vals = starts[idx], np.concatenate([starts[idx[1:]], [ends[-1]]]), vals[idx]
+    out = np.repeat(vals, ends - starts).astype(cls.dtype)
+    return out
+
+
+def _frame_stops(codes: np.ndarray) -> np.ndarray:
+    """In-frame stop codons of a spliced CDS (codes 0-4) for frames 0, 1, 2."""
+    out = np.zeros(3, dtype=np.int64)
+    for f in range(3):
+        n = (len(codes) - f) // 3
+        if n <= 0:
+            continue
+        c = codes[f: f + 3 * n].reshape(n, 3).astype(np.int64)
+        ok = (c < 4).all(axis=1)
+        idx = c[:, 0] * 25 + c[:, 1] * 5 + c[:, 2]
+        # the last codon may be the real stop: count stops before it
+        out[f] = int((_STOP_INDEX[idx] & ok)[:-1].sum())
+    return out
+
+
+def _spliced(codes: np.ndarray, segs: list[tuple[int, int]], strand: str) -> np.ndarray:
+    seq = np.concatenate([codes[s:e] for s, e in segs]) if segs else np.zeros(0, np.uint8)
+    return seq if strand == "+" else COMPLEMENT[seq[::-1]]
+
+
+def _assemble(seqid: str, strand: str, pieces: list[tuple[int, int, int]], codes: np.ndarray | None,
+              rules: DecodeRules, choose_strand: bool) -> GeneModel | None:
+    """Rules 2-4 for one genic stretch given as (start, end, class) runs."""
+    while pieces and pieces[0][2] == Label.INTRON:
+        pieces = pieces[1:]
+    while pieces and pieces[-1][2] == Label.INTRON:
+        pieces = pieces[:-1]
+    cds_runs = [p for p in pieces if p[2] == Label.CDS]
+    if not cds_runs:
+        return None
+    cs, ce = cds_runs[0][0], cds_runs[-1][1]
+    exons: list[list[int]] = []
+    for s, e, v in pieces:
+        if v == Label.INTRON:
+            continue
+        if exons and exons[-1][1] == s:
+            exons[-1][1] = e
+        else:
+            exons.append([s, e])
+    cds = [(max(s, cs), min(e, ce)) for s, e in exons if s < ce and e > cs]
+    if sum(e - s for s, e in cds) < rules.min_gene_cds:
+        return None
+    before = [(s, min(e, cs)) for s, e in exons if s < cs]
+    after = [(max(s, ce), e) for s, e in exons if e > ce]
+    stops_by_strand = {}
+    if codes is not None:
+        for st in (("+", "-") if choose_strand else (strand,)):
+            stops_by_strand[st] = _frame_stops(_spliced(codes, cds, st))
+        if choose_strand:
+            strand = min(("+", "-"), key=lambda st: (stops_by_strand[st].min(), st == "-"))
+    frame = int(np.argmin(stops_by_strand[strand])) if stops_by_strand else 0
+    order = cds if strand == "+" else cds[::-1]
+    phased, done = [], 0
+    for i, (s, e) in enumerate(order):
+        phase = frame if i == 0 else (3 - (done - frame) % 3) % 3
+        phased.append((s, e, phase))
+        done += e - s
+    phased.sort()
+    gene = GeneModel(seqid, strand, exons[0][0], exons[-1][1], [tuple(x) for x in exons], phased,
+                     before if strand == "+" else after, after if strand == "+" else before,
+                     int(stops_by_strand[strand][frame]) if stops_by_strand else 0)
+    return gene
+
+
+def decode(cls: np.ndarray, seqid: str, strand: str, *, codes: np.ndarray | None = None,
+           rules: DecodeRules = DecodeRules(), offset: int = 0) -> list[GeneModel]:
+    """Gene models from per-base classes of one strand ('+', '-', or '.' = strand-agnostic: the
+    strand of each gene is then chosen by its reading frame). Coordinates are shifted by `offset`."""
+    smoothed = smooth(np.asarray(cls, dtype=np.uint8), rules)
+    starts, ends, vals = runs(smoothed)
+    genic = vals != Label.INTERGENIC
+    genes: list[GeneModel] = []
+    if not genic.any():
+        return genes
+    # group consecutive genic runs: a new group starts after every intergenic run
+    group = np.cumsum(~genic)[genic]
+    idx = np.flatnonzero(genic)
+    bounds = np.flatnonzero(np.diff(group)) + 1
+    for chunk in np.split(idx, bounds):
+        pieces = [(int(starts[i]), int(ends[i]), int(vals[i])) for i in chunk]
+        gene = _assemble(seqid, "+" if strand == "." else strand, pieces, codes, rules, choose_strand=strand == ".")
+        if gene is not None:
+            genes.append(gene)
+    if offset:
+        for g in genes:
+            g.start, g.end = g.start + offset, g.end + offset
+            g.exons = [(s + offset, e + offset) for s, e in g.exons]
+            g.cds = [(s + offset, e + offset, p) for s, e, p in g.cds]
+            g.utr5 = [(s + offset, e + offset) for s, e in g.utr5]
+            g.utr3 = [(s + offset, e + offset) for s, e in g.utr3]
+    return genes
+
+
+def write_gff3(genes: list[GeneModel], lengths: dict[str, int], out, source: str = "DGA",
+               prefix: str = "dga") -> int:
+    """GFF3 3 with gene / mRNA / exon / CDS / five_prime_UTR / three_prime_UTR lines (1-based,
+    inclusive), sorted by sequence and start. Returns the number of genes written."""
+    out.write("##gff-version 3\n")
+    for seqid, n in lengths.items():
+        out.write(f"##sequence-region {seqid} 1 {n}\n")
+    order = {s: i for i, s in enumerate(lengths)}
+    genes = sorted(genes, key=lambda g: (order[g.seqid], g.start, g.end, g.strand))
+    counter: dict[str, int] = {}
+    for g in genes:
+        counter[g.seqid] = counter.get(g.seqid, 0) + 1
+        gid = f"{prefix}.{g.seqid}.g{counter[g.seqid]:05d}"
+        tid = f"{gid}.t1"
+
+        def line(ftype: str, s: int, e: int, attrs: str, phase: str = ".") -> None:
+            out.write(f"{g.seqid}\t{source}\t{ftype}\t{s + 1}\t{e}\t.\t{g.strand}\t{phase}\t{attrs}\n")
+
+        line("gene", g.start, g.end, f"ID={gid}")
+        line("mRNA", g.start, g.end, f"ID={tid};Parent={gid}")
+        children = [(s, e, "exon", f"ID={tid}.exon{i + 1};Parent={tid}", ".") for i, (s, e) in enumerate(g.exons)]
+        children += [(s, e, "five_prime_UTR", f"Parent={tid}", ".") for s, e in g.utr5]
+        children += [(s, e, "CDS", f"ID={tid}.cds;Parent={tid}", str(p)) for s, e, p in g.cds]
+        children += [(s, e, "three_prime_UTR", f"Parent={tid}", ".") for s, e in g.utr3]
+        for s, e, ftype, attrs, phase in sorted(children, key=lambda c: (c[0], c[1])):
+            line(ftype, s, e, attrs, phase)
+        out.write("###\n")
+    return len(genes)

@@ -1,0 +1,201 @@
+"""`dga predict`: a trained model over whole sequences (both strands) -> per-base classes -> GFF3.
+
+Every sequence is read in overlapping windows (centre-stitched, `dga.infer`) on the forward strand
+and on the reverse complement. A strand-aware model (`labels = "stranded"`) calls + strand genes on
+the forward read and - strand genes on the reverse-complement read (5'->3', as Helixer does); a
+strand-agnostic model's two reads are averaged and each gene's strand is chosen by its reading
+frame (`dga.decode`). Per-base work is batched tensors and numpy; memory is a few bytes per base
+(codes, classes; probabilities go to a memory-mapped file when asked for) plus one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dga.config import Config, load_config
+from dga.data.windows import COMPLEMENT
+from dga.decode import DecodeRules, GeneModel, decode, write_gff3
+from dga.errors import InputError
+from dga.infer import forward_codes, iter_region_batches
+from dga.labels import N_CLASSES, Label
+from dga.model import build_model
+
+
+N_RUN_MIN = 10  # runs of at least this many N (assembly gaps) are never genic
+
+
+def n_runs(codes: np.ndarray, min_len: int) -> np.ndarray:
+    """Mask of bases inside runs of >= min_len N codes."""
+    is_n = np.concatenate([[False], codes == 4, [False]])
+    edges = np.flatnonzero(is_n[1:] != is_n[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    keep = ends - starts >= min_len
+    mask = np.zeros(len(codes) + 1, dtype=np.int32)
+    np.add.at(mask, starts[keep], 1)
+    np.add.at(mask, ends[keep], -1)
+    return np.cumsum(mask[:-1]) > 0
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    config: Config
+    source: str
+
+
+def _config_of_mlflow_model(uri: str) -> dict:
+    """The training config stored with an MLflow model: the registered version's `config` tag, or
+    the `config.json` artifact of the run that logged it."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run_id = None
+    if uri.startswith("models:/"):
+        ref = uri[len("models:/"):]
+        name, _, rest = ref.partition("@")
+        if rest:
+            mv = client.get_model_version_by_alias(name, rest)
+        elif "/" in ref:
+            name, version = ref.split("/", 1)
+            mv = client.get_model_version(name, version)
+        else:
+            mv = None
+        if mv is not None:
+            if "config" in mv.tags:
+                return json.loads(mv.tags["config"])
+            run_id = mv.run_id
+        else:  # models:/m-<id>: a logged model
+            run_id = mlflow.get_logged_model(ref).source_run_id
+    elif uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+    if run_id is None:
+        raise InputError(None, f"cannot find the training config of {uri}")
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json")
+    return json.loads(Path(path).read_text())
+
+
+def load_model(uri: str, device: torch.device | None = None) -> LoadedModel:
+    """A model by MLflow URI (`models:/name@alias`, `models:/name/3`, `runs:/<id>/model`), zoo name
+    (`zoo:NAME`) or local checkpoint file (`model.pt` / `checkpoint.pt` written by `dga train`)."""
+    device = device or torch.device("cpu")
+    if uri.startswith(("models:/", "runs:/")):
+        import mlflow
+
+        from dga import tracking
+
+        tracking.setup()
+        cfg = load_config(None, _config_of_mlflow_model(uri))
+        model = mlflow.pytorch.load_model(uri, map_location=device)
+        return LoadedModel(model.to(device).eval(), cfg, uri)
+    path = Path(uri)
+    if not path.is_file():
+        raise InputError(path, "no such model file (give an MLflow URI like models:/dga-athaliana-chr1@champion, "
+                               "runs:/<run id>/model, or a model.pt written by `dga train`)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise InputError(path, "not a DGA model file (expected a dict with 'model' and 'config')")
+    cfg = load_config(None, state["config"])
+    model = build_model(cfg)
+    model.load_state_dict(state["model"] if "best_state" not in state or state["best_state"] is None
+                          else state["best_state"])
+    return LoadedModel(model.to(device).eval(), cfg, str(path))
+
+
+def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin: int, batch_size: int,
+                 device: torch.device, bf16: bool, out: np.ndarray, progress=None) -> None:
+    """Softmax class probabilities for every base of `codes` (one read), written into `out` [L, 4]."""
+    for x, batch in iter_region_batches(codes, window, margin, batch_size):
+        probs = torch.softmax(forward_codes(model, x, device, bf16)[..., :N_CLASSES], dim=-1).cpu().numpy()
+        for j, t in enumerate(batch):
+            out[t.keep_from: t.keep_to] = probs[j, t.keep_from - t.start: t.keep_to - t.start]
+        if progress is not None:
+            progress(sum(t.keep_to - t.keep_from for t in batch))
+
+
+def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_size: int = 32,
+                     device: torch.device = torch.device("cpu"), rules: DecodeRules = DecodeRules(),
+                     probs_out: dict | None = None, workdir: Path | None = None, progress=None) -> list[GeneModel]:
+    """Gene models of one sequence, both strands."""
+    cfg = lm.config
+    window = cfg.effective_val_window
+    margin = int(window * cfg.val_overlap)
+    n = len(codes)
+    tmp = Path(workdir or tempfile.mkdtemp(prefix="dga-predict-"))
+    fwd = np.lib.format.open_memmap(tmp / f"{seqid}.fwd.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
+    rev = np.lib.format.open_memmap(tmp / f"{seqid}.rev.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
+    strand_probs(lm.model, codes, window, margin, batch_size, device, cfg.bf16, fwd, progress)
+    strand_probs(lm.model, COMPLEMENT[codes[::-1]], window, margin, batch_size, device, cfg.bf16, rev, progress)
+    rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
+    gaps = n_runs(codes, N_RUN_MIN)
+    if cfg.labels == "stranded":
+        plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
+        plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
+        genes = decode(plus, seqid, "+", codes=codes, rules=rules) + decode(minus, seqid, "-", codes=codes, rules=rules)
+    else:
+        both = np.empty((n,), dtype=np.uint8)
+        step = 1 << 20
+        for a in range(0, n, step):  # chunked so the float32 sum never holds the whole sequence
+            both[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]).argmax(axis=1)
+        both[gaps] = Label.INTERGENIC
+        genes = decode(both, seqid, ".", codes=codes, rules=rules)
+    if probs_out is not None:
+        probs_out[seqid] = (fwd, rev)
+    return genes
+
+
+def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
+                device: str = "auto") -> int:
+    """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz)."""
+    from tqdm import tqdm
+
+    from dga.data.fasta import read_fasta
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    t0 = time.perf_counter()
+    lm = load_model(model_uri, dev)
+    records = read_fasta(fasta)
+    total = 2 * sum(len(r) for r in records)
+    bs = batch_size or (256 if dev.type == "cuda" else lm.config.val_batch_size)
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    lengths = {r.id: len(r) for r in records}
+    print(f"model {lm.source}: BiLSTM h{lm.config.hidden_size} x {lm.config.num_layers}, "
+          f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, window "
+          f"{lm.config.effective_val_window}; {len(records)} sequence(s), {total // 2:,} bases on {dev}", flush=True)
+    genes: list[GeneModel] = []
+    probs_out: dict | None = {} if probs else None
+    with tempfile.TemporaryDirectory(prefix="dga-predict-") as tmp:
+        bar = tqdm(total=total, unit="b", unit_scale=True, desc="predict (both strands)", mininterval=1,
+                   disable=not sys.stderr.isatty())
+        t_inf = time.perf_counter()
+        for rec in records:
+            genes += predict_sequence(lm, rec.id, rec.codes, batch_size=bs, device=dev, probs_out=probs_out,
+                                      workdir=Path(tmp), progress=bar.update)
+        bar.close()
+        seconds = time.perf_counter() - t_inf
+        # write next to the target and rename: a failed run never leaves a half-written GFF3
+        part = out_path.with_name(out_path.name + ".part")
+        with open(part, "w") as fh:
+            n_genes = write_gff3(genes, lengths, fh)
+        os.replace(part, out_path)
+        if probs and probs_out is not None:
+            arrays = {}
+            for sid, (f, r) in probs_out.items():
+                arrays[f"{sid}/forward"] = f
+                arrays[f"{sid}/reverse_complement"] = r
+            ppart = Path(probs).with_name(Path(probs).name + ".part.npz")
+            np.savez(ppart, **arrays)
+            os.replace(ppart, probs)
+    print(f"{n_genes:,} gene models -> {out_path}; inference {total:,} bases (both strands) in {seconds:.1f} s "
+          f"= {total / max(seconds, 1e-9):,.0f} bases/s; total {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -1,0 +1,217 @@
+"""Decoding to GFF3 gene models, prediction on awkward sequences, and evaluation scores."""
+
+import io
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from dga.config import load_config
+from dga.data.encode import encode_labels
+from dga.data.gff import read_gff
+from dga.decode import DecodeRules, decode, runs, smooth, write_gff3
+from dga.evaluate import evaluate, parse_region, Span
+from dga.errors import InputError
+from dga.labels import Label
+from dga.model import build_model
+from dga.predict import load_model, n_runs, run_predict
+
+from conftest import gff_line
+
+C, I, U, G = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
+
+
+def lab(*pieces):
+    return np.concatenate([np.full(n, v, dtype=np.uint8) for v, n in pieces])
+
+
+# --------------------------------------------------------------------------------------- decoder rules
+def test_smoothing_removes_micro_runs_and_keeps_real_ones():
+    cls = lab((G, 50), (U, 30), (C, 2), (U, 5), (C, 100), (I, 1), (C, 80), (I, 60), (C, 90), (G, 5), (C, 40), (G, 60))
+    out = smooth(cls)
+    s, e, v = runs(out)
+    assert (e - s)[v == C].min() >= 3 and (e - s)[v == I].min() >= 20
+    assert len(out) == len(cls)
+    assert out[300:355].tolist() == cls[300:355].tolist()  # the 60-bp intron survives
+
+
+def test_decode_state_order_and_phases_on_plus_and_minus():
+    seq = np.zeros(400, dtype=np.uint8)  # all A: no stop codon in any frame
+    cls = lab((G, 20), (U, 30), (C, 50), (I, 40), (C, 61), (U, 20), (I, 30), (U, 25), (G, 124))
+    (g,) = decode(cls, "s", "+", codes=seq)
+    assert g.strand == "+" and (g.start, g.end) == (20, 276)
+    assert g.utr5 == [(20, 50)] and g.utr3 == [(201, 221), (251, 276)]
+    assert [(s, e) for s, e, _ in g.cds] == [(50, 100), (140, 201)]
+    assert [p for *_, p in g.cds] == [0, 1]  # 50 bases done: next codon starts 1 base into exon 2
+    (m,) = decode(cls, "s", "-", codes=seq)
+    assert m.utr3 == [(20, 50)] and m.utr5 == [(201, 221), (251, 276)]
+    # - strand: transcription starts at the right-hand CDS exon (61 bases), so the left one has phase 2
+    assert [p for *_, p in sorted(m.cds, key=lambda c: -c[0])] == [0, 2]
+    # no CDS or too little CDS: no gene; a lone intron is not a gene either
+    assert decode(lab((G, 20), (U, 50), (G, 20)), "s", "+") == []
+    assert decode(lab((G, 20), (C, 20), (G, 20)), "s", "+") == []
+
+
+def test_strand_chosen_by_reading_frame_for_strand_agnostic_models():
+    rng = np.random.default_rng(0)
+    orf = rng.integers(0, 4, 300).astype(np.uint8)
+    codons = orf.reshape(-1, 3)
+    stops = (codons[:, 0] == 3) & (((codons[:, 1] == 0) & np.isin(codons[:, 2], [0, 2])) |
+                                   ((codons[:, 1] == 2) & (codons[:, 2] == 0)))
+    codons[stops, 0] = 1  # remove stop codons from frame 0 of the + strand
+    seq = np.concatenate([np.full(30, 1, np.uint8), orf, np.full(30, 1, np.uint8)])
+    cls = lab((G, 30), (C, 300), (G, 30))
+    (g,) = decode(cls, "s", ".", codes=seq)
+    assert g.strand == "+" and g.stops == 0 and g.cds[0][2] == 0
+    rc = (3 - seq)[::-1].copy()  # the same ORF on the - strand
+    (h,) = decode(cls[::-1].copy(), "s", ".", codes=rc)
+    assert h.strand == "-" and h.stops == 0
+
+
+def test_n_runs_mask():
+    codes = np.array([0, 4, 4, 1] + [4] * 12 + [2], dtype=np.uint8)
+    mask = n_runs(codes, 10)
+    assert mask.tolist() == [False] * 4 + [True] * 12 + [False]
+
+
+# --------------------------------------------------------------------------------------- round trip
+@pytest.fixture(scope="module")
+def round_trip(dmel_store, tmp_path_factory):
+    """Reference labels (both strands) -> decoder -> GFF3 -> labels again, on D. melanogaster chr4."""
+    seqid = dmel_store.seqids[0]["id"]
+    n = dmel_store.total_length
+    codes = np.asarray(dmel_store.track("seq"))
+    genes = decode(dmel_store.track("label_plus"), seqid, "+", codes=codes) + \
+        decode(dmel_store.track("label_minus"), seqid, "-", codes=codes)
+    out = tmp_path_factory.mktemp("rt") / "roundtrip.gff3"
+    with open(out, "w") as fh:
+        write_gff3(genes, {seqid: n}, fh)
+    again = read_gff(out, {seqid: n}).transcripts
+    return seqid, n, genes, out, encode_labels(again, {seqid: 0}, n)
+
+
+def test_round_trip_reproduces_labels_except_where_rules_forbid(dmel_store, round_trip):
+    seqid, n, genes, out, tracks = round_trip
+    rules = DecodeRules()
+    report = {}
+    for strand, ref_name, got in (("+", "label_plus", tracks.plus), ("-", "label_minus", tracks.minus)):
+        ref = np.asarray(dmel_store.track(ref_name))
+        wrong = ref != got
+        # the explanations: bases in runs shorter than the rules' minimum lengths (smoothed away),
+        # and bases in genes overlapping another gene on the same strand (decoded as one gene)
+        s, e, v = runs(ref)
+        short = np.repeat((e - s) < rules.minimum()[v], e - s)
+        ann = read_gff(dmel_store.manifest["inputs"]["gff"]["path"], {seqid: n}).transcripts
+        spans = sorted(t.span for t in ann if t.strand == strand)
+        overlap = np.zeros(n, bool)
+        end = -1
+        for a, b in spans:
+            if a < end:
+                overlap[a:b] = True
+            end = max(end, b)
+        unexplained = wrong & ~short & ~overlap
+        report[strand] = (int(wrong.sum()), int((wrong & short).sum()), int((wrong & overlap & ~short).sum()))
+        assert wrong.mean() < 0.01, report
+        assert unexplained.sum() == 0, (strand, np.flatnonzero(unexplained)[:20], report)
+    print("round-trip mismatches (total, short runs, same-strand overlaps):", report)
+
+
+def test_round_trip_phases_and_exons(dmel_store, round_trip):
+    seqid, n, genes, out, tracks = round_trip
+    for name, got in (("phase_plus", tracks.phase_plus), ("phase_minus", tracks.phase_minus)):
+        ref = np.asarray(dmel_store.track(name))
+        both = (ref >= 0) & (got >= 0)
+        assert both.sum() > 50_000
+        assert (ref[both] == got[both]).mean() > 0.99, name  # frame chosen by stop codons = the annotated one
+    ref_t = read_gff(dmel_store.manifest["inputs"]["gff"]["path"], {seqid: n}).transcripts
+    ref_ex = {(t.strand, s, e) for t in ref_t for s, e, _ in t.cds}
+    got_ex = {(g.strand, s, e) for g in genes for s, e, _ in g.cds}
+    assert len(ref_ex & got_ex) / len(ref_ex) > 0.97
+
+
+@pytest.mark.skipif(shutil.which("gt") is None, reason="genometools (gt) not installed; .ci/run installs it")
+def test_gff3_output_passes_gt_gff3validator(round_trip):
+    out = round_trip[3]
+    proc = subprocess.run(["gt", "gff3validator", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------------------- predict
+@pytest.fixture
+def tiny_model_file(tmp_path):
+    cfg = load_config(None, {"hidden_size": 8, "num_layers": 1, "bases_per_step": 4, "window": 400,
+                             "val_window": 400})
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, path)
+    return path
+
+
+def test_predict_short_all_n_and_lowercase_sequences(tmp_path, tiny_model_file):
+    fasta = tmp_path / "odd.fa"
+    fasta.write_text(">short\nACGTACGTAC\n>gap\n" + "N" * 3000 + "\n>soft\n" + "acgtAAGGTTcc" * 200 + "\n")
+    out = tmp_path / "pred.gff3"
+    assert run_predict(str(fasta), str(tiny_model_file), str(out), probs=str(tmp_path / "p.npz")) == 0
+    text = out.read_text()
+    assert text.startswith("##gff-version 3") and "##sequence-region gap 1 3000" in text
+    assert "\tgap\t" not in text and not any(line.startswith("gap\t") for line in text.splitlines())
+    probs = np.load(tmp_path / "p.npz")
+    assert probs["short/forward"].shape == (10, 4) and probs["soft/reverse_complement"].shape == (2400, 4)
+    assert np.allclose(probs["gap/forward"].astype(np.float32).sum(axis=1), 1, atol=1e-2)
+    with pytest.raises(InputError, match="no such model file"):
+        load_model(str(tmp_path / "nope.pt"))
+
+
+def test_predict_reads_both_strands_consistently(tmp_path, tiny_model_file):
+    """The reverse-complement read of a sequence equals the forward read of its reverse complement."""
+    from dga.predict import predict_sequence
+
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 4, 5000).astype(np.uint8)
+    lm = load_model(str(tiny_model_file))
+    a, b = {}, {}
+    predict_sequence(lm, "x", codes, probs_out=a, workdir=tmp_path)
+    predict_sequence(lm, "y", (3 - codes[::-1]).copy(), probs_out=b, workdir=tmp_path)
+    fwd_x, rev_x = a["x"]
+    fwd_y, rev_y = b["y"]
+    assert np.allclose(np.asarray(rev_x, np.float32), np.asarray(fwd_y, np.float32), atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------- evaluate
+def _gene(seqid, gid, strand, exons, cds):
+    lines = [gff_line(seqid, "gene", exons[0][0], exons[-1][1], strand, f"ID={gid}"),
+             gff_line(seqid, "mRNA", exons[0][0], exons[-1][1], strand, f"ID={gid}.t;Parent={gid}")]
+    lines += [gff_line(seqid, "exon", s, e, strand, f"Parent={gid}.t") for s, e in exons]
+    lines += [gff_line(seqid, "CDS", s, e, strand, f"Parent={gid}.t", "0") for s, e in cds]
+    return lines
+
+
+def test_evaluate_hand_made_cases(make_case, tmp_path):
+    ref_lines = _gene("chr", "a", "+", [(101, 300), (401, 600)], [(151, 300), (401, 550)])
+    fasta, ref, _ = make_case({"chr": 1000}, ref_lines, "ref")
+    lengths = {"chr": 1000}
+    perfect = evaluate(ref, ref, lengths)
+    assert perfect["base"]["genic_f1"] == 1.0 and perfect["exon"]["f1"] == 1.0 and perfect["gene"]["f1"] == 1.0
+    # second CDS exon ends 30 bases early (those bases become 3' UTR): one of two exons exact, gene wrong
+    shifted = _gene("chr", "b", "+", [(101, 300), (401, 600)], [(151, 300), (401, 520)])
+    _, pred, _ = make_case({"chr": 1000}, shifted, "pred")
+    res = evaluate(ref, pred, lengths)
+    assert res["exon"] == {"sensitivity": 0.5, "precision": 0.5, "f1": 0.5, "n_ref": 2, "n_pred": 2, "matched": 1}
+    assert res["gene"]["f1"] == 0.0
+    cm = np.array(res["confusion"])
+    assert cm[C, U] == 30 and cm[C, C] == 150 + 120 and cm[U, U] == 50 + 50 and cm[I, I] == 100
+    assert cm.sum() == 1000 and cm[G, G] == 500
+    assert res["base"]["genic_f1"] == pytest.approx(2 * 470 / (2 * 470 + 30 + 30))  # TP 270 + 100 + 100
+    # a gene outside the region does not count; the region is 1-based inclusive
+    region = parse_region("chr:601-1000", lengths)
+    assert region == Span("chr", 600, 1000)
+    assert evaluate(ref, pred, lengths, [region])["exon"]["n_ref"] == 0
+    with pytest.raises(InputError, match="not in the FASTA"):
+        parse_region("chrX:1-10", lengths)
+    # a prediction with no genes at all
+    empty = tmp_path / "empty.gff3"
+    empty.write_text("##gff-version 3\n")
+    none = evaluate(ref, empty, lengths)
+    assert none["base"]["genic_f1"] == 0.0 and none["exon"]["n_pred"] == 0 and none["exon"]["sensitivity"] == 0.0
