@@ -88,6 +88,25 @@ def _evaluate(args: argparse.Namespace) -> int:
                         mlflow_run=args.mlflow_run)
 
 
+def _zoo(args: argparse.Namespace) -> int:
+    from dga import zoo
+
+    if args.action == "list":
+        print(zoo.list_table())
+        return 0
+    if not args.name:
+        raise InputError(None, f"dga zoo {args.action} needs a NAME (have: {', '.join(zoo.names())})")
+    if args.action == "show":
+        print(zoo.render_card(zoo.card(args.name)))
+        return 0
+    if args.action == "import":
+        version = zoo.import_entry(args.name)
+        print(f"registered zoo:{args.name} as models:/dga-zoo-{args.name}/{version} in the local MLflow registry "
+              f"(see `dga ui`)")
+        return 0
+    return zoo.build_entry(args.name, args.device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import dga
 
@@ -147,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", help="write the confusion matrix figure (PNG)")
     p.add_argument("--mlflow-run", help="log the scores to this MLflow run id ('new' starts one)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("zoo", help="shipped models: list, show a model card, import into MLflow, rebuild")
+    p.add_argument("action", choices=["list", "show", "import", "build"])
+    p.add_argument("name", nargs="?", help="zoo entry (e.g. athaliana)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for build")
+    p.set_defaults(func=_zoo)
 
     p = sub.add_parser("ui", help="start the MLflow UI on the local store (mlruns/)")
     p.add_argument("--host", default="127.0.0.1")

@@ -87,6 +87,11 @@ def load_model(uri: str, device: torch.device | None = None) -> LoadedModel:
     """A model by MLflow URI (`models:/name@alias`, `models:/name/3`, `runs:/<id>/model`), zoo name
     (`zoo:NAME`) or local checkpoint file (`model.pt` / `checkpoint.pt` written by `dga train`)."""
     device = device or torch.device("cpu")
+    if uri.startswith("zoo:"):
+        from dga import zoo
+
+        model, cfg = zoo.load_entry(uri[4:], device)
+        return LoadedModel(model, cfg, uri)
     if uri.startswith(("models:/", "runs:/")):
         import mlflow
 

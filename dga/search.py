@@ -225,7 +225,7 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
         raise InputError(None, f"Optuna storage {url!r}: use sqlite:///..., postgresql://... or mysql://...")
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: our one-line reason, not a traceback
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice
         storage = optuna.storages.RDBStorage(

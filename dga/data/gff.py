@@ -16,6 +16,8 @@ from dga.data.fasta import open_text
 from dga.errors import InputError
 
 _STRANDS = {"+", "-", ".", "?"}
+# UTR features count as exon parts (for annotations that give UTRs but no exon lines).
+_UTR_TYPES = {"five_prime_UTR", "three_prime_UTR", "5'-UTR", "3'-UTR", "UTR", "five_prime_utr", "three_prime_utr"}
 _GTF_ATTR = re.compile(r'(\w+) "([^"]*)"')
 
 
@@ -146,6 +148,8 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
                 parents = [p for p in attrs.get("Parent", "").split(",") if p]
             if fid and fid not in nodes:
                 nodes[fid] = _Node(ftype, parents, line_no, strand, seqid)
+            if ftype in _UTR_TYPES:
+                ftype = "exon"
             if ftype == "exon" or ftype == "CDS":
                 if ftype == "CDS":
                     if not parents:

@@ -1,0 +1,98 @@
+"""A time-boxed A. thaliana chr1 training run on one GPU, without MLflow (the GPU host has none).
+
+1. probe: train briefly to measure this config's throughput on this device;
+2. train: folds 1-4 of the k=5 split (fold 0 validates every epoch; the best epoch is kept), with
+   bases_per_epoch sized so that `--minutes` of training fit in the budget, cosine lr over all epochs;
+3. test: one evaluation on the held-out test region (the last 10 % of chr1);
+4. predict speed: `dga.predict.predict_sequence` over all of chr1, both strands, with decoding.
+Writes model.pt (weights + resolved config) and result.json to --out.
+
+    python benchmarks/gpu_train_athaliana.py --store stores/athaliana-chr1 --minutes 6 --out $OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dga.config import load_config
+from dga.data.store import open_store
+from dga.data.windows import load_or_make_splits
+from dga.metrics import metrics_from_confusion
+from dga.search import load_search, trial_config
+from dga.train import fit, setup_distributed, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--store", default="stores/athaliana-chr1")
+    ap.add_argument("--baseline", default="k10-h256x3", help="a [[search.baseline]] of experiments/athaliana.toml")
+    ap.add_argument("--minutes", type=float, default=6.0)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    exp = ROOT / "experiments" / "athaliana.toml"
+    base = load_config(exp, [f"store={args.store}", "device=auto", "num_workers=4"])
+    overrides = dict(dict(load_search(exp).baselines)[args.baseline])
+    cfg = load_config(None, {**trial_config(base, overrides).to_dict(),
+                             **{k: v for k, v in (s.split("=", 1) for s in args.set)}})
+    dist = setup_distributed(cfg.device, cfg.threads)
+    store = open_store(args.store)
+    splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    report = {"device": torch.cuda.get_device_name() if dist.device.type == "cuda" else "cpu",
+              "torch": torch.__version__}
+
+    probe_cfg = replace(cfg, fold=-1, epochs=1, bases_per_epoch=cfg.batch_size * cfg.window * 150)
+    t = time.perf_counter()
+    probe = fit(probe_cfg, store, splits, dist, log=lambda s: None)
+    rate = probe.history[0]["train_bases_per_s"]
+    report["probe"] = {"train_bases_per_s": rate, "seconds": time.perf_counter() - t}
+    print(f"probe: {rate:,.0f} train bases/s", flush=True)
+
+    per_epoch = max(int(rate * args.minutes * 60 / args.epochs * 0.9),  # 10 % for validation passes
+                    cfg.batch_size * cfg.window * dist.world_size)
+    cfg = replace(cfg, fold=0, epochs=args.epochs, bases_per_epoch=per_epoch, early_stopping_patience=0)
+    t = time.perf_counter()
+    result = fit(cfg, store, splits, dist, log=lambda s: print(s, flush=True))
+    report["train"] = {"seconds": time.perf_counter() - t, "bases_per_epoch": per_epoch, "epochs": cfg.epochs,
+                       "best_epoch": result.best_epoch, "n_parameters": result.n_parameters,
+                       "validation_fold0": result.metrics,
+                       "history": [{k: v for k, v in r.items() if k != "val_confusion"} for r in result.history]}
+    torch.save({"model": {k: v.cpu() for k, v in result.model.state_dict().items()}, "config": cfg.to_dict()},
+               out / "model.pt")
+
+    t = time.perf_counter()
+    cm, _ = validate(result.model, store, list(splits.test), cfg, dist)
+    report["test"] = {"metrics": metrics_from_confusion(cm), "confusion": cm.tolist(),
+                      "seconds": time.perf_counter() - t, "bases": sum(len(r) for r in splits.test)}
+    print("test:", json.dumps({k: round(v, 4) for k, v in report["test"]["metrics"].items()
+                               if "f1" in k or k == "accuracy"}), flush=True)
+
+    from dga.predict import LoadedModel, predict_sequence
+
+    codes = np.asarray(store.track("seq"))
+    lm = LoadedModel(result.model.eval(), cfg, "gpu-run")
+    for bs in (64, 256):
+        t = time.perf_counter()
+        genes = predict_sequence(lm, store.seqids[0]["id"], codes, batch_size=bs, device=dist.device)
+        secs = time.perf_counter() - t
+        report[f"predict_batch{bs}"] = {"seconds": secs, "bases_both_strands": 2 * len(codes),
+                                        "bases_per_s": 2 * len(codes) / secs, "genes": len(genes)}
+        print(f"predict chr1 both strands, batch {bs}: {secs:.1f} s = {2 * len(codes) / secs:,.0f} bases/s, "
+              f"{len(genes)} genes", flush=True)
+    (out / "result.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
