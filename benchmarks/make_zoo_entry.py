@@ -11,45 +11,19 @@ the genic F1 on a 50 kb slice (the zoo test re-checks it). Facts about how the m
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import tempfile
 from pathlib import Path
-
-import numpy as np
-import torch
 
 import dga
 from dga import zoo
 from dga.data.sources import resolve
 from dga.data.store import open_store
 from dga.data.windows import load_or_make_splits
-from dga.decode import write_gff3
-from dga.evaluate import Span, evaluate
 from dga.metrics import metrics_from_confusion
-from dga.predict import load_model, predict_sequence
+from dga.predict import load_model
 from dga.train import DistInfo, validate
 
 SLICE = 50_000
-
-
-def decoded_scores(lm, store, gff: str, seqid: str, start: int, end: int) -> dict:
-    """Predict [start, end) of seqid, write GFF3 in chromosome coordinates, score it."""
-    offsets = {s["id"]: s["offset"] for s in store.seqids}
-    lengths = {s["id"]: s["length"] for s in store.seqids}
-    codes = np.asarray(store.track("seq")[offsets[seqid] + start: offsets[seqid] + end])
-    with tempfile.TemporaryDirectory() as tmp:
-        genes = predict_sequence(lm, seqid, codes, workdir=Path(tmp))
-        for g in genes:
-            g.start, g.end = g.start + start, g.end + start
-            g.exons = [(s + start, e + start) for s, e in g.exons]
-            g.cds = [(s + start, e + start, p) for s, e, p in g.cds]
-            g.utr5 = [(s + start, e + start) for s, e in g.utr5]
-            g.utr3 = [(s + start, e + start) for s, e in g.utr3]
-        pred = Path(tmp) / "pred.gff3"
-        with open(pred, "w") as fh:
-            write_gff3(genes, lengths, fh)
-        return evaluate(gff, pred, lengths, [Span(seqid, start, end)])
 
 
 def main() -> None:
@@ -84,8 +58,8 @@ def main() -> None:
     model, cfg = zoo.load_entry(args.name)
     lm = type(lm)(model, cfg, f"zoo:{args.name}")
     cm, _ = validate(model, store, [test], cfg, DistInfo())
-    full = decoded_scores(lm, store, gff, test.seqid, test.start, test.end)
-    sl = decoded_scores(lm, store, gff, test.seqid, test.start, test.start + SLICE)
+    full = zoo.score_region(lm, store, gff, test.seqid, test.start, test.end)
+    sl = zoo.score_region(lm, store, gff, test.seqid, test.start, test.start + SLICE)
     card = dict(placeholder)
     card["test"] = {"region": f"{test.seqid}:{test.start + 1}-{test.end}", "base": full["base"],
                     "exon": full["exon"], "gene": full["gene"], "confusion": full["confusion"],

@@ -10,7 +10,11 @@ Rules, applied to one strand of one sequence (classes in forward coordinates):
 3. State order UTR5 -> CDS (-> intron -> CDS)* -> UTR3: inside the span from the first to the last
    CDS base every exon base is CDS; exon bases before it are the 5' UTR (+ strand) and after it
    the 3' UTR, and vice versa on the - strand. Introns between UTR exons are kept.
-4. Reading frame: of the three frames, the one with the fewest in-frame stop codons in the spliced
+4. Signals (with the sequence, `snap` > 0): each intron end moves to the nearest canonical splice
+   site within `snap` bases (donor GT/GC, acceptor AG, read on the gene's strand), the CDS start to
+   the nearest ATG and the CDS end to the nearest stop codon; a boundary with no such site nearby,
+   or whose move would empty an exon, stays where the classes put it.
+5. Reading frame: of the three frames, the one with the fewest in-frame stop codons in the spliced
    CDS sets the first CDS segment's phase; the phases of later segments follow from the lengths.
    With a strand-agnostic model the strand is chosen the same way (fewer stops wins; ties '+').
 """
@@ -38,6 +42,7 @@ class DecodeRules:
     min_utr: int = 3
     min_intergenic: int = 20  # shorter intergenic gaps inside a gene are joined into it
     min_gene_cds: int = 30  # a gene model needs this many CDS bases
+    snap: int = 15  # move exon/CDS boundaries up to this many bases to a splice site / start / stop (0 = off)
 
     def minimum(self) -> np.ndarray:
         out = np.zeros(4, dtype=np.int64)
@@ -59,6 +64,43 @@ class GeneModel:
     utr5: list[tuple[int, int]] = field(default_factory=list)
     utr3: list[tuple[int, int]] = field(default_factory=list)
     stops: int = 0  # in-frame stop codons in the chosen frame (0 for a clean ORF)
+
+
+def _motif(text: str) -> np.ndarray:
+    return np.array(["ACGT".index(c) for c in text], dtype=np.uint8)
+
+
+# (motif at the boundary, where it sits relative to the boundary position)
+_SITES = {
+    ("+", "donor"): ([_motif("GT"), _motif("GC")], 0), ("+", "acceptor"): ([_motif("AG")], -2),
+    ("-", "donor"): ([_motif("AC"), _motif("GC")], -2), ("-", "acceptor"): ([_motif("CT")], 0),
+    ("+", "start"): ([_motif("ATG")], 0), ("+", "stop"): ([_motif("TAA"), _motif("TAG"), _motif("TGA")], -3),
+    ("-", "start"): ([_motif("CAT")], -3), ("-", "stop"): ([_motif("TTA"), _motif("CTA"), _motif("TCA")], 0),
+}
+
+
+def _snap(codes: np.ndarray, pos: int, kind: tuple[str, str], radius: int, lo: int, hi: int) -> int:
+    """Nearest position p in [lo, hi] within `radius` of pos where the site's motif sits at p + shift."""
+    motifs, shift = _SITES[kind]
+    a, b = max(lo, pos - radius), min(hi, pos + radius)
+    if a > b:
+        return pos
+    cand = np.arange(a, b + 1)
+    start = cand + shift
+    ok = (start >= 0) & (start + 3 <= len(codes) + (3 - len(motifs[0])))
+    cand, start = cand[ok], start[ok]
+    hit = np.zeros(cand.shape, dtype=bool)
+    for m in motifs:
+        match = np.ones(cand.shape, dtype=bool)
+        for i, base in enumerate(m):
+            idx = start + i
+            inside = idx < len(codes)
+            match &= inside & (codes[np.minimum(idx, len(codes) - 1)] == base)
+        hit |= match
+    if not hit.any():
+        return pos
+    c = cand[hit]
+    return int(c[np.argmin(np.abs(c - pos) * 2 + (c > pos))])  # nearest; ties to the left
 
 
 def runs(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,14 +184,18 @@ def _assemble(seqid: str, strand: str, pieces: list[tuple[int, int, int]], codes
     cds = [(max(s, cs), min(e, ce)) for s, e in exons if s < ce and e > cs]
     if sum(e - s for s, e in cds) < rules.min_gene_cds:
         return None
-    before = [(s, min(e, cs)) for s, e in exons if s < cs]
-    after = [(max(s, ce), e) for s, e in exons if e > ce]
     stops_by_strand = {}
     if codes is not None:
-        for st in (("+", "-") if choose_strand else (strand,)):
-            stops_by_strand[st] = _frame_stops(_spliced(codes, cds, st))
         if choose_strand:
+            for st in ("+", "-"):
+                stops_by_strand[st] = _frame_stops(_spliced(codes, cds, st))
             strand = min(("+", "-"), key=lambda st: (stops_by_strand[st].min(), st == "-"))
+        if rules.snap:
+            exons, cs, ce = _snap_gene(codes, exons, cs, ce, strand, rules)
+            cds = [(max(s, cs), min(e, ce)) for s, e in exons if s < ce and e > cs]
+        stops_by_strand = {strand: _frame_stops(_spliced(codes, cds, strand))}
+    before = [(s, min(e, cs)) for s, e in exons if s < cs]
+    after = [(max(s, ce), e) for s, e in exons if e > ce]
     frame = int(np.argmin(stops_by_strand[strand])) if stops_by_strand else 0
     order = cds if strand == "+" else cds[::-1]
     phased, done = [], 0
@@ -162,6 +208,30 @@ def _assemble(seqid: str, strand: str, pieces: list[tuple[int, int, int]], codes
                      before if strand == "+" else after, after if strand == "+" else before,
                      int(stops_by_strand[strand][frame]) if stops_by_strand else 0)
     return gene
+
+
+def _snap_gene(codes: np.ndarray, exons: list[list[int]], cs: int, ce: int, strand: str,
+               rules: DecodeRules) -> tuple[list[list[int]], int, int]:
+    """Rule 4: intron ends to splice sites, CDS ends to start / stop codons (forward coordinates)."""
+    r, ex = rules.snap, [list(x) for x in exons]
+    left_kind, right_kind = (("donor", "acceptor") if strand == "+" else ("acceptor", "donor"))
+    for i in range(len(ex) - 1):  # intron between ex[i] and ex[i + 1]
+        a, b = ex[i][1], ex[i + 1][0]
+        a2 = _snap(codes, a, (strand, left_kind), r, ex[i][0] + 1, b - rules.min_intron)
+        b2 = _snap(codes, b, (strand, right_kind), r, a2 + rules.min_intron, ex[i + 1][1] - 1)
+        ex[i][1], ex[i + 1][0] = a2, b2
+    first = next(i for i, (s, e) in enumerate(ex) if e > cs)
+    last = max(i for i, (s, e) in enumerate(ex) if s < ce)
+    kinds = ("start", "stop") if strand == "+" else ("stop", "start")
+    # a CDS end that is also the gene's end (no UTR there) may move outwards, taking the exon along
+    lo = ex[first][0] - (r if cs == ex[first][0] and first == 0 else 0)
+    hi = ex[last][1] + (r if ce == ex[last][1] and last == len(ex) - 1 else 0)
+    cs2 = _snap(codes, cs, (strand, kinds[0]), r, max(lo, 0), ex[first][1] - 1)
+    ce2 = _snap(codes, ce, (strand, kinds[1]), r, ex[last][0] + 1, min(hi, len(codes)))
+    if ce2 - cs2 >= rules.min_gene_cds:
+        cs, ce = cs2, ce2
+        ex[first][0], ex[last][1] = min(ex[first][0], cs), max(ex[last][1], ce)
+    return ex, cs, ce
 
 
 def decode(cls: np.ndarray, seqid: str, strand: str, *, codes: np.ndarray | None = None,

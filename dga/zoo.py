@@ -117,6 +117,34 @@ def render_card(c: dict) -> str:
     return "\n".join(lines)
 
 
+def score_region(lm, store, gff: str | Path, seqid: str, start: int, end: int) -> dict:
+    """Predict [start, end) of seqid (`dga predict`'s code path), write its GFF3 in chromosome
+    coordinates and score it against the reference with `dga.evaluate` (what the card reports)."""
+    import tempfile
+
+    import numpy as np
+
+    from dga.decode import write_gff3
+    from dga.evaluate import Span, evaluate
+    from dga.predict import predict_sequence
+
+    offsets = {s["id"]: s["offset"] for s in store.seqids}
+    lengths = {s["id"]: s["length"] for s in store.seqids}
+    codes = np.asarray(store.track("seq")[offsets[seqid] + start: offsets[seqid] + end])
+    with tempfile.TemporaryDirectory() as tmp:
+        genes = predict_sequence(lm, seqid, codes, workdir=Path(tmp))
+        for g in genes:
+            g.start, g.end = g.start + start, g.end + start
+            g.exons = [(s + start, e + start) for s, e in g.exons]
+            g.cds = [(s + start, e + start, p) for s, e, p in g.cds]
+            g.utr5 = [(s + start, e + start) for s, e in g.utr5]
+            g.utr3 = [(s + start, e + start) for s, e in g.utr3]
+        pred = Path(tmp) / "pred.gff3"
+        with open(pred, "w") as fh:
+            write_gff3(genes, lengths, fh)
+        return evaluate(gff, pred, lengths, [Span(seqid, start, end)])
+
+
 def list_table() -> str:
     rows = [f"{'name':<16}{'species':<28}{'params':>11}{'CV':>8}{'test genic F1':>15}"]
     for n in names():

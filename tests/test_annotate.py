@@ -63,11 +63,34 @@ def test_strand_chosen_by_reading_frame_for_strand_agnostic_models():
     codons[stops, 0] = 1  # remove stop codons from frame 0 of the + strand
     seq = np.concatenate([np.full(30, 1, np.uint8), orf, np.full(30, 1, np.uint8)])
     cls = lab((G, 30), (C, 300), (G, 30))
-    (g,) = decode(cls, "s", ".", codes=seq)
+    plain = DecodeRules(snap=0)
+    (g,) = decode(cls, "s", ".", codes=seq, rules=plain)
     assert g.strand == "+" and g.stops == 0 and g.cds[0][2] == 0
     rc = (3 - seq)[::-1].copy()  # the same ORF on the - strand
-    (h,) = decode(cls[::-1].copy(), "s", ".", codes=rc)
+    (h,) = decode(cls[::-1].copy(), "s", ".", codes=rc, rules=plain)
     assert h.strand == "-" and h.stops == 0
+
+
+def _codes(text):
+    return np.array(["ACGT".index(c) for c in text], dtype=np.uint8)
+
+
+def test_boundaries_snap_to_start_splice_sites_and_stop():
+    # + strand gene: ATG at 40, intron GT...AG at [100, 160), stop TAA ending at 250
+    seq = np.full(300, 1, dtype=np.uint8)  # all C: no motif anywhere else
+    seq[40:43] = _codes("ATG")
+    seq[100:102], seq[158:160] = _codes("GT"), _codes("AG")
+    seq[247:250] = _codes("TAA")
+    # the classes are off by a few bases at every boundary
+    cls = lab((G, 44), (C, 60), (I, 52), (C, 87), (G, 57))
+    (g,) = decode(cls, "s", "+", codes=seq)
+    assert [(s, e) for s, e, _ in g.cds] == [(40, 100), (160, 250)]
+    (h,) = decode(cls, "s", "+", codes=seq, rules=DecodeRules(snap=0))
+    assert [(s, e) for s, e, _ in h.cds] == [(44, 104), (156, 243)]
+    # the same gene on the - strand (reverse complement): boundaries snap on that strand's motifs
+    rc = (3 - seq)[::-1].copy()
+    (m,) = decode(cls[::-1].copy(), "s", "-", codes=rc)
+    assert [(s, e) for s, e, _ in m.cds] == [(50, 140), (200, 260)]
 
 
 def test_n_runs_mask():

