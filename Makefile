@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean system-deps
 
-# Debian packages some tests drive: chromium (MLflow UI browser test), genometools (gt gff3validator). Skipped where already present.
-SYSTEM_PACKAGES := chromium genometools
+# Debian packages some tests drive: chromium (MLflow UI browser test), genometools (gt gff3validator),
+# slurmctld slurmd slurm-client munge postgresql (the one-node SLURM cluster and PostgreSQL server). Skipped where already present.
+SYSTEM_PACKAGES := chromium genometools slurmctld slurmd slurm-client munge postgresql
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

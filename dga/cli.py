@@ -107,6 +107,19 @@ def _zoo(args: argparse.Namespace) -> int:
     return zoo.build_entry(args.name, args.device)
 
 
+def _slurm(args: argparse.Namespace) -> int:
+    from dga.slurm import submit
+
+    return submit(args.experiment, args.workers, gpus_per_trial=args.gpus_per_trial, partition=args.partition,
+                  overrides=args.set, dry_run=args.dry_run)
+
+
+def _mlflow_server(args: argparse.Namespace) -> int:
+    from dga.slurm import mlflow_server
+
+    return mlflow_server(args.backend_store_uri, args.artifacts, args.host, args.port, args.allowed_hosts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     import dga
 
@@ -172,6 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="zoo entry (e.g. athaliana)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for build")
     p.set_defaults(func=_zoo)
+
+    p = sub.add_parser("slurm", help="run a study on SLURM: render and submit the worker array")
+    slurm_sub = p.add_subparsers(dest="slurm_command", required=True)
+    q = slurm_sub.add_parser("submit", help="submit the study's worker array + a final summary/registration job")
+    q.add_argument("experiment")
+    q.add_argument("--workers", type=int, required=True, help="array tasks (each a worker pulling trials)")
+    q.add_argument("--gpus-per-trial", type=int, default=0)
+    q.add_argument("--partition", default="")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    q.add_argument("--dry-run", action="store_true", help="print the sbatch commands, submit nothing")
+    q.set_defaults(func=_slurm)
+
+    p = sub.add_parser("mlflow-server", help="start an MLflow tracking server for a cluster and print its URI")
+    p.add_argument("--backend-store-uri", required=True, help="e.g. postgresql://user:pw@db/mlflow")
+    p.add_argument("--artifacts", required=True, help="shared directory for artifacts (served by the server)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--allowed-hosts", default="*", help="Host headers the server accepts (MLflow 3 security)")
+    p.set_defaults(func=_mlflow_server)
 
     p = sub.add_parser("ui", help="start the MLflow UI on the local store (mlruns/)")
     p.add_argument("--host", default="127.0.0.1")

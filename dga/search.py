@@ -20,9 +20,9 @@ import contextlib
 import fcntl
 import functools
 import json
-import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +37,7 @@ from dga.config import FIELD_NAMES, OBJECTIVES, Config, coerce, load_config, rea
 from dga.errors import InputError
 from dga.labels import N_CLASSES, Label
 from dga.metrics import metrics_from_confusion
+from dga.train import EXIT_PREEMPTED, Preempted
 
 # Fields a trial may not change: they define the data, the folds and where things go.
 FIXED_FIELDS = {"dataset", "fasta", "gff", "store", "k_folds", "test_fraction", "split_seed", "fold",
@@ -89,6 +90,9 @@ class SearchConfig:
     grace_period: int = 60  # a RUNNING trial without heartbeat for this long is FAILED and re-queued
     max_retry: int = 2  # how often such a trial is re-queued
     register: bool = True  # register the best configuration's model at the end of `dga search`
+    cpus_per_process: int = 1  # SLURM: CPUs per training process (cpus-per-task = this x processes_per_trial)
+    trial_minutes: float = 60.0  # SLURM: time one trial may take (sets the array tasks' --time)
+    slurm_mem: str = "4G"  # SLURM: memory per worker task
     space: tuple[ParamSpec, ...] = ()
     baselines: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (name, overrides) run first
 
@@ -260,25 +264,47 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
 
 
 @contextlib.contextmanager
-def _budget_lock(url: str):
-    """Serialise 'count trials, then start one' among the workers of a SQLite study, so several workers
-    end with exactly the requested number of trials. (Other storages: at most workers - 1 extra.)"""
-    if not url.startswith("sqlite:///"):
-        yield lambda: None
-        return
-    with open(url[len("sqlite:///"):] + ".lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        held = {"on": True}
+def _budget_lock(url: str, study_name: str = ""):
+    """Serialise 'count trials, then start one' among a study's workers, so that they end with exactly
+    the requested number of trials: a file lock next to a SQLite database, a PostgreSQL advisory lock
+    on a server (other storages: no lock, at most workers - 1 extra trials)."""
+    held = {"on": True}
+    if url.startswith("sqlite:///"):
+        with open(url[len("sqlite:///"):] + ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+
+            def release() -> None:
+                if held["on"]:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                    held["on"] = False
+
+            try:
+                yield release
+            finally:
+                release()
+    elif url.startswith("postgresql"):
+        import hashlib
+
+        import sqlalchemy
+
+        key = int(hashlib.sha256(f"dga-budget:{study_name}".encode()).hexdigest()[:15], 16)
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        conn = engine.connect()
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
 
         def release() -> None:
             if held["on"]:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 held["on"] = False
 
         try:
             yield release
         finally:
             release()
+            conn.close()
+            engine.dispose()
+    else:
+        yield lambda: None
 
 
 def counted_trials(study) -> int:
@@ -308,6 +334,7 @@ class TrialContext:
     checkpoint_root: Path
     folds: list[int] = field(default_factory=list)
     log: Any = print
+    stop: dict = field(default_factory=lambda: {"flag": False})  # set by SIGTERM between folds
 
 
 def _fold_checkpoint_dir(ctx: TrialContext, origin: int, fold: int) -> Path:
@@ -315,13 +342,15 @@ def _fold_checkpoint_dir(ctx: TrialContext, origin: int, fold: int) -> Path:
 
 
 def _fresh_checkpoint(ckpt_dir: Path, cfg: Config) -> None:
-    """Keep a fold checkpoint only if it was written for exactly this config (else start over)."""
+    """Keep a fold checkpoint only if it was written for this config (names and runtime settings
+    aside: a retried trial has another number), else start over."""
     ckpt = ckpt_dir / "checkpoint.pt"
     if ckpt.is_file():
         import torch
 
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False).get("config")
-        if saved != cfg.to_dict():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False).get("config") or {}
+        mine = cfg.to_dict()
+        if any(saved.get(k) != v for k, v in mine.items() if k not in RUNTIME_FIELDS):
             shutil.rmtree(ckpt_dir)
 
 
@@ -331,7 +360,9 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
     from dga import tracking
     from dga.train import fit
 
-    with mlflow.start_run(experiment_id=ctx.experiment_id, run_name=cfg.run_name, nested=True, tags=tags) as run:
+    resumed = (ckpt_dir / "checkpoint.pt").is_file()
+    with mlflow.start_run(experiment_id=ctx.experiment_id, run_name=cfg.run_name, nested=True,
+                          tags={**tags, "resumed_from_checkpoint": str(resumed).lower()}) as run:
         mlflow.log_params(cfg.to_dict())
         logged = []
 
@@ -430,6 +461,8 @@ def make_objective(ctx: TrialContext):
                                                   ctx.store.checksum))
                 t0 = time.perf_counter()
                 for step, fold in enumerate(ctx.folds):
+                    if ctx.stop["flag"]:
+                        raise Preempted(f"SIGTERM before fold {fold}")
                     fcfg = replace(cfg, fold=fold, run_name=f"trial-{trial.number:03d}-fold-{fold}", log_model=False,
                                    checkpoint_dir=str(_fold_checkpoint_dir(ctx, origin, fold)))
                     ckpt_dir = Path(fcfg.checkpoint_dir)
@@ -458,6 +491,13 @@ def make_objective(ctx: TrialContext):
                 return score
             except optuna.TrialPruned:
                 raise
+            except Preempted as exc:
+                # checkpointed: not a failure of the configuration; run_worker queues it again
+                trial.set_user_attr("preempted", str(exc))
+                mlflow.set_tags({"optuna_state": "PREEMPTED", "preempted": str(exc)})
+                mlflow.end_run("KILLED")
+                ctx.log(f"  preempted: {exc}")
+                raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:2000]
                 trial.set_user_attr("fail_reason", reason)
@@ -466,6 +506,7 @@ def make_objective(ctx: TrialContext):
                 ctx.log(f"  FAILED: {reason}")
                 raise
 
+    objective.stop = ctx.stop
     return objective
 
 
@@ -486,13 +527,35 @@ def _log_cv(results: list[FoldResult], trial, sc: SearchConfig, partial: bool = 
 # --------------------------------------------------------------------------------------- workers
 def run_worker(study, objective, sc: SearchConfig, deadline: float, log=print) -> int:
     """Run trials until the study holds n_trials COMPLETE/PRUNED/RUNNING trials or the deadline passes.
-    Returns the number of trials this worker ran."""
+    Returns the number of trials this worker ran; raises Preempted after a SIGTERM mid-trial
+    (the trial is checkpointed and queued again)."""
+    url = sc.storage_url()
+    stop = getattr(objective, "stop", {"flag": False})
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    try:
+        return _worker_loop(study, objective, sc, deadline, log, url, stop)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _requeue(study, trial) -> None:
+    """A preempted trial goes back to the queue with its parameters; its folds resume from checkpoints."""
+    import optuna
+
+    origin = trial.system_attrs.get("failed_trial", trial.number)
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("preempted", "fail_reason", "mlflow_run_id", "cv")}
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, params=trial.params,
+                                              distributions=trial.distributions, user_attrs=attrs,
+                                              system_attrs={"failed_trial": origin, "preempted_trial": trial.number}))
+
+
+def _worker_loop(study, objective, sc, deadline, log, url, stop) -> int:
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
-    url, ran, failed_in_a_row = sc.storage_url(), 0, 0
-    while not (deadline and time.time() > deadline):
-        with _budget_lock(url) as release:
+    ran, failed_in_a_row = 0, 0
+    while not (deadline and time.time() > deadline) and not stop["flag"]:
+        with _budget_lock(url, sc.study_name) as release:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
@@ -509,8 +572,11 @@ def run_worker(study, objective, sc: SearchConfig, deadline: float, log=print) -
             study.optimize(gated, n_trials=1, catch=(Exception,))
         ran += 1
         if "number" in started:
-            state = study.get_trials(deepcopy=False)[started["number"]].state
-            failed_in_a_row = failed_in_a_row + 1 if state.name == "FAIL" else 0
+            trial = study.get_trials(deepcopy=False)[started["number"]]
+            if trial.user_attrs.get("preempted"):
+                _requeue(study, trial)
+                raise Preempted(f"trial {trial.number} preempted and queued again")
+            failed_in_a_row = failed_in_a_row + 1 if trial.state.name == "FAIL" else 0
         if failed_in_a_row >= 3:
             log("3 trials in a row failed: this worker stops (the reasons are above and in MLflow)")
             break
@@ -649,6 +715,9 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
     t0 = time.perf_counter()
     try:
         ran = run_worker(study, make_objective(ctx), sc, deadline, log=ctx.log)
+    except Preempted as exc:
+        print(f"dga: {exc}; run the same command again (or let SLURM requeue the job) to resume it", flush=True)
+        return EXIT_PREEMPTED
     finally:
         codes = [c.wait() for c in children]
     if worker_only:

@@ -1,6 +1,5 @@
 """Decoding to GFF3 gene models, prediction on awkward sequences, and evaluation scores."""
 
-import io
 import shutil
 import subprocess
 

@@ -1,7 +1,6 @@
 """The shipped zoo entries: they load, their cards validate, their configs fit their weights, and
 each reproduces its card's genic F1 on a 50 kb slice of its species' held-out test region."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

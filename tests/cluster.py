@@ -1,0 +1,180 @@
+"""A real one-node SLURM cluster (slurmctld + slurmd + munge on localhost) and a PostgreSQL server on
+loopback, started for the test session. Debian packages: slurmctld slurmd slurm-client munge
+postgresql (installed by `make system-deps`). Recipe and pitfalls: shared/notes/slurm-on-debian.md."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SLURM_CONF = """ClusterName=dgatest
+SlurmctldHost=localhost
+SlurmUser=slurm
+AuthType=auth/munge
+AuthInfo=cred_expire=10
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=2
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+EnforcePartLimits=ALL
+ReturnToService=2
+MailProg=/bin/true
+KillWait=30
+MinJobAge=600
+InactiveLimit=0
+Waittime=0
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+NodeName=localhost CPUs={cpus} RealMemory={mem} State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def slurm_missing() -> str | None:
+    """Why a SLURM cluster cannot be started here, or None."""
+    if os.geteuid() != 0:
+        return "starting slurmctld/slurmd/munged needs root"
+    for tool in ("slurmctld", "slurmd", "munged", "sbatch", "scontrol"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            return f"{tool} not installed (apt-get install slurmctld slurmd slurm-client munge)"
+    return None
+
+
+def _run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+
+
+def _stop_pidfile(path: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        return
+    try:
+        pid = int(p.read_text().strip())
+        os.kill(pid, 15)
+        for _ in range(80):
+            stat = Path(f"/proc/{pid}/stat")
+            if not stat.exists() or stat.read_text().split(") ")[-1].startswith("Z"):
+                break
+            time.sleep(0.25)
+    except (ValueError, ProcessLookupError, OSError):
+        pass
+    p.unlink(missing_ok=True)
+
+
+def stop_slurm() -> None:
+    for f in ("/run/slurmd.pid", "/run/slurmctld.pid", "/run/munge/munged.pid"):
+        _stop_pidfile(f)
+
+
+def start_slurm(cpus: int = 2) -> None:
+    """Write slurm.conf for localhost and start munged, slurmctld, slurmd; wait until the node is idle."""
+    stop_slurm()
+    key = Path("/etc/munge/munge.key")
+    if not key.is_file() or key.stat().st_size == 0:
+        _run("mungekey", "--create", f"--keyfile={key}")
+    shutil.chown(key, "munge", "munge")
+    key.chmod(0o400)
+    for path, owner in (("/run/munge", "munge"), ("/var/spool/slurmctld", "slurm"), ("/var/log/slurm", "slurm"),
+                        ("/var/spool/slurmd", "root")):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        shutil.chown(path, owner, owner)
+    hosts = Path("/etc/hosts").read_text()
+    if not re.search(rf"\s{re.escape(socket.gethostname())}(\s|$)", hosts):
+        with open("/etc/hosts", "a") as fh:
+            fh.write(f"127.0.0.1 {socket.gethostname()}\n")
+    hw = _run("slurmd", "-C").stdout
+    mem = re.search(r"RealMemory=(\d+)", hw).group(1)
+    Path("/etc/slurm").mkdir(exist_ok=True)
+    Path("/etc/slurm/slurm.conf").write_text(SLURM_CONF.format(cpus=cpus, mem=mem))
+    _run("runuser", "-u", "munge", "--", "/usr/sbin/munged")
+    _run("/usr/sbin/slurmctld", "-c")
+    _run("/usr/sbin/slurmd", "-N", "localhost")
+    state = ""
+    for _ in range(240):
+        state = _run("sinfo", "-h", "-N", "-o", "%t", check=False).stdout.strip()
+        if state == "idle":
+            return
+        time.sleep(0.25)
+    logs = "".join(Path(f).read_text()[-2000:] for f in glob.glob("/var/log/slurm/*.log"))
+    raise RuntimeError(f"SLURM node not idle (state {state!r}):\n{logs}")
+
+
+def job_states(job: str) -> list[str]:
+    out = _run("scontrol", "show", "job", job, check=False).stdout
+    return re.findall(r"JobState=(\w+)", out)
+
+
+def wait_job(job: str, timeout: float = 600) -> list[str]:
+    """Poll until every task of the job has ended; returns their states."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        states = job_states(job)
+        if states and not any(s in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "SUSPENDED",
+                                    "REQUEUE_HOLD", "REQUEUE_FED") for s in states):
+            return states
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job} still {job_states(job)} after {timeout} s")
+
+
+# --------------------------------------------------------------------------------------- PostgreSQL
+def postgres_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "running the PostgreSQL server as the postgres user needs root"
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return "PostgreSQL server not installed (apt-get install postgresql)"
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg not installed (pip install psycopg[binary])"
+    return None
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), owned by the postgres user."""
+
+    def __init__(self, root: Path):
+        self.bin = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1]).parent
+        self.root = root
+        self.data = root / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o755)
+        parent = self.root.parent
+        while parent != parent.parent:  # the postgres user must be able to reach the directory
+            parent.chmod(parent.stat().st_mode | 0o011)
+            parent = parent.parent
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        _run(*as_pg, str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres")
+        _run(*as_pg, str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-w", "start",
+             "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root}")
+
+    def create_db(self, name: str) -> str:
+        _run(str(self.bin / "psql") if (self.bin / "psql").exists() else "psql", "-h", "127.0.0.1", "-p",
+             str(self.port), "-U", "postgres", "-c", f"CREATE DATABASE {name}")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        _run("runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",
+             "-w", "stop", check=False)

@@ -1,0 +1,179 @@
+"""SLURM scale-out on a real one-node cluster with a real PostgreSQL server (both started here):
+DDP training under srun, a study as a job array on PostgreSQL with an MLflow tracking server,
+and a requeued trial resuming from its checkpoint. Skipped, with the reason, where the Debian
+packages (slurmctld slurmd slurm-client munge postgresql) or root are missing."""
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cluster import Postgres, postgres_missing, slurm_missing, start_slurm, stop_slurm, wait_job
+from test_search import write_study
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    why = slurm_missing()
+    if why:
+        pytest.skip(f"no SLURM cluster: {why}")
+    t0 = time.perf_counter()
+    start_slurm(cpus=2)
+    yield time.perf_counter() - t0
+    stop_slurm()
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    why = postgres_missing()
+    if why:
+        pytest.skip(f"no PostgreSQL: {why}")
+    pg = Postgres(tmp_path_factory.mktemp("pg") / "cluster")
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+def job_env(workdir: Path, **extra) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DGA_PYTHON=sys.executable, PYTHONUNBUFFERED="1",
+               MLFLOW_DISABLE_TELEMETRY="true", GLOO_SOCKET_IFNAME="lo")
+    for key in ("MLFLOW_TRACKING_URI", "DGA_OPTUNA_STORAGE", "RANK", "WORLD_SIZE"):
+        env.pop(key, None)
+    env.update(extra)
+    return env
+
+
+def sbatch(workdir: Path, env: dict, *args: str) -> str:
+    out = subprocess.run(["sbatch", "--parsable", f"--chdir={workdir}", *args], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return out.strip().split(";")[0]
+
+
+def outputs(workdir: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(workdir.glob("*.out")))
+
+
+def test_train_ddp_sbatch_runs_two_gloo_ranks(slurm_cluster, tmp_path, dmel_store):
+    from mlflow import MlflowClient
+
+    env = job_env(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    t0 = time.perf_counter()
+    job = sbatch(tmp_path, env, "-n", "2", "-c", "1", f"--output={tmp_path}/train-%j.out",
+                 str(ROOT / "slurm" / "train-ddp.sbatch"), str(ROOT / "experiments" / "tiny.toml"),
+                 "--set", f"store={dmel_store.path}", "--set", "epochs=1", "--set", "bases_per_epoch=300000",
+                 "--set", "log_model=false", "--set", "threads=1")
+    assert wait_job(job, 600) == ["COMPLETED"], outputs(tmp_path)
+    seconds = time.perf_counter() - t0
+    c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (run,) = c.search_runs([c.get_experiment_by_name("dga-tiny").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2", outputs(tmp_path)
+    assert "val_genic_f1" in run.data.metrics
+    print(f"train-ddp.sbatch, 2 gloo ranks: submit -> COMPLETED in {seconds:.1f} s")
+
+
+def _start_mlflow_server(workdir: Path, backend: str) -> tuple[subprocess.Popen, str]:
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dga.cli", "mlflow-server", "--backend-store-uri", backend,
+                             "--artifacts", str(workdir / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+                            env=job_env(workdir), stdout=open(workdir / "mlflow-server.log", "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert proc.poll() is None, (workdir / "mlflow-server.log").read_text()[-3000:]
+        try:
+            if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
+                return proc, uri
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError("MLflow server did not start")
+
+
+def test_search_array_on_postgres_with_tracking_server(slurm_cluster, postgres, tmp_path, dmel_store):
+    import optuna
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    optuna_url, mlflow_db = postgres.create_db("optuna"), postgres.create_db("mlflow")
+    server, uri = _start_mlflow_server(tmp_path, mlflow_db)
+    try:
+        exp = write_study(tmp_path / "array.toml", dmel_store, "array", n_trials=4, folds="[0, 1]",
+                          extra=f'storage = "{optuna_url}"\ntrial_minutes = 5\nslurm_mem = "1G"\n'
+                                '[search.space]\nhidden_size = [8, 16]\nlr = { low = 0.005, high = 0.03, log = true }')
+        env = job_env(tmp_path, MLFLOW_TRACKING_URI=uri)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "dga.cli", "slurm", "submit", str(exp), "--workers", "2"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        array_job = proc.stdout.split("worker array job ")[1].split()[0]
+        final_job = proc.stdout.split("final job ")[1].split()[0]
+        assert set(wait_job(array_job, 900)) == {"COMPLETED"}, outputs(tmp_path)
+        assert wait_job(final_job, 600) == ["COMPLETED"], outputs(tmp_path)
+        seconds = time.perf_counter() - t0
+
+        trials = optuna.load_study(study_name="array", storage=optuna_url).get_trials()
+        assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        c = MlflowClient(uri)
+        exp_id = c.get_experiment_by_name("array").experiment_id
+        parents = c.search_runs([exp_id], "tags.`dga.kind` = 'trial'")
+        assert sorted(r.data.tags["optuna_trial"] for r in parents) == ["0", "1", "2", "3"]
+        folds = c.search_runs([exp_id], "tags.`dga.kind` = 'fold'")
+        assert sorted(f.data.tags["mlflow.parentRunId"] for f in folds) == \
+            sorted(r.info.run_id for r in parents for _ in range(2))
+        assert c.search_runs([exp_id], "tags.`dga.kind` = 'study_summary'")
+        per_task = {}
+        for p in tmp_path.glob("slurm-dga-array-*_*.out"):
+            per_task[p.name] = p.read_text().count("CV genic_f1")
+        assert sum(per_task.values()) == 4
+        print(f"search-array.sbatch, 2 tasks, 4 trials on PostgreSQL + MLflow server: {seconds:.1f} s, "
+              f"trials per worker {sorted(per_task.values())}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_requeued_trial_resumes_from_its_checkpoint(slurm_cluster, tmp_path, dmel_store):
+    import optuna
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    exp = write_study(tmp_path / "rq.toml", dmel_store, "requeue", n_trials=2, folds="[0, 1, 2, 3]", epochs=2,
+                      bases=300_000)
+    env = job_env(tmp_path)
+    job = sbatch(tmp_path, env, "--array=0-0", "-c", "2", str(ROOT / "slurm" / "search-array.sbatch"), str(exp))
+    storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
+    deadline = time.time() + 300
+    while True:
+        assert time.time() < deadline, outputs(tmp_path)
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name="requeue", storage=storage).get_trials()
+        except Exception:
+            continue
+        if len(trials) == 2 and trials[1].state == TrialState.RUNNING and trials[1].intermediate_values:
+            break
+    t0 = time.perf_counter()
+    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True)
+    assert set(wait_job(job, 600)) == {"COMPLETED"}, outputs(tmp_path)
+    text = outputs(tmp_path)
+    assert "restart 1" in text and "preempted" in text, text
+
+    trials = optuna.load_study(study_name="requeue", storage=storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE], text
+    assert trials[1].user_attrs.get("preempted") and trials[2].system_attrs["failed_trial"] == 1
+    assert trials[2].params == trials[1].params
+    c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp_id = c.get_experiment_by_name("requeue").experiment_id
+    folds = c.search_runs([exp_id], "tags.`dga.kind` = 'fold' and tags.optuna_trial = '2'")
+    resumed = {f.data.tags["fold"]: f.data.tags["resumed_from_checkpoint"] for f in folds}
+    assert resumed["0"] == "true"  # the fold finished before the requeue was not trained again
+    print(f"requeue -> resumed trial completed in {time.perf_counter() - t0:.1f} s; folds resumed: {resumed}")
