@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--out", required=True)
+    ap.add_argument("--no-probe", action="store_true", help="skip the throughput probe (epochs = every window once)")
+    ap.add_argument("--no-predict", action="store_true", help="skip the whole-chromosome prediction timing")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,15 +55,17 @@ def main() -> None:
     report = {"device": torch.cuda.get_device_name() if dist.device.type == "cuda" else "cpu",
               "torch": torch.__version__}
 
-    probe_cfg = replace(cfg, fold=-1, epochs=1, bases_per_epoch=cfg.batch_size * cfg.window * 150)
-    t = time.perf_counter()
-    probe = fit(probe_cfg, store, splits, dist, log=lambda s: None)
-    rate = probe.history[0]["train_bases_per_s"]
-    report["probe"] = {"train_bases_per_s": rate, "seconds": time.perf_counter() - t}
-    print(f"probe: {rate:,.0f} train bases/s", flush=True)
-
-    per_epoch = max(int(rate * args.minutes * 60 / args.epochs * 0.9),  # 10 % for validation passes
-                    cfg.batch_size * cfg.window * dist.world_size)
+    if args.no_probe:
+        per_epoch = 0  # every training window once per epoch
+    else:
+        probe_cfg = replace(cfg, fold=-1, epochs=1, bases_per_epoch=cfg.batch_size * cfg.window * 150)
+        t = time.perf_counter()
+        probe = fit(probe_cfg, store, splits, dist, log=lambda s: None)
+        rate = probe.history[0]["train_bases_per_s"]
+        report["probe"] = {"train_bases_per_s": rate, "seconds": time.perf_counter() - t}
+        print(f"probe: {rate:,.0f} train bases/s", flush=True)
+        per_epoch = max(int(rate * args.minutes * 60 / args.epochs * 0.9),  # 10 % for validation passes
+                        cfg.batch_size * cfg.window * dist.world_size)
     cfg = replace(cfg, fold=0, epochs=args.epochs, bases_per_epoch=per_epoch, early_stopping_patience=0)
     t = time.perf_counter()
     result = fit(cfg, store, splits, dist, log=lambda s: print(s, flush=True))
@@ -71,6 +75,7 @@ def main() -> None:
                        "history": [{k: v for k, v in r.items() if k != "val_confusion"} for r in result.history]}
     torch.save({"model": {k: v.cpu() for k, v in result.model.state_dict().items()}, "config": cfg.to_dict()},
                out / "model.pt")
+    (out / "result.json").write_text(json.dumps(report, indent=1))
 
     t = time.perf_counter()
     cm, _ = validate(result.model, store, list(splits.test), cfg, dist)
@@ -79,6 +84,9 @@ def main() -> None:
     print("test:", json.dumps({k: round(v, 4) for k, v in report["test"]["metrics"].items()
                                if "f1" in k or k == "accuracy"}), flush=True)
 
+    (out / "result.json").write_text(json.dumps(report, indent=1))
+    if args.no_predict:
+        return
     from dga.predict import LoadedModel, predict_sequence
 
     codes = np.asarray(store.track("seq"))
