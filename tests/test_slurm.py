@@ -155,6 +155,8 @@ def test_requeued_trial_resumes_from_its_checkpoint(slurm_cluster, tmp_path, dme
     while True:
         assert time.time() < deadline, outputs(tmp_path)
         time.sleep(0.5)
+        if "trial 1:" not in outputs(tmp_path):
+            continue  # the worker has created the study's tables (no schema-creation race with this poll)
         try:
             trials = optuna.load_study(study_name="requeue", storage=storage).get_trials()
         except Exception:
