@@ -253,6 +253,11 @@ def decode(cls: np.ndarray, seqid: str, strand: str, *, codes: np.ndarray | None
         gene = _assemble(seqid, "+" if strand == "." else strand, pieces, codes, rules, choose_strand=strand == ".")
         if gene is not None:
             genes.append(gene)
+    return shift_genes(genes, offset)
+
+
+def shift_genes(genes: list[GeneModel], offset: int) -> list[GeneModel]:
+    """Move gene models by `offset` bases (a region's models into chromosome coordinates), in place."""
     if offset:
         for g in genes:
             g.start, g.end = g.start + offset, g.end + offset

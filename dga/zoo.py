@@ -124,7 +124,7 @@ def score_region(lm, store, gff: str | Path, seqid: str, start: int, end: int) -
 
     import numpy as np
 
-    from dga.decode import write_gff3
+    from dga.decode import shift_genes, write_gff3
     from dga.evaluate import Span, evaluate
     from dga.predict import predict_sequence
 
@@ -132,13 +132,7 @@ def score_region(lm, store, gff: str | Path, seqid: str, start: int, end: int) -
     lengths = {s["id"]: s["length"] for s in store.seqids}
     codes = np.asarray(store.track("seq")[offsets[seqid] + start: offsets[seqid] + end])
     with tempfile.TemporaryDirectory() as tmp:
-        genes = predict_sequence(lm, seqid, codes, workdir=Path(tmp))
-        for g in genes:
-            g.start, g.end = g.start + start, g.end + start
-            g.exons = [(s + start, e + start) for s, e in g.exons]
-            g.cds = [(s + start, e + start, p) for s, e, p in g.cds]
-            g.utr5 = [(s + start, e + start) for s, e in g.utr5]
-            g.utr3 = [(s + start, e + start) for s, e in g.utr3]
+        genes = shift_genes(predict_sequence(lm, seqid, codes, workdir=Path(tmp)), start)
         pred = Path(tmp) / "pred.gff3"
         with open(pred, "w") as fh:
             write_gff3(genes, lengths, fh)
