@@ -52,9 +52,8 @@ def _register(args: argparse.Namespace) -> int:
 
 def _ui(args: argparse.Namespace) -> int:
     import os
-    import shutil
 
-    from dga.tracking import default_tracking_uri
+    from dga.tracking import default_tracking_uri, exec_mlflow_server
 
     uri = default_tracking_uri()
     optuna_db = Path("mlruns/optuna.db").resolve()
@@ -62,15 +61,10 @@ def _ui(args: argparse.Namespace) -> int:
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
     print(f"Optuna's own dashboard for the same studies: pip install optuna-dashboard && "
           f"optuna-dashboard {optuna_url}", flush=True)
-    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
-    if mlflow_bin is None:
-        raise InputError(None, "the mlflow command is not installed (pip install mlflow==3.17.2)")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    cmd = [mlflow_bin, "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port),
-           "--workers", "1"]
+    server_args = ["--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
     if uri.startswith("sqlite:///"):
-        cmd += ["--default-artifact-root", (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()]
-    os.execve(mlflow_bin, cmd, env)
+        server_args += ["--default-artifact-root", (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()]
+    exec_mlflow_server(server_args)
     return 0
 
 

@@ -92,17 +92,14 @@ def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition:
 def mlflow_server(backend: str, artifacts: str, host: str, port: int, allowed_hosts: str) -> int:
     """Start `mlflow server` for a cluster (PostgreSQL backend, shared artifact directory) and print
     the tracking URI the workers should use."""
-    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
-    if mlflow_bin is None:
-        raise InputError(None, "the mlflow command is not installed (pip install mlflow==3.17.2)")
+    from dga.tracking import exec_mlflow_server
+
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     name = socket.getfqdn() if host in ("0.0.0.0", "::") else host
     print(f"export MLFLOW_TRACKING_URI=http://{name}:{port}", flush=True)
-    cmd = [mlflow_bin, "server", "--backend-store-uri", backend, "--artifacts-destination",
-           str(Path(artifacts).resolve()), "--serve-artifacts", "--host", host, "--port", str(port),
-           "--workers", "2"]
+    server_args = ["--backend-store-uri", backend, "--artifacts-destination", str(Path(artifacts).resolve()),
+                   "--serve-artifacts", "--host", host, "--port", str(port), "--workers", "2"]
     if allowed_hosts:
-        cmd += ["--allowed-hosts", allowed_hosts]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    os.execve(mlflow_bin, cmd, env)
+        server_args += ["--allowed-hosts", allowed_hosts]
+    exec_mlflow_server(server_args)
     return 0

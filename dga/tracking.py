@@ -177,6 +177,21 @@ def log_model(model, cfg) -> str:
     return info.model_uri
 
 
+def exec_mlflow_server(args: list[str]) -> None:
+    """Replace this process with `mlflow server ARGS` (the venv's mlflow first), without MLflow's
+    background job runner and telemetry: it starts in about half the time."""
+    import shutil
+    import sys
+
+    from dga.errors import InputError
+
+    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if mlflow_bin is None:
+        raise InputError(None, "the mlflow command is not installed (pip install mlflow==3.17.2)")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    os.execve(mlflow_bin, [mlflow_bin, "server", *args], env)
+
+
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
