@@ -9,7 +9,7 @@ to the store's held-out test region (never used by training or search). Both too
 region FASTA; their GFF3 are shifted back to chromosome coordinates and scored against the
 reference with `dga evaluate --region`. AUGUSTUS runs `--species=<species> --UTR=on` in `--jobs`
 parallel parts (--predictionStart/--predictionEnd; a gene crossing a part boundary may be cut);
-DGA runs `dga predict` with the machine's cores. Results: a table on stdout and
+DGA runs `dga predict` with the machine's cores, once per decoder (--decoders, default hmm,rules). Results: a table on stdout and
 benchmarks/results/compare_<dataset>.{json,md}.
 """
 
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--species", help="AUGUSTUS species (default by dataset: arabidopsis, fly)")
     ap.add_argument("--region", help="seqid:start-end (1-based); default: the store's test region")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel AUGUSTUS parts")
+    ap.add_argument("--decoders", default="hmm,rules", help="DGA decoders to run (comma-separated)")
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "compare"))
     args = ap.parse_args()
     from dga.data.fasta import read_fasta
@@ -118,15 +119,18 @@ def main() -> None:
 
     aug_gff, aug_s = run_augustus(region_fa, species, n, args.jobs, work)
     print(f"AUGUSTUS: {aug_s:.1f} s", flush=True)
-    t = time.perf_counter()
-    dga_raw = work / "dga.gff3"
-    subprocess.run([sys.executable, "-m", "dga.cli", "predict", str(region_fa), "--model", args.model,
-                    "-o", str(dga_raw)], check=True, cwd=ROOT)
-    dga_s = time.perf_counter() - t
-    print(f"DGA: {dga_s:.1f} s (including start-up and model loading)", flush=True)
+    runs = [("AUGUSTUS", aug_gff, aug_s)]
+    for decoder in args.decoders.split(","):
+        t = time.perf_counter()
+        dga_raw = work / f"dga-{decoder}.gff3"
+        subprocess.run([sys.executable, "-m", "dga.cli", "predict", str(region_fa), "--model", args.model,
+                        "--decoder", decoder, "-o", str(dga_raw)], check=True, cwd=ROOT)
+        dga_s = time.perf_counter() - t
+        print(f"DGA ({decoder} decoder): {dga_s:.1f} s (including start-up and model loading)", flush=True)
+        runs.append((f"DGA {decoder}", dga_raw, dga_s))
 
     results = {}
-    for name, path, secs in (("AUGUSTUS", aug_gff, aug_s), ("DGA", dga_raw, dga_s)):
+    for name, path, secs in runs:
         shifted = work / f"{name.lower()}.chrom.gff3"
         shift_gff(path, shifted, seqid, start)
         res = evaluate(gff, shifted, lengths, [parse_region(f"{seqid}:{start + 1}-{end}", lengths)])
@@ -138,11 +142,14 @@ def main() -> None:
             ("intergenic F1", "base", "f1_intergenic"), ("genic F1", "base", "genic_f1"),
             ("sub-genic F1", "base", "subgenic_f1"), ("exon sensitivity", "exon", "sensitivity"),
             ("exon precision", "exon", "precision"), ("exon F1", "exon", "f1"), ("gene F1", "gene", "f1")]
-    table = ["| metric | AUGUSTUS | DGA |", "|---|---|---|"]
+    names = [r[0] for r in runs]
+    table = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label, level, key in rows:
-        table.append(f"| {label} | {results['AUGUSTUS'][level][key]:.3f} | {results['DGA'][level][key]:.3f} |")
-    table.append(f"| runtime (s) | {aug_s:.0f} ({args.jobs} parts) | {dga_s:.0f} |")
-    table.append(f"| bases/s (one strand pass) | {n / aug_s:,.0f} | {n / dga_s:,.0f} |")
+        table.append(f"| {label} | " + " | ".join(f"{results[m][level][key]:.3f}" for m in names) + " |")
+    table.append(f"| runtime (s) | {aug_s:.0f} ({args.jobs} parts) | "
+                 + " | ".join(f"{results[m]['seconds']:.0f}" for m in names[1:]) + " |")
+    table.append("| bases/s (one strand pass) | "
+                 + " | ".join(f"{n / results[m]['seconds']:,.0f}" for m in names) + " |")
     text = "\n".join(table)
     print(f"\n{args.dataset} {seqid}:{start + 1}-{end}, {n:,} bases\n{text}")
     out = ROOT / "benchmarks" / "results"

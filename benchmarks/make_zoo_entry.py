@@ -1,17 +1,22 @@
-"""Write a zoo entry (dga/zoo_models/<name>/: float16 weights + card.json) from a trained model.
+"""Write a zoo entry (dga/zoo_models/<name>/: float16 weights, signal models, card.json) from a
+trained model.
 
-Measures everything the card states on the held-out test region: sliding-window metrics before
-decoding, then `dga predict`'s decoded GFF3 scored by `dga evaluate` (base, exon, gene level), and
-the genic F1 on a 50 kb slice (the zoo test re-checks it). Facts about how the model was found
-(study, trials, CV, compute) come from --meta, a JSON file.
+The HMM decoder's signal models are fitted on the model's own training region; its parameters come
+from --decoder (the JSON `benchmarks/tune_decoder.py` writes, tuned on the model's validation fold)
+or are `dga.hmm.HMMParams`' defaults. Measures everything the card states on the held-out test
+region: sliding-window metrics before decoding, then `dga predict`'s decoded GFF3 scored by
+`dga evaluate` (base, exon, gene level), and the genic F1 on a 50 kb slice (the zoo test re-checks
+it). Facts about how the model was found (study, trials, CV, compute) come from --meta.
 
-    python benchmarks/make_zoo_entry.py --name athaliana --model model.pt --meta meta.json
+    python benchmarks/make_zoo_entry.py --name athaliana --model model.pt --meta meta.json \
+        [--decoder benchmarks/results/tune_decoder_athaliana.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import dga
@@ -19,9 +24,11 @@ from dga import zoo
 from dga.data.sources import resolve
 from dga.data.store import open_store
 from dga.data.windows import load_or_make_splits
+from dga.hmm import HMMParams
 from dga.metrics import metrics_from_confusion
 from dga.predict import load_model
-from dga.train import DistInfo, validate
+from dga.signals import fit_signals
+from dga.train import DistInfo, training_regions, validate
 
 SLICE = 50_000
 
@@ -32,6 +39,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="model.pt, MLflow URI")
     ap.add_argument("--meta", required=True, help="JSON: species, summary, found_by, cv, compute, trained_on, "
                                                   "intended_use, limits")
+    ap.add_argument("--decoder", help="tune_decoder.py's JSON: the HMM parameters to ship (default: HMMParams())")
     args = ap.parse_args()
     meta = json.loads(Path(args.meta).read_text())
     lm = load_model(args.model)
@@ -49,14 +57,27 @@ def main() -> None:
                                      "test_region": f"{test.seqid}:{test.start + 1}-{test.end}",
                                      "trained_on": meta["trained_on"]},
                    "test": {"region": "", "base": {}, "exon": {}, "gene": {}, "confusion": []},
-                   "slice_check": {"region": "", "genic_f1": 0.0}, **{k: meta[k] for k in
+                   "slice_check": {"region": "", "genic_f1": 0.0},
+                   "decoder": {"name": "hmm", "params": {}, "signals": {}, "tuned_on": ""}, **{k: meta[k] for k in
                    ("species", "summary", "found_by", "cv", "compute", "intended_use", "limits")}}
     for key in ("inputs",):
         for v in placeholder["training_data"][key].values():
             v.pop("path", None)  # machine-specific
-    zoo.save_entry(args.name, lm.model, cfg, placeholder)
-    model, cfg = zoo.load_entry(args.name)
-    lm = type(lm)(model, cfg, f"zoo:{args.name}")
+    if args.decoder:
+        tuned = json.loads(Path(args.decoder).read_text())
+        params = HMMParams.from_dict(tuned["best"]["params"])
+        tuned_on = (f"{tuned['region']} (validation fold {tuned['validation_fold']}), Optuna TPE, "
+                    f"{len(tuned['trials'])} trials, objective {tuned['objective']} = "
+                    f"{tuned['best']['exon'] + tuned['best']['subgenic']:.4f} (benchmarks/tune_decoder.py)")
+    else:
+        params = HMMParams()
+        tuned_on = "not tuned for this model: dga.hmm.HMMParams defaults (tuned on A. thaliana chr1 fold 0)"
+    signals = fit_signals(store, training_regions(cfg, splits))
+    placeholder["decoder"] = {"name": "hmm", "params": asdict(params), "signals": signals.counts,
+                              "tuned_on": tuned_on}
+    zoo.save_entry(args.name, lm.model, cfg, placeholder, signals=signals)
+    lm = load_model(f"zoo:{args.name}")
+    model, cfg = lm.model, lm.config
     cm, _ = validate(model, store, [test], cfg, DistInfo())
     full = zoo.score_region(lm, store, gff, test.seqid, test.start, test.end)
     sl = zoo.score_region(lm, store, gff, test.seqid, test.start, test.start + SLICE)
@@ -67,7 +88,7 @@ def main() -> None:
                     "window_metrics": metrics_from_confusion(cm)}
     card["slice_check"] = {"region": f"{test.seqid}:{test.start + 1}-{test.start + SLICE}",
                            "genic_f1": sl["base"]["genic_f1"]}
-    zoo.save_entry(args.name, model, cfg, card)
+    zoo.save_entry(args.name, model, cfg, card, signals=signals)
     print(zoo.render_card(zoo.card(args.name)))
 
 

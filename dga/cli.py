@@ -36,6 +36,19 @@ def _train(args: argparse.Namespace) -> int:
     return run_training(args.config, args.set, resume=args.resume)
 
 
+def _signals(args: argparse.Namespace) -> int:
+    from dga.config import load_config
+    from dga.data.windows import load_or_make_splits
+    from dga.signals import save_signals
+    from dga.train import DistInfo, store_for_config, training_regions
+
+    cfg = load_config(args.config, args.set)
+    store = store_for_config(cfg, DistInfo())
+    splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    save_signals(store, training_regions(cfg, splits), args.out)
+    return 0
+
+
 def _search(args: argparse.Namespace) -> int:
     from dga.search import run_search
 
@@ -72,7 +85,7 @@ def _predict(args: argparse.Namespace) -> int:
     from dga.predict import run_predict
 
     return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
-                       device=args.device)
+                       device=args.device, decoder=args.decoder, signals=args.signals)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -136,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint (and MLflow run)")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("signals", help="fit the HMM decoder's splice-site, start/stop and coding models on a "
+                                       "config's training region (dga train and the registry do this themselves)")
+    p.add_argument("config", help="experiment TOML")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value "
+                                                                                 "(fold=-1: all non-test data)")
+    p.add_argument("-o", "--out", default="signals.npz", help="output .npz (default: signals.npz)")
+    p.set_defaults(func=_signals)
+
     p = sub.add_parser("search", help="Optuna study: every trial scored by k-fold CV, tracked in MLflow, "
                                       "best model registered")
     p.add_argument("experiment", help="experiment TOML with a [search] table (e.g. experiments/quickstart.toml)")
@@ -161,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probs", help="also write per-base class probabilities (.npz; both reads)")
     p.add_argument("--batch-size", type=int, default=0, help="windows per batch (default: 256 GPU / config CPU)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--decoder", default="hmm", choices=["hmm", "rules"],
+                   help="hmm: most likely valid gene structures (Viterbi with splice-site, start/stop and "
+                        "coding models); rules: arg-max classes cleaned by rules (default: hmm)")
+    p.add_argument("--signals", help="signal models (.npz from `dga signals`) to decode with, instead of the "
+                                     "model's own")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("evaluate", help="score a predicted GFF3 against a reference (base, exon, gene level)")

@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,11 @@ from dga.config import Config, load_config
 from dga.data.windows import COMPLEMENT
 from dga.decode import DecodeRules, GeneModel, decode, write_gff3
 from dga.errors import InputError
+from dga.hmm import HMMParams, hmm_decode
 from dga.infer import forward_codes, iter_region_batches
 from dga.labels import N_CLASSES, Label
 from dga.model import build_model
+from dga.signals import SIGNALS_FILE, SignalModel
 
 
 N_RUN_MIN = 10  # runs of at least this many N (assembly gaps) are never genic
@@ -50,11 +52,15 @@ class LoadedModel:
     model: torch.nn.Module
     config: Config
     source: str
+    signals: SignalModel | None = None  # splice-site / start / stop / coding models for the HMM decoder
+    hmm: HMMParams = field(default_factory=HMMParams)  # decoder settings (a zoo entry's card has its own)
 
 
-def _config_of_mlflow_model(uri: str) -> dict:
-    """The training config stored with an MLflow model: the registered version's `config` tag, or
-    the `config.json` artifact of the run that logged it."""
+DECODERS = ("hmm", "rules")
+
+
+def _run_of_mlflow_model(uri: str):
+    """(model version or None, run id or None) behind an MLflow model URI."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -70,28 +76,61 @@ def _config_of_mlflow_model(uri: str) -> dict:
         else:
             mv = None
         if mv is not None:
-            if "config" in mv.tags:
-                return json.loads(mv.tags["config"])
             run_id = mv.run_id
         else:  # models:/m-<id>: a logged model
             run_id = mlflow.get_logged_model(ref).source_run_id
-    elif uri.startswith("runs:/"):
+        return mv, run_id
+    if uri.startswith("runs:/"):
         run_id = uri[len("runs:/"):].split("/", 1)[0]
+    return None, run_id
+
+
+def _config_of_mlflow_model(uri: str) -> dict:
+    """The training config stored with an MLflow model: the registered version's `config` tag, or
+    the `config.json` artifact of the run that logged it."""
+    import mlflow
+
+    mv, run_id = _run_of_mlflow_model(uri)
+    if mv is not None and "config" in mv.tags:
+        return json.loads(mv.tags["config"])
     if run_id is None:
         raise InputError(None, f"cannot find the training config of {uri}")
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json")
     return json.loads(Path(path).read_text())
 
 
-def load_model(uri: str, device: torch.device | None = None) -> LoadedModel:
+def _signals_of_mlflow_model(uri: str) -> SignalModel | None:
+    """The `signals.npz` artifact of the run that logged the model, if it has one."""
+    import mlflow
+
+    _, run_id = _run_of_mlflow_model(uri)
+    if run_id is None:
+        return None
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    if SIGNALS_FILE not in names:
+        return None
+    return SignalModel.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SIGNALS_FILE))
+
+
+def load_model(uri: str, device: torch.device | None = None, signals: str | None = None) -> LoadedModel:
     """A model by MLflow URI (`models:/name@alias`, `models:/name/3`, `runs:/<id>/model`), zoo name
-    (`zoo:NAME`) or local checkpoint file (`model.pt` / `checkpoint.pt` written by `dga train`)."""
-    device = device or torch.device("cpu")
+    (`zoo:NAME`) or local checkpoint file (`model.pt` / `checkpoint.pt` written by `dga train`),
+    with the signal model that came with it (zoo entry / MLflow run / file beside it), or the one at
+    `signals` when given."""
+    lm = _load_model(uri, device or torch.device("cpu"))
+    if signals:
+        lm.signals = SignalModel.load(signals)
+    return lm
+
+
+def _load_model(uri: str, device: torch.device) -> LoadedModel:
     if uri.startswith("zoo:"):
         from dga import zoo
 
         model, cfg = zoo.load_entry(uri[4:], device)
-        return LoadedModel(model, cfg, uri)
+        sig = zoo.entry_dir(uri[4:]) / SIGNALS_FILE
+        return LoadedModel(model, cfg, uri, SignalModel.load(sig) if sig.is_file() else None,
+                           zoo.decoder_params(uri[4:]))
     if uri.startswith(("models:/", "runs:/")):
         import mlflow
 
@@ -100,7 +139,7 @@ def load_model(uri: str, device: torch.device | None = None) -> LoadedModel:
         tracking.setup()
         cfg = load_config(None, _config_of_mlflow_model(uri))
         model = mlflow.pytorch.load_model(uri, map_location=device)
-        return LoadedModel(model.to(device).eval(), cfg, uri)
+        return LoadedModel(model.to(device).eval(), cfg, uri, _signals_of_mlflow_model(uri))
     path = Path(uri)
     if not path.is_file():
         raise InputError(path, "no such model file (give an MLflow URI like models:/dga-athaliana-chr1@champion, "
@@ -112,7 +151,8 @@ def load_model(uri: str, device: torch.device | None = None) -> LoadedModel:
     model = build_model(cfg)
     model.load_state_dict(state["model"] if "best_state" not in state or state["best_state"] is None
                           else state["best_state"])
-    return LoadedModel(model.to(device).eval(), cfg, str(path))
+    sig = path.with_name(SIGNALS_FILE)
+    return LoadedModel(model.to(device).eval(), cfg, str(path), SignalModel.load(sig) if sig.is_file() else None)
 
 
 def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin: int, batch_size: int,
@@ -127,9 +167,13 @@ def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin:
 
 
 def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_size: int = 32,
-                     device: torch.device = torch.device("cpu"), rules: DecodeRules = DecodeRules(),
+                     device: torch.device = torch.device("cpu"), decoder: str = "hmm",
+                     rules: DecodeRules = DecodeRules(), hmm: HMMParams | None = None,
                      probs_out: dict | None = None, workdir: Path | None = None, progress=None) -> list[GeneModel]:
-    """Gene models of one sequence, both strands."""
+    """Gene models of one sequence, both strands: `decoder` "hmm" (Viterbi over gene structures,
+    `dga.hmm`, with the model's signal models when it has them) or "rules" (`dga.decode`)."""
+    if decoder not in DECODERS:
+        raise InputError(None, f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")
     cfg = lm.config
     window = cfg.effective_val_window
     margin = int(window * cfg.val_overlap)
@@ -141,7 +185,9 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
     strand_probs(lm.model, COMPLEMENT[codes[::-1]], window, margin, batch_size, device, cfg.bf16, rev, progress)
     rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
     gaps = n_runs(codes, N_RUN_MIN)
-    if cfg.labels == "stranded":
+    if decoder == "hmm":
+        genes = _hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm)
+    elif cfg.labels == "stranded":
         plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
         plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
         genes = decode(plus, seqid, "+", codes=codes, rules=rules) + decode(minus, seqid, "-", codes=codes, rules=rules)
@@ -157,8 +203,27 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
     return genes
 
 
+def _hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev_fwd: np.ndarray,
+               gaps: np.ndarray, params: HMMParams) -> list[GeneModel]:
+    """Viterbi decoding; assembly gaps are certain intergenic on both reads."""
+    ig = np.zeros(N_CLASSES, dtype=np.float32)
+    ig[Label.INTERGENIC] = 1.0
+    if lm.config.labels == "stranded":
+        plus, minus = np.asarray(fwd, dtype=np.float32), np.asarray(rev_fwd, dtype=np.float32)
+        plus[gaps], minus[gaps] = ig, ig
+    else:
+        plus, minus = np.empty((len(codes), N_CLASSES), dtype=np.float32), None
+        step = 1 << 20
+        for a in range(0, len(codes), step):
+            plus[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]) / 2
+        plus[gaps] = ig
+    if lm.signals is None:
+        params = HMMParams.without_signals()
+    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals)
+
+
 def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
-                device: str = "auto") -> int:
+                device: str = "auto", decoder: str = "hmm", signals: str | None = None) -> int:
     """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz)."""
     from tqdm import tqdm
 
@@ -167,7 +232,9 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     t0 = time.perf_counter()
-    lm = load_model(model_uri, dev)
+    if decoder not in DECODERS:
+        raise InputError(None, f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")
+    lm = load_model(model_uri, dev, signals)
     records = read_fasta(fasta)
     total = 2 * sum(len(r) for r in records)
     bs = batch_size or (256 if dev.type == "cuda" else lm.config.val_batch_size)
@@ -176,7 +243,9 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
     lengths = {r.id: len(r) for r in records}
     print(f"model {lm.source}: BiLSTM h{lm.config.hidden_size} x {lm.config.num_layers}, "
           f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, window "
-          f"{lm.config.effective_val_window}; {len(records)} sequence(s), {total // 2:,} bases on {dev}", flush=True)
+          f"{lm.config.effective_val_window}; {len(records)} sequence(s), {total // 2:,} bases on {dev}; "
+          f"decoder {decoder}" + ("" if decoder == "rules" else " with signal models" if lm.signals is not None
+                                  else " without signal models (splice/start/stop motifs only)"), flush=True)
     genes: list[GeneModel] = []
     probs_out: dict | None = {} if probs else None
     with tempfile.TemporaryDirectory(prefix="dga-predict-") as tmp:
@@ -184,8 +253,8 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
                    disable=not sys.stderr.isatty())
         t_inf = time.perf_counter()
         for rec in records:
-            genes += predict_sequence(lm, rec.id, rec.codes, batch_size=bs, device=dev, probs_out=probs_out,
-                                      workdir=Path(tmp), progress=bar.update)
+            genes += predict_sequence(lm, rec.id, rec.codes, batch_size=bs, device=dev, decoder=decoder,
+                                      probs_out=probs_out, workdir=Path(tmp), progress=bar.update)
         bar.close()
         seconds = time.perf_counter() - t_inf
         # write next to the target and rename: a failed run never leaves a half-written GFF3

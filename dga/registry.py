@@ -66,7 +66,8 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
     from dga import tracking
     from dga.config import load_config
     from dga.data.windows import load_or_make_splits
-    from dga.train import fit, setup_distributed, store_for_config, validate
+    from dga.signals import SIGNALS_FILE, save_signals
+    from dga.train import fit, setup_distributed, store_for_config, training_regions, validate
 
     best = study.best_trial
     base = load_config(None, study.user_attrs["base_config"])
@@ -99,6 +100,9 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
         mlflow.log_param("n_parameters", result.n_parameters)
         tracking.log_confusion(cm, "test_confusion", f"held-out test region, trial {best.number} retrained")
         model_uri = tracking.log_model(result.model, cfg)
+        sig_path = ckpt.parent / SIGNALS_FILE
+        save_signals(store, training_regions(cfg, splits), sig_path)
+        mlflow.log_artifact(str(sig_path))
         manifest = store.manifest
         mv_tags = {**tags, "config": json.dumps(cfg.to_dict(), sort_keys=True), "cv_objective": sc.objective,
                    "cv_score": f"{score:.6f}", "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",

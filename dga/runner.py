@@ -10,8 +10,9 @@ from pathlib import Path
 
 from dga.config import Config, load_config
 from dga.data.windows import load_or_make_splits
+from dga.signals import SIGNALS_FILE, save_signals
 from dga.train import (EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, cleanup_distributed, fit,
-                       setup_distributed, store_for_config)
+                       setup_distributed, store_for_config, training_regions)
 
 
 def run_name(cfg: Config) -> str:
@@ -88,6 +89,9 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
         import torch
 
         torch.save({"model": result.model.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "model.pt")
+        if parent is None:  # a model of its own (not a search fold): its decoder's signal models beside it
+            save_signals(store, training_regions(cfg, splits), ckpt_dir / SIGNALS_FILE)
+            mlflow.log_artifact(str(ckpt_dir / SIGNALS_FILE))
         if cfg.log_model:
             t = time.perf_counter()
             summary["model_uri"] = tracking.log_model(result.model, cfg)

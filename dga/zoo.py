@@ -1,8 +1,9 @@
 """The model zoo: trained DGA models shipped inside the package, each with a model card.
 
 An entry is a folder `dga/zoo_models/<name>/` with `model.pt` (float16 weights + the full resolved
-config) and `card.json` (how it was found and how good it is; `CARD_SCHEMA` below). Everything
-that takes a model takes `zoo:<name>`.
+config), `signals.npz` (the HMM decoder's splice-site, start/stop and coding models, fitted on the
+model's training region) and `card.json` (how it was found, how it decodes, how good it is;
+`CARD_SCHEMA` below). Everything that takes a model takes `zoo:<name>`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CARD_SCHEMA: dict[str, Any] = {
     "cv": {"objective": str, "score": float, "std": (float, type(None)), "folds": list},
     "test": {"region": str, "base": dict, "exon": dict, "gene": dict, "confusion": list},
     "slice_check": {"region": str, "genic_f1": float},
+    "decoder": {"name": str, "params": dict, "signals": dict, "tuned_on": str},
     "compute": {"device": str, "hours": float, "bases_seen": int},
     "intended_use": str, "limits": str,
 }
@@ -69,6 +71,13 @@ def card(name: str) -> dict:
     return c
 
 
+def decoder_params(name: str):
+    """The HMM decoder settings an entry was measured with (its card's `decoder.params`)."""
+    from dga.hmm import HMMParams
+
+    return HMMParams.from_dict(card(name)["decoder"]["params"])
+
+
 def load_entry(name: str, device: torch.device | None = None):
     """(model in eval mode, Config) of a zoo entry; the weights must fit the config exactly."""
     state = torch.load(entry_dir(name) / "model.pt", map_location="cpu", weights_only=False)
@@ -78,11 +87,16 @@ def load_entry(name: str, device: torch.device | None = None):
     return model.to(device or torch.device("cpu")).eval(), cfg
 
 
-def save_entry(name: str, model: torch.nn.Module, cfg, card_data: dict, root: Path = ZOO_DIR) -> Path:
+def save_entry(name: str, model: torch.nn.Module, cfg, card_data: dict, root: Path = ZOO_DIR,
+               signals=None) -> Path:
     """Write an entry (weights as float16: half the size, no measurable change in the class argmax)."""
+    from dga.signals import SIGNALS_FILE
+
     validate_card(card_data)
     out = root / name
     out.mkdir(parents=True, exist_ok=True)
+    if signals is not None:
+        signals.save(out / SIGNALS_FILE)
     torch.save({"model": {k: v.detach().cpu().half() for k, v in model.state_dict().items()},
                 "config": cfg.to_dict()}, out / "model.pt")
     (out / "card.json").write_text(json.dumps(card_data, indent=1) + "\n")
@@ -105,6 +119,9 @@ def render_card(c: dict) -> str:
              + f" (folds {c['cv']['folds']})",
              f"- compute: {c['compute']['device']}, {c['compute']['hours']:.3f} h, "
              f"{c['compute']['bases_seen']:,} training bases",
+             f"- decoder: {c['decoder']['name']} ({', '.join(f'{k} {v:g}' for k, v in c['decoder']['params'].items())}); "
+             f"signal models from {', '.join(f'{v:,} {k}' for k, v in c['decoder']['signals'].items())}; "
+             f"tuned on {c['decoder']['tuned_on']}",
              "", f"## Test region {c['test']['region']}", "",
              "| class | precision | recall | F1 |", "|---|---|---|---|"]
     for cls in ("CDS", "intron", "UTR", "intergenic"):
@@ -169,6 +186,9 @@ def import_entry(name: str) -> str:
         mlflow.log_metrics(flat)
         mlflow.log_dict(c, "card.json")
         mlflow.log_text(render_card(c), "card.md")
+        sig = entry_dir(name) / "signals.npz"
+        if sig.is_file():
+            mlflow.log_artifact(str(sig))
         uri = tracking.log_model(model, cfg)
     tags = {"zoo_entry": name, "species": c["species"], "config": json.dumps(cfg.to_dict(), sort_keys=True),
             "cv_objective": c["cv"]["objective"], f"cv_{c['cv']['objective']}": f"{c['cv']['score']:.6f}",

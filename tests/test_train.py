@@ -66,6 +66,12 @@ def test_tiny_model_learns_and_mlflow_has_everything(dmel_store, workdir):
     assert {f"confusion/epoch_00{e}.{ext}" for e in (1, 2, 3) for ext in ("png", "json")} == per_epoch
     logged = json.loads(Path(client.download_artifacts(run.info.run_id, "val_confusion.json")).read_text())
     assert logged["matrix"] == result["confusion"]
+    # the decoder's signal models, fitted on the training region, beside model.pt and in the run
+    assert "signals.npz" in artifacts
+    from dga.predict import load_model
+
+    lm = load_model(str(workdir / "ck" / "model.pt"))
+    assert lm.signals is not None and lm.signals.counts["donor"] > 100
     model = mlflow.pytorch.load_model(result["model_uri"])
     x = torch.zeros(2, 800, 4)
     x[:, :, 0] = 1

@@ -12,6 +12,7 @@ from dga.data.sources import resolve
 from dga.data.store import prepare_store
 from dga.data.windows import load_or_make_splits
 from dga.errors import InputError
+from dga.hmm import HMMParams
 from dga.predict import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,11 @@ def test_entry_loads_card_validates_and_config_fits_weights(name):
     assert card["training_data"]["test_region"] == card["test"]["region"]
     assert 0 < card["test"]["base"]["genic_f1"] <= 1 and len(card["test"]["confusion"]) == 4
     assert (ROOT / card["found_by"]["experiment_file"]).is_file()
-    assert load_model(f"zoo:{name}").config == cfg
+    lm = load_model(f"zoo:{name}")
+    assert lm.config == cfg
+    # it decodes with the signal models and HMM settings its card was measured with
+    assert lm.signals is not None and lm.signals.counts == card["decoder"]["signals"]
+    assert lm.hmm == HMMParams.from_dict(card["decoder"]["params"]) and card["decoder"]["name"] == "hmm"
 
 
 def test_card_schema_rejects_a_broken_card():
@@ -68,7 +73,7 @@ def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
     assert abs(res["base"]["genic_f1"] - card["slice_check"]["genic_f1"]) <= 0.02
 
 
-def test_zoo_cli_list_show_import_and_predict(tmp_path):
+def test_zoo_cli_list_show_import_and_predict(tmp_path, monkeypatch):
     env = {"PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin"}
 
     def dga(*args):
@@ -86,6 +91,9 @@ def test_zoo_cli_list_show_import_and_predict(tmp_path):
 
     mv = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_model_version("dga-zoo-dmelanogaster", "1")
     assert mv.tags["zoo_entry"] == "dmelanogaster" and "## Test region" in mv.description
+    monkeypatch.chdir(tmp_path)  # the registry copy brings its signal models along
+    imported = load_model("models:/dga-zoo-dmelanogaster/1")
+    assert imported.signals.counts == zoo.card("dmelanogaster")["decoder"]["signals"]
     fa = tmp_path / "x.fa"
     fa.write_text(">x\n" + "ACGTTGCA" * 500 + "\n")
     dga("predict", str(fa), "--model", "zoo:dmelanogaster", "-o", str(tmp_path / "x.gff3"))

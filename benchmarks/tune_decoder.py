@@ -1,0 +1,143 @@
+"""Tune the HMM decoder's weights and penalties (`dga.hmm.HMMParams`) with Optuna, on a model's
+validation fold: never on the test region, never on what the model was trained on.
+
+    python benchmarks/tune_decoder.py --model zoo:athaliana --trials 40 [--bases 3000000]
+
+1. the model's class probabilities over (the first --bases of) its validation fold, both reads,
+   cached in benchmarks/results/tune_<name>_probs.npz;
+2. signal models fitted on the model's training region (`dga.signals.fit_signals`);
+3. a TPE study over the parameters, each trial decoding the region and scoring it against the
+   reference exactly as `dga evaluate` does; objective: exon F1 + sub-genic F1.
+Results: a table on stdout and benchmarks/results/tune_decoder_<name>.json (every trial, the best).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def region_probs(lm, codes: np.ndarray, cache: Path) -> np.ndarray:
+    """Strand-agnostic probabilities (mean of both reads) [L, 4] float32, cached."""
+    from dga.data.windows import COMPLEMENT
+    from dga.predict import strand_probs
+
+    if cache.is_file():
+        with np.load(cache) as z:
+            if z["fwd"].shape[0] == len(codes):
+                return (z["fwd"].astype(np.float32) + z["rev"][::-1]) / 2
+    cfg = lm.config
+    w = cfg.effective_val_window
+    fwd = np.zeros((len(codes), 4), np.float16)
+    rev = np.zeros((len(codes), 4), np.float16)
+    strand_probs(lm.model, codes, w, int(w * cfg.val_overlap), cfg.val_batch_size, torch.device("cpu"), False, fwd)
+    strand_probs(lm.model, COMPLEMENT[codes[::-1]], w, int(w * cfg.val_overlap), cfg.val_batch_size,
+                 torch.device("cpu"), False, rev)
+    np.savez(cache, fwd=fwd, rev=rev)
+    return (fwd.astype(np.float32) + rev[::-1]) / 2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="zoo:NAME, model.pt or MLflow URI (trained with fold >= 0)")
+    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--bases", type=int, default=3_000_000, help="tune on this many bases of the validation fold")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    import optuna
+
+    from dga.data.encode import encode_labels
+    from dga.data.gff import read_gff
+    from dga.data.sources import resolve
+    from dga.data.store import open_store
+    from dga.data.windows import load_or_make_splits
+    from dga.decode import write_gff3
+    from dga.evaluate import Span, _cds_exons, _chains, _prf
+    from dga.hmm import HMMParams, hmm_decode
+    from dga.metrics import confusion, metrics_from_confusion
+    from dga.predict import load_model
+    from dga.signals import fit_signals
+    from dga.train import training_regions
+
+    torch.set_num_threads(2)
+    lm = load_model(args.model)
+    cfg = lm.config
+    if cfg.fold < 0:
+        raise SystemExit(f"{args.model} was trained on every fold (fold = -1): no validation fold to tune on")
+    store = open_store(ROOT / "stores" / cfg.dataset)
+    splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    val = splits.validation(cfg.fold)[0]
+    seqid, a = val.seqid, val.start
+    b = min(val.end, a + args.bases)
+    offsets = {s["id"]: s["offset"] for s in store.seqids}
+    lengths = {s["id"]: s["length"] for s in store.seqids}
+    off = offsets[seqid]
+    codes = np.asarray(store.track("seq")[off + a: off + b])
+    name = args.model.replace("zoo:", "").replace("/", "_").replace(":", "_")
+    out_dir = ROOT / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    probs = region_probs(lm, codes, out_dir / f"tune_{name}_probs.npz")
+    print(f"probabilities for {seqid}:{a + 1}-{b} (validation fold {cfg.fold}): {time.perf_counter() - t:.0f} s")
+    t = time.perf_counter()
+    signals = fit_signals(store, training_regions(cfg, splits))
+    print(f"signal models on the training region: {signals.counts} ({time.perf_counter() - t:.0f} s)")
+    _, gff, _ = resolve(cfg.dataset)
+    ref = read_gff(gff, lengths).transcripts
+    span = [Span(seqid, a, b)]
+    total = sum(lengths.values())
+    ref_lab = encode_labels(ref, offsets, total).merged[off + a: off + b]
+    ref_ex, ref_ch = _cds_exons(ref, span), _chains(ref, span)
+    tmp = out_dir / f"tune_{name}.gff3"
+
+    def score(params: HMMParams) -> dict:
+        genes = hmm_decode(probs, None, codes, seqid, params=params, signals=signals, offset=a)
+        with open(tmp, "w") as fh:
+            write_gff3(genes, lengths, fh)
+        pred = read_gff(tmp, lengths).transcripts if genes else []
+        m = metrics_from_confusion(confusion(ref_lab, encode_labels(pred, offsets, total).merged[off + a: off + b]))
+        pe, pc = _cds_exons(pred, span), _chains(pred, span)
+        return {"CDS": m["f1_CDS"], "intron": m["f1_intron"], "UTR": m["f1_UTR"], "genic": m["genic_f1"],
+                "subgenic": m["subgenic_f1"], "exon": _prf(len(ref_ex & pe), len(pe), len(ref_ex))["f1"],
+                "gene": _prf(len(ref_ch & pc), len(pc), len(ref_ch))["f1"]}
+
+    rows = []
+
+    def objective(trial: optuna.Trial) -> float:
+        p = HMMParams(emission_weight=trial.suggest_float("emission_weight", 0.1, 1.0, log=True),
+                      coding_weight=trial.suggest_float("coding_weight", 2, 30, log=True),
+                      site_weight=trial.suggest_float("site_weight", 4, 50, log=True),
+                      gene=trial.suggest_float("gene", -400, -20), intron=trial.suggest_float("intron", -150, -10),
+                      utr_intron=trial.suggest_float("utr_intron", -20, 0),
+                      no_utr=trial.suggest_float("no_utr", -20, 5))
+        r = score(p)
+        rows.append({"trial": trial.number, "params": asdict(p), **r})
+        print(f"{trial.number:>3} exon F1 {r['exon']:.3f} gene F1 {r['gene']:.3f} sub-genic {r['subgenic']:.3f} "
+              f"CDS {r['CDS']:.3f} intron {r['intron']:.3f} UTR {r['UTR']:.3f} genic {r['genic']:.3f}", flush=True)
+        return r["exon"] + r["subgenic"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
+    study.enqueue_trial({k: v for k, v in asdict(HMMParams()).items()
+                         if k in ("emission_weight", "coding_weight", "site_weight", "gene", "intron",
+                                  "utr_intron", "no_utr")})
+    study.optimize(objective, n_trials=args.trials)
+    best = rows[study.best_trial.number]
+    tmp.unlink(missing_ok=True)
+    print(f"best trial {best['trial']}: exon F1 {best['exon']:.3f}, sub-genic {best['subgenic']:.3f}; params "
+          f"{json.dumps({k: round(v, 4) for k, v in best['params'].items()})}")
+    (out_dir / f"tune_decoder_{name}.json").write_text(json.dumps(
+        {"model": args.model, "region": f"{seqid}:{a + 1}-{b}", "validation_fold": cfg.fold,
+         "signals": signals.counts, "objective": "exon F1 + sub-genic F1", "best": best, "trials": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

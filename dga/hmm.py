@@ -1,0 +1,315 @@
+"""Gene-structure HMM: the most likely valid gene models given per-base class probabilities.
+
+The network gives every base P(CDS, intron, UTR, intergenic). Taking the arg-max per base and
+cleaning it up afterwards (`dga.decode` rules) gets the classes mostly right but the boundaries
+rarely exact: a CDS exon is only right if both ends sit on the right base. This decoder instead
+finds the single best *valid* annotation (Viterbi), in the spirit of AUGUSTUS's and Tiberius's
+HMM layers: the path may only change state where the DNA carries the signal for it.
+
+States (21), both strands in one pass, in forward coordinates:
+  intergenic;
+  + strand: 5' UTR exon, 5' UTR intron, CDS at codon position 0/1/2, intron of phase 0/1/2
+            (the codon position the next CDS base will have), 3' UTR exon, 3' UTR intron;
+  - strand: the same ten, met in forward order 3' UTR -> CDS (stop ... start) -> 5' UTR.
+Signals (read on the gene's strand): a CDS starts at ATG and ends after TAA/TAG/TGA, which may not
+occur in frame inside it; introns start GT (or GC, with a penalty) and end AG. Every state emits
+the log-probability of its class, times `emission_weight`; entering a gene, an intron and a UTR
+costs a fixed log-penalty (`HMMParams`), which sets how much evidence a new exon needs.
+The dynamic programme is compiled with numba: about 1 s per million bases and strand pair, with
+one byte of back-pointer per state and base; long sequences are cut at confident intergenic bases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+from numba import njit
+
+from dga.decode import GeneModel, runs
+from dga.labels import Label
+from dga.signals import NO_SITE, SignalModel, coding_scores, site_scores
+
+N_STATES = 33
+IG = 0
+# + strand, 5'->3': 5' UTR exon / intron, start codon (3 states), CDS at codon position 0/1/2,
+# intron of phase k (the codon position of the next CDS base), stop codon (3 states), 3' UTR exon / intron
+P_U5, P_U5I, P_C0, P_C1, P_C2, P_I0, P_I1, P_I2, P_U3, P_U3I, P_S0, P_S1, P_S2, P_T0, P_T1, P_T2 = range(1, 17)
+# - strand in forward order: 3' UTR, stop codon, CDS (codon positions in the - strand's sense, so
+# forward order is 2 -> 1 -> 0), start codon, 5' UTR
+M_U3, M_U3I, M_C0, M_C1, M_C2, M_I0, M_I1, M_I2, M_U5, M_U5I, M_T2, M_T1, M_T0, M_S2, M_S1, M_S0 = range(17, 33)
+
+_C, _I, _U, _N = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
+_STRAND_CLASSES = [_U, _I, _C, _C, _C, _I, _I, _I, _U, _I, _C, _C, _C, _C, _C, _C]
+STATE_CLASS = np.array([_N] + _STRAND_CLASSES * 2, dtype=np.int64)
+STATE_STRAND = np.array([0] + [1] * 16 + [-1] * 16, dtype=np.int8)
+STATE_CODON = np.full(N_STATES, -1, dtype=np.int64)  # codon position of CDS states, -1 elsewhere
+STATE_CODON[[P_C0, P_C1, P_C2, P_S0, P_S1, P_S2, P_T0, P_T1, P_T2]] = [0, 1, 2] * 3
+STATE_CODON[[M_C0, M_C1, M_C2, M_S0, M_S1, M_S2, M_T0, M_T1, M_T2]] = [0, 1, 2] * 3
+
+
+@dataclass(frozen=True)
+class HMMParams:
+    """Log-space transition penalties (natural log; more negative = rarer) and the emission weight."""
+
+    # defaults: tuned by benchmarks/tune_decoder.py on A. thaliana chr1 validation fold 0
+    gene: float = -151.1  # enter a gene from intergenic (either strand)
+    intron: float = -110.8  # open an intron (CDS or UTR)
+    utr_intron: float = -5.9  # extra for an intron inside a UTR
+    no_utr: float = -9.8  # a gene end without UTR (the CDS starts or ends the gene)
+    gc_donor: float = -4.0  # a GC donor instead of GT (without a signal model; with one, its table decides)
+    site_weight: float = 20.9  # scales the site models' log-odds
+    coding_weight: float = 10.7  # scales the coding-content log-odds
+    emission_weight: float = 0.308  # scales the network's log-probabilities
+    floor: float = 1e-4  # probabilities are clipped here before the log
+
+    @classmethod
+    def without_signals(cls) -> "HMMParams":
+        """Settings for a model that has no signal models: the network's probabilities carry the
+        decision alone (measured on A. thaliana fold 0: exon F1 0.13 against 0.04 for the rules)."""
+        return cls(gene=-20.0, intron=-8.0, utr_intron=-6.0, no_utr=-3.0, emission_weight=1.0)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "HMMParams":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d or {}) - names
+        if unknown:
+            raise ValueError(f"unknown HMM parameter(s) {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**{k: float(v) for k, v in (d or {}).items()})
+
+
+@njit(cache=True)
+def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, intron, utr_intron,
+             no_utr):  # pragma: no cover - compiled
+    """sc [T, 8]: site scores (`dga.signals.COLUMNS`) of the boundary before each base, < -1e3 where
+    the motif is absent, except that the + stop (column 3) and - start (column 7) are moved to the
+    codon's first base. Returns the best state path."""
+    T = em_plus.shape[0]
+    S = 33
+    NEG = -1e30
+    back = np.zeros((T, S), dtype=np.int8)
+    prev = np.zeros(S, dtype=np.float64)  # any state at the start: a region may begin inside a gene
+    cur = np.empty(S, dtype=np.float64)
+    for s in range(S):
+        if s == 0:
+            prev[s] = em_ig[0]
+        elif s < 17:
+            prev[s] = em_plus[0, state_class[s]]
+        else:
+            prev[s] = em_minus[0, state_class[s]]
+    for t in range(1, T):
+        p_don, p_acc, p_start, p_stop = sc[t, 0], sc[t, 1], sc[t, 2], sc[t, 3]
+        m_acc, m_don, m_stop, m_start = sc[t, 4], sc[t, 5], sc[t, 6], sc[t, 7]
+        # + strand: the codon read at t-3..t-1 is a stop (then CDS position 2 at t-1 must not go on)
+        p_in_frame_stop = t >= 3 and sc[t - 3, 3] > -1e3
+        c2 = NEG if p_in_frame_stop else prev[5]
+        # - strand: the codon at t..t+2 reads as a stop (then it cannot be CDS inside the gene)
+        m_in_frame_stop = m_stop > -1e3
+        for s in range(S):
+            cur[s] = NEG
+            back[t, s] = s
+
+        def take(s, score, src):  # noqa: E306 - numba inlines closures over arrays
+            if score > cur[s]:
+                cur[s] = score
+                back[t, s] = src
+
+        # intergenic: stays, or a gene ends
+        take(0, prev[0], 0)
+        take(0, prev[9], 9)  # + 3' UTR ends
+        take(0, prev[16] + no_utr, 16)  # + stop codon ends the gene, no 3' UTR
+        take(0, prev[25], 25)  # - 5' UTR ends
+        take(0, prev[32] + no_utr, 32)  # - start codon ends the gene, no 5' UTR
+        # ---- + strand
+        take(1, prev[1], 1)
+        take(1, prev[0] + gene, 0)
+        take(1, prev[2] + p_acc, 2)
+        take(2, prev[2], 2)
+        take(2, prev[1] + intron + utr_intron + p_don, 1)
+        take(11, prev[1] + p_start, 1)  # start codon at t..t+2
+        take(11, prev[0] + gene + no_utr + p_start, 0)
+        take(12, prev[11], 11)
+        take(13, prev[12], 12)
+        take(3, c2, 5)
+        take(3, prev[13], 13)
+        take(3, prev[6] + p_acc, 6)
+        take(4, prev[3], 3)
+        take(4, prev[7] + p_acc, 7)
+        take(5, prev[4], 4)
+        take(5, prev[8] + p_acc, 8)
+        take(6, prev[6], 6)
+        take(6, c2 + intron + p_don, 5)
+        take(6, prev[13] + intron + p_don, 13)
+        take(7, prev[7], 7)
+        take(7, prev[3] + intron + p_don, 3)
+        take(8, prev[8], 8)
+        take(8, prev[4] + intron + p_don, 4)
+        take(14, c2 + p_stop, 5)  # stop codon at t..t+2
+        take(14, prev[6] + p_acc + p_stop, 6)
+        take(15, prev[14], 14)
+        take(16, prev[15], 15)
+        take(9, prev[9], 9)
+        take(9, prev[16], 16)
+        take(9, prev[10] + p_acc, 10)
+        take(10, prev[10], 10)
+        take(10, prev[9] + intron + utr_intron + p_don, 9)
+        # ---- - strand (forward order); an intron opens at its acceptor (CT), closes at its donor
+        take(17, prev[17], 17)
+        take(17, prev[0] + gene, 0)
+        take(17, prev[18] + m_don, 18)
+        take(18, prev[18], 18)
+        take(18, prev[17] + intron + utr_intron + m_acc, 17)
+        take(27, prev[17] + m_stop, 17)  # stop codon at t..t+2 (forward), codon positions 2, 1, 0
+        take(27, prev[0] + gene + no_utr + m_stop, 0)
+        take(28, prev[27], 27)
+        take(29, prev[28], 28)
+        if not m_in_frame_stop:  # a codon that reads as a stop is never entered as CDS
+            take(21, prev[19], 19)
+            take(21, prev[29], 29)
+            take(21, prev[24] + m_don, 24)
+        take(20, prev[21], 21)
+        take(20, prev[23] + m_don, 23)
+        take(19, prev[20], 20)
+        take(19, prev[22] + m_don, 22)
+        take(22, prev[22], 22)
+        take(22, prev[20] + intron + m_acc, 20)  # next CDS base has position 0: from position 1
+        take(23, prev[23], 23)
+        take(23, prev[21] + intron + m_acc, 21)
+        take(24, prev[24], 24)
+        take(24, prev[19] + intron + m_acc, 19)
+        take(24, prev[29] + intron + m_acc, 29)
+        take(30, prev[19] + m_start, 19)  # start codon (CAT forward) at t..t+2
+        take(30, prev[24] + m_don + m_start, 24)
+        take(31, prev[30], 30)
+        take(32, prev[31], 31)
+        take(25, prev[25], 25)
+        take(25, prev[32], 32)
+        take(25, prev[26] + m_don, 26)
+        take(26, prev[26], 26)
+        take(26, prev[25] + intron + utr_intron + m_acc, 25)
+        # emissions: the class probability, plus coding content at the state's codon position
+        cur[0] += em_ig[t]
+        for s in range(1, S):
+            c = state_class[s]
+            cur[s] += em_plus[t, c] if s < 17 else em_minus[t, c]
+            k = state_codon[s]
+            if k >= 0:
+                cur[s] += cod[t, k] if s < 17 else cod[t, 3 + k]
+        for s in range(S):
+            prev[s] = cur[s]
+    path = np.empty(T, dtype=np.int8)
+    s = 0
+    for j in range(S):
+        if prev[j] > prev[s]:
+            s = j
+    for t in range(T - 1, -1, -1):
+        path[t] = s
+        s = back[t, s]
+    return path
+
+
+def _log_emissions(probs: np.ndarray, params: HMMParams) -> np.ndarray:
+    return (params.emission_weight * np.log(np.clip(np.asarray(probs, dtype=np.float64), params.floor, 1.0)))
+
+
+def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray,
+                 params: HMMParams = HMMParams(), signals: SignalModel | None = None) -> np.ndarray:
+    """Best state path [L] (int8, states as above). `plus_probs` / `minus_probs` [L, 4] are the class
+    probabilities that + / - strand states see (`minus_probs` None: the same, a strand-agnostic model)."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int8)
+    em_p = _log_emissions(plus_probs, params)
+    em_m = em_p if minus_probs is None else _log_emissions(minus_probs, params)
+    # intergenic on both strands: the weaker of the two reads' evidence for "no gene here"
+    em_ig = np.minimum(em_p[:, Label.INTERGENIC], em_m[:, Label.INTERGENIC])
+    sc = site_scores(codes, signals, params.gc_donor)
+    if signals is not None:
+        sc[sc > NO_SITE] *= params.site_weight
+    cod = np.zeros((len(codes), 6), dtype=np.float32) if signals is None else \
+        coding_scores(codes, signals.coding) * np.float32(params.coding_weight)
+    # the + stop and - start scores move to the codon's first base, where the path enters the codon
+    for col in (3, 7):
+        sc[:-3, col] = sc[3:, col]
+        sc[-3:, col] = NO_SITE
+    return _viterbi(em_p, em_m, em_ig, sc, cod, STATE_CLASS, STATE_CODON, params.gene, params.intron,
+                    params.utr_intron, params.no_utr)
+
+
+def _segments(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:
+    s, e, v = runs(mask.astype(np.uint8))
+    return [(int(a) + offset, int(b) + offset) for a, b, x in zip(s, e, v) if x]
+
+
+def path_to_genes(path: np.ndarray, seqid: str, offset: int = 0, min_cds: int = 0) -> list[GeneModel]:
+    """Gene models from a state path: each maximal run of non-intergenic states is one gene."""
+    starts, ends, vals = runs((path != IG).astype(np.uint8))
+    genes: list[GeneModel] = []
+    for a, b, genic in zip(starts, ends, vals):
+        if not genic:
+            continue
+        seg = path[a:b]
+        strand_sign = STATE_STRAND[seg[0]]
+        strand = "+" if strand_sign > 0 else "-"
+        cls = STATE_CLASS[seg]
+        exon = cls != Label.INTRON
+        cds_mask = cls == Label.CDS
+        if cds_mask.sum() < max(min_cds, 1):
+            continue
+        a, b = int(a), int(b)
+        exons = _segments(exon, a)
+        cds_segs = _segments(cds_mask, a)
+        codon = STATE_CODON[seg]
+        cds = []
+        for s, e in cds_segs:
+            # GFF3 phase: bases to skip at the segment's 5' end to reach a codon's first base
+            k = codon[(s - a) if strand == "+" else (e - 1 - a)]
+            cds.append((s, e, int((3 - k) % 3)))
+        cs, ce = cds_segs[0][0], cds_segs[-1][1]
+        before = [(s, min(e, cs)) for s, e in exons if s < cs]
+        after = [(max(s, ce), e) for s, e in exons if e > ce]
+        gene = GeneModel(seqid, strand, exons[0][0], exons[-1][1], exons, cds,
+                         before if strand == "+" else after, after if strand == "+" else before)
+        genes.append(gene)
+    from dga.decode import shift_genes
+
+    return shift_genes(genes, offset)
+
+
+def cut_points(p_intergenic: np.ndarray, chunk: int, min_run: int = 2000, threshold: float = 0.99) -> list[int]:
+    """Positions to cut a long sequence into pieces of about `chunk` bases for decoding: the middle
+    of a run of >= `min_run` bases that are intergenic with probability >= `threshold` (no gene can
+    plausibly span it), nearest to each multiple of `chunk`. Without such a run there is no cut."""
+    n = len(p_intergenic)
+    if n <= chunk:
+        return []
+    s, e, v = runs((np.asarray(p_intergenic) >= threshold).astype(np.uint8))
+    keep = (v == 1) & (e - s >= min_run)
+    mids = ((s[keep] + e[keep]) // 2).astype(np.int64)
+    cuts, last = [], 0
+    for target in range(chunk, n, chunk):
+        cand = mids[(mids > last) & (mids < n)]
+        if not len(cand):
+            break
+        c = int(cand[np.argmin(np.abs(cand - target))])
+        if c - last >= chunk // 4 and c not in cuts:
+            cuts.append(c)
+            last = c
+    return cuts
+
+
+def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray, seqid: str, *,
+               params: HMMParams = HMMParams(), signals: SignalModel | None = None, offset: int = 0,
+               chunk: int = 4_000_000,
+               min_cds: int = 30) -> list[GeneModel]:
+    """Gene models of one sequence by Viterbi decoding, in pieces cut at confident intergenic bases
+    (memory: ~21 bytes per base of the largest piece)."""
+    n = len(codes)
+    p_ig = np.asarray(plus_probs[:, Label.INTERGENIC], dtype=np.float32)
+    if minus_probs is not None:
+        p_ig = np.minimum(p_ig, minus_probs[:, Label.INTERGENIC])
+    bounds = [0] + cut_points(p_ig, chunk) + [n]
+    genes: list[GeneModel] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        path = viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b], params, signals)
+        genes += path_to_genes(path, seqid, offset + a, min_cds)
+    return genes

@@ -1,0 +1,144 @@
+"""The gene-structure HMM decoder and its signal models, on the real D. melanogaster chr4."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from dga.data.gff import read_gff
+from dga.data.windows import COMPLEMENT
+from dga.decode import write_gff3
+from dga.errors import InputError
+from dga.hmm import HMMParams, cut_points, hmm_decode
+from dga.labels import Label
+from dga.signals import NO_SITE, SignalModel, fit_signals, site_scores
+
+STOPS = {"TAA", "TAG", "TGA"}
+
+
+def one_hot(labels: np.ndarray, p: float = 0.9) -> np.ndarray:
+    out = np.full((len(labels), 4), (1 - p) / 3, dtype=np.float32)
+    out[np.arange(len(labels)), labels] = p
+    return out
+
+
+@pytest.fixture(scope="module")
+def dmel(dmel_store):
+    seqid = dmel_store.seqids[0]["id"]
+    n = dmel_store.total_length
+    codes = np.asarray(dmel_store.track("seq"))
+    ref = read_gff(dmel_store.manifest["inputs"]["gff"]["path"], {seqid: n}).transcripts
+    signals = fit_signals(dmel_store, [(0, n)])
+    return seqid, n, codes, ref, signals
+
+
+def _spliced(codes, gene):
+    seq = np.concatenate([codes[s:e] for s, e, _ in gene.cds])
+    if gene.strand == "-":
+        seq = COMPLEMENT[seq[::-1]]
+    return "".join("ACGTN"[c] for c in seq)
+
+
+def test_signal_models_learn_real_site_context_and_round_trip(dmel, tmp_path):
+    *_, signals = dmel
+    assert signals.counts["donor"] > 500 and signals.counts["start"] > 50
+
+    def donor_score(exon_end: str, intron_start: str) -> float:
+        codes = np.array(["ACGT".index(c) for c in "ACGTACGTACGT" + exon_end + intron_start + "ACGTACGTACGT"])
+        return float(site_scores(codes, signals)[12 + len(exon_end), 0])  # column 0: + donor
+
+    def acceptor_score(intron_end: str) -> float:
+        codes = np.array(["ACGT".index(c) for c in intron_end + "GTAAGAC"])
+        return float(site_scores(codes, signals)[len(intron_end), 1])
+
+    consensus = donor_score("CAG", "GTAAGT")
+    assert consensus > 3 and consensus > donor_score("CAG", "GCAAGT") + 2  # GC donors are rare
+    assert consensus > donor_score("TTC", "GTCCTC") + 3  # a GT in a poor context
+    assert acceptor_score("T" * 18 + "GCAG") > acceptor_score("A" * 18 + "GCAG") + 3  # the pyrimidine tract
+    assert site_scores(np.array([0, 0, 0, 0, 0]), signals)[:, 0].max() <= NO_SITE  # no GT, no donor
+    path = tmp_path / "s.npz"
+    signals.save(path)
+    again = SignalModel.load(path)
+    assert again.counts == signals.counts
+    for k, v in signals.logodds.items():
+        assert np.allclose(again.logodds[k], v, atol=1e-5)
+    assert np.allclose(again.coding, signals.coding, atol=1e-5)
+    np.savez(tmp_path / "bad.npz", coding=np.zeros((3, 5)))
+    with pytest.raises(InputError, match="no donor matrix"):
+        SignalModel.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("stranded", [True, False])
+def test_hmm_turns_reference_probabilities_into_the_annotated_genes(dmel_store, dmel, tmp_path, stranded):
+    """Probabilities that follow the reference labels (0.9 on the true class) decode to the annotated
+    CDS exons with their phases, on both strands; with strand-agnostic probabilities the strand comes
+    from the sequence (sites, frame, coding statistics) alone."""
+    seqid, n, codes, ref, signals = dmel
+    if stranded:
+        plus, minus = one_hot(np.asarray(dmel_store.track("label_plus"))), \
+            one_hot(np.asarray(dmel_store.track("label_minus")))
+    else:
+        plus, minus = one_hot(np.asarray(dmel_store.track("label"))), None
+    genes = hmm_decode(plus, minus, codes, seqid, params=HMMParams(), signals=signals)
+    ref_ex = {(t.strand, s, e): p for t in ref for s, e, p in t.cds}
+    got_ex = {(g.strand, s, e): p for g in genes for s, e, p in g.cds}
+    matched = set(ref_ex) & set(got_ex)
+    recall, precision = len(matched) / len(set(ref_ex)), len(matched) / len(got_ex)
+    assert recall > (0.93 if stranded else 0.85), recall
+    assert precision > (0.93 if stranded else 0.85), precision
+    assert all(ref_ex[k] == got_ex[k] for k in matched)  # the annotated GFF3 phase, every matched exon
+    for strand in "+-":
+        assert sum(1 for k in matched if k[0] == strand) > 100
+    # the GFF3 written from them reads back to the same CDS chains
+    out = tmp_path / "hmm.gff3"
+    with open(out, "w") as fh:
+        write_gff3(genes, {seqid: n}, fh)
+    back = read_gff(out, {seqid: n}).transcripts
+    assert {tuple((s, e) for s, e, _ in t.cds) for t in back} == {tuple((s, e) for s, e, _ in g.cds) for g in genes}
+    if shutil.which("gt"):  # genometools; .ci/run installs it
+        proc = subprocess.run(["gt", "gff3validator", str(out)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_hmm_gene_models_are_open_reading_frames(dmel):
+    """Whatever the probabilities say, every decoded CDS starts with ATG, ends with a stop and has
+    no in-frame stop inside an exon."""
+    seqid, n, codes, ref, signals = dmel
+    rng = np.random.default_rng(0)
+    noisy = rng.dirichlet(np.ones(4), size=n).astype(np.float32)  # random probabilities: a bad model
+    genes = hmm_decode(noisy, None, codes, seqid, params=HMMParams(gene=-10.0), signals=signals)
+    assert len(genes) > 20
+    junction_stops = 0
+    for g in genes:
+        cds = _spliced(codes, g)
+        assert len(cds) % 3 == 0, g
+        assert cds.startswith("ATG") and cds[-3:] in STOPS, (g, cds[:3], cds[-3:])
+        # in-frame codons before the final stop: those inside one exon are never stops
+        bounds = np.cumsum([e - s for s, e, _ in (g.cds if g.strand == "+" else g.cds[::-1])])
+        for i in range(0, len(cds) - 3, 3):
+            if cds[i:i + 3] in STOPS:
+                assert any(i < b < i + 3 for b in bounds), (g, i)  # spans a splice junction
+                junction_stops += 1
+        assert g.exons[0][0] == g.start and g.exons[-1][1] == g.end
+    assert junction_stops <= len(genes) // 10
+
+
+def test_chunked_decoding_matches_whole_sequence(dmel_store, dmel):
+    seqid, n, codes, ref, signals = dmel
+    labels = np.asarray(dmel_store.track("label"))
+    probs = one_hot(labels, 0.995)
+    cuts = cut_points(probs[:, Label.INTERGENIC], 200_000)
+    assert len(cuts) >= 3 and all((labels[c - 1000: c + 1000] == Label.INTERGENIC).all() for c in cuts)
+    whole = hmm_decode(probs, None, codes, seqid, signals=signals, chunk=10 ** 9)
+    pieces = hmm_decode(probs, None, codes, seqid, signals=signals, chunk=200_000)
+    key = lambda gs: [(g.strand, tuple(g.cds)) for g in gs]  # noqa: E731
+    assert key(whole) == key(pieces)
+
+
+def test_hmm_params_reject_unknown_names():
+    assert HMMParams.from_dict({"gene": -5}).gene == -5.0
+    with pytest.raises(ValueError, match="unknown HMM parameter"):
+        HMMParams.from_dict({"gen": -5})
