@@ -6,17 +6,22 @@ rarely exact: a CDS exon is only right if both ends sit on the right base. This 
 finds the single best *valid* annotation (Viterbi), in the spirit of AUGUSTUS's and Tiberius's
 HMM layers: the path may only change state where the DNA carries the signal for it.
 
-States (21), both strands in one pass, in forward coordinates:
+States (33), both strands in one pass, in forward coordinates:
   intergenic;
-  + strand: 5' UTR exon, 5' UTR intron, CDS at codon position 0/1/2, intron of phase 0/1/2
-            (the codon position the next CDS base will have), 3' UTR exon, 3' UTR intron;
-  - strand: the same ten, met in forward order 3' UTR -> CDS (stop ... start) -> 5' UTR.
-Signals (read on the gene's strand): a CDS starts at ATG and ends after TAA/TAG/TGA, which may not
-occur in frame inside it; introns start GT (or GC, with a penalty) and end AG. Every state emits
-the log-probability of its class, times `emission_weight`; entering a gene, an intron and a UTR
-costs a fixed log-penalty (`HMMParams`), which sets how much evidence a new exon needs.
-The dynamic programme is compiled with numba: about 1 s per million bases and strand pair, with
-one byte of back-pointer per state and base; long sequences are cut at confident intergenic bases.
+  + strand: 5' UTR exon, 5' UTR intron, start codon (3 states), CDS at codon position 0/1/2,
+            intron of phase 0/1/2 (the codon position the next CDS base will have), stop codon
+            (3 states), 3' UTR exon, 3' UTR intron;
+  - strand: the same sixteen, met in forward order 3' UTR -> stop -> CDS -> start -> 5' UTR.
+Signals (read on the gene's strand): a CDS starts with ATG and ends with TAA/TAG/TGA, each codon
+contiguous, and no in-frame stop occurs inside an exon (one split by an intron is not checked);
+introns start GT or GC and end AG, and are at least `min_intron` long (a chain of states). Every
+state emits the log-probability of its class times `emission_weight`; with a `SignalModel`, each
+boundary adds its site log-odds times `site_weight` and each CDS base its coding log-odds times
+`coding_weight`; entering a gene or an intron, or ending a gene without UTR, costs a fixed
+log-penalty. The settings (`HMMParams`) are tuned by benchmarks/tune_decoder.py.
+The dynamic programme is compiled with numba: about 1.4 s per million bases (both strands) on one
+core, with one byte of back-pointer per state and base; long sequences are cut at confident
+intergenic bases.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from numba import njit
 
 from dga.decode import GeneModel, runs
 from dga.labels import Label
-from dga.signals import NO_SITE, SignalModel, coding_scores, site_scores
+from dga.signals import DEFAULT_MIN_INTRON, NO_SITE, SignalModel, coding_scores, site_scores
 
 N_STATES = 33
 IG = 0
@@ -43,6 +48,7 @@ _C, _I, _U, _N = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
 _STRAND_CLASSES = [_U, _I, _C, _C, _C, _I, _I, _I, _U, _I, _C, _C, _C, _C, _C, _C]
 STATE_CLASS = np.array([_N] + _STRAND_CLASSES * 2, dtype=np.int64)
 STATE_STRAND = np.array([0] + [1] * 16 + [-1] * 16, dtype=np.int8)
+INTRON_STATES = np.array([P_U5I, P_I0, P_I1, P_I2, P_U3I, M_U3I, M_I0, M_I1, M_I2, M_U5I], dtype=np.int64)
 STATE_CODON = np.full(N_STATES, -1, dtype=np.int64)  # codon position of CDS states, -1 elsewhere
 STATE_CODON[[P_C0, P_C1, P_C2, P_S0, P_S1, P_S2, P_T0, P_T1, P_T2]] = [0, 1, 2] * 3
 STATE_CODON[[M_C0, M_C1, M_C2, M_S0, M_S1, M_S2, M_T0, M_T1, M_T2]] = [0, 1, 2] * 3
@@ -53,14 +59,16 @@ class HMMParams:
     """Log-space transition penalties (natural log; more negative = rarer) and the emission weight."""
 
     # defaults: tuned by benchmarks/tune_decoder.py on A. thaliana chr1 validation fold 0
-    gene: float = -151.1  # enter a gene from intergenic (either strand)
-    intron: float = -110.8  # open an intron (CDS or UTR)
-    utr_intron: float = -5.9  # extra for an intron inside a UTR
-    no_utr: float = -9.8  # a gene end without UTR (the CDS starts or ends the gene)
+    gene: float = -219.5  # enter a gene from intergenic (either strand)
+    intron: float = -144.4  # open an intron (CDS or UTR)
+    utr_intron: float = -3.4  # extra for an intron inside a UTR
+    no_utr: float = -8.9  # a gene end without UTR (the CDS starts or ends the gene)
     gc_donor: float = -4.0  # a GC donor instead of GT (without a signal model; with one, its table decides)
-    site_weight: float = 20.9  # scales the site models' log-odds
-    coding_weight: float = 10.7  # scales the coding-content log-odds
-    emission_weight: float = 0.308  # scales the network's log-probabilities
+    site_weight: float = 33.2  # scales the site models' log-odds
+    coding_weight: float = 18.0  # scales the coding-content log-odds
+    emission_weight: float = 0.248  # scales the network's log-probabilities
+    min_intron: float = 0  # shortest intron the decoder may call (bases); 0: the signal model's (the
+    # 1st percentile of the training region's introns), 20 without one
     floor: float = 1e-4  # probabilities are clipped here before the log
 
     @classmethod
@@ -79,14 +87,22 @@ class HMMParams:
 
 
 @njit(cache=True)
-def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, intron, utr_intron,
-             no_utr):  # pragma: no cover - compiled
+def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, introns, gene, intron, utr_intron,
+             no_utr, min_intron):  # pragma: no cover - compiled
     """sc [T, 8]: site scores (`dga.signals.COLUMNS`) of the boundary before each base, < -1e3 where
     the motif is absent, except that the + stop (column 3) and - start (column 7) are moved to the
-    codon's first base. Returns the best state path."""
+    codon's first base. `introns` lists the intron states: each is a chain of min_intron - 1 young
+    states (no exit) before its mature state (self-loop, exits at acceptors), so no intron is shorter
+    than `min_intron`; young states cost no back-pointers beyond the one of their entry.
+    Returns the best state path."""
     T = em_plus.shape[0]
     S = 33
     NEG = -1e30
+    CHAIN = -1  # back-pointer of a mature intron state that came from the end of its young chain
+    D = max(min_intron - 1, 1)
+    NI = introns.shape[0]
+    young = np.full((NI, D), NEG)
+    entry_back = np.zeros((T, NI), dtype=np.int8)
     back = np.zeros((T, S), dtype=np.int8)
     prev = np.zeros(S, dtype=np.float64)  # any state at the start: a region may begin inside a gene
     cur = np.empty(S, dtype=np.float64)
@@ -124,7 +140,6 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, 
         take(1, prev[1], 1)
         take(1, prev[0] + gene, 0)
         take(1, prev[2] + p_acc, 2)
-        take(2, prev[2], 2)
         take(2, prev[1] + intron + utr_intron + p_don, 1)
         take(11, prev[1] + p_start, 1)  # start codon at t..t+2
         take(11, prev[0] + gene + no_utr + p_start, 0)
@@ -137,12 +152,9 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, 
         take(4, prev[7] + p_acc, 7)
         take(5, prev[4], 4)
         take(5, prev[8] + p_acc, 8)
-        take(6, prev[6], 6)
         take(6, c2 + intron + p_don, 5)
         take(6, prev[13] + intron + p_don, 13)
-        take(7, prev[7], 7)
         take(7, prev[3] + intron + p_don, 3)
-        take(8, prev[8], 8)
         take(8, prev[4] + intron + p_don, 4)
         take(14, c2 + p_stop, 5)  # stop codon at t..t+2
         take(14, prev[6] + p_acc + p_stop, 6)
@@ -151,13 +163,11 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, 
         take(9, prev[9], 9)
         take(9, prev[16], 16)
         take(9, prev[10] + p_acc, 10)
-        take(10, prev[10], 10)
         take(10, prev[9] + intron + utr_intron + p_don, 9)
         # ---- - strand (forward order); an intron opens at its acceptor (CT), closes at its donor
         take(17, prev[17], 17)
         take(17, prev[0] + gene, 0)
         take(17, prev[18] + m_don, 18)
-        take(18, prev[18], 18)
         take(18, prev[17] + intron + utr_intron + m_acc, 17)
         take(27, prev[17] + m_stop, 17)  # stop codon at t..t+2 (forward), codon positions 2, 1, 0
         take(27, prev[0] + gene + no_utr + m_stop, 0)
@@ -171,11 +181,8 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, 
         take(20, prev[23] + m_don, 23)
         take(19, prev[20], 20)
         take(19, prev[22] + m_don, 22)
-        take(22, prev[22], 22)
         take(22, prev[20] + intron + m_acc, 20)  # next CDS base has position 0: from position 1
-        take(23, prev[23], 23)
         take(23, prev[21] + intron + m_acc, 21)
-        take(24, prev[24], 24)
         take(24, prev[19] + intron + m_acc, 19)
         take(24, prev[29] + intron + m_acc, 29)
         take(30, prev[19] + m_start, 19)  # start codon (CAT forward) at t..t+2
@@ -185,8 +192,22 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, 
         take(25, prev[25], 25)
         take(25, prev[32], 32)
         take(25, prev[26] + m_don, 26)
-        take(26, prev[26], 26)
         take(26, prev[25] + intron + utr_intron + m_acc, 25)
+        # introns: what entered at t starts the young chain; the mature state keeps its own
+        # score or takes the chain's end (entered D bases ago)
+        for i in range(NI):
+            s = introns[i]
+            entry, src = cur[s], back[t, s]
+            y_end = young[i, D - 1]
+            if prev[s] >= y_end:
+                cur[s], back[t, s] = prev[s], s
+            else:
+                cur[s], back[t, s] = y_end, CHAIN
+            e = em_plus[t, 1] if s < 17 else em_minus[t, 1]
+            for j in range(D - 1, 0, -1):
+                young[i, j] = young[i, j - 1] + e
+            young[i, 0] = entry + e
+            entry_back[t, i] = src
         # emissions: the class probability, plus coding content at the state's codon position
         cur[0] += em_ig[t]
         for s in range(1, S):
@@ -202,9 +223,24 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, gene, 
     for j in range(S):
         if prev[j] > prev[s]:
             s = j
-    for t in range(T - 1, -1, -1):
+    index = np.full(S, -1, dtype=np.int64)
+    for i in range(NI):
+        index[introns[i]] = i
+    t = T - 1
+    while t >= 0:
         path[t] = s
-        s = back[t, s]
+        b = back[t, s]
+        if b == CHAIN:  # the young chain: bases t-D .. t-1, entered at t-D from entry_back
+            t0 = t - D
+            for j in range(max(t0, 0), t):
+                path[j] = s
+            if t0 <= 0:
+                break
+            s = entry_back[t0, index[s]]
+            t = t0 - 1
+        else:
+            s = b
+            t -= 1
     return path
 
 
@@ -231,8 +267,9 @@ def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: 
     for col in (3, 7):
         sc[:-3, col] = sc[3:, col]
         sc[-3:, col] = NO_SITE
-    return _viterbi(em_p, em_m, em_ig, sc, cod, STATE_CLASS, STATE_CODON, params.gene, params.intron,
-                    params.utr_intron, params.no_utr)
+    return _viterbi(em_p, em_m, em_ig, sc, cod, STATE_CLASS, STATE_CODON, INTRON_STATES, params.gene,
+                    params.intron, params.utr_intron, params.no_utr,
+                    int(params.min_intron) or (signals.min_intron if signals is not None else DEFAULT_MIN_INTRON))
 
 
 def _segments(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:

@@ -28,7 +28,8 @@ from dga.errors import InputError
 from dga.labels import Label
 
 SIGNALS_FILE = "signals.npz"  # its name beside a model (zoo entry, MLflow run artifact, model.pt)
-NO_SITE = -1e4  # score where the core motif is absent: the transition is impossible
+NO_SITE = -1e4
+DEFAULT_MIN_INTRON = 20  # without enough annotated introns to measure it  # score where the core motif is absent: the transition is impossible
 
 # kind -> (core motifs, offset of the core's first base from the boundary t, window [lo, hi) around t)
 # The boundary t is a transition between bases t-1 and t: an intron starts at t (donor), an exon
@@ -52,10 +53,11 @@ class SignalModel:
     logodds: dict[str, np.ndarray]
     coding: np.ndarray
     counts: dict[str, int]  # real sites (and coding bases) each part was fitted on
+    min_intron: int = 20  # shortest intron the decoder calls: 1st percentile of the training introns
 
     def save(self, path: str | Path) -> None:
         arrays = {f"site_{k}": v.astype(np.float32) for k, v in self.logodds.items()}
-        np.savez_compressed(path, coding=self.coding.astype(np.float32),
+        np.savez_compressed(path, coding=self.coding.astype(np.float32), min_intron=np.array(self.min_intron),
                             counts=np.array(json.dumps(self.counts)), **arrays)
 
     @classmethod
@@ -72,7 +74,8 @@ class SignalModel:
             coding = z["coding"].astype(np.float64)
             if coding.shape != (3, 4 ** (ORDER + 1)):
                 raise InputError(path, f"coding table has shape {coding.shape}, expected (3, {4 ** (ORDER + 1)})")
-            return cls(lo, coding, json.loads(str(z["counts"])))
+            return cls(lo, coding, json.loads(str(z["counts"])),
+                       int(z["min_intron"]) if "min_intron" in z else DEFAULT_MIN_INTRON)
 
 
 def _match(codes: np.ndarray, at: np.ndarray, motif: str) -> np.ndarray:
@@ -171,11 +174,21 @@ def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> Sig
     size = 4 ** (ORDER + 1)
     cds_counts, bg_counts = np.ones((3, size)), np.ones(size)
     readings = list(_readings(store, allowed, spans))
+    intron_lengths: list[np.ndarray] = []
     per_reading = max(1, background // max(1, len(readings)))
     for codes, label, phase, ok in readings:
         n = len(codes)
         okb = np.concatenate([ok, [False]]) & np.concatenate([[False], ok])  # both sides allowed
-        for kind, pos in _true_boundaries(label).items():
+        bounds = _true_boundaries(label)
+        # intron lengths: each donor to the next acceptor, both inside the allowed region
+        don, acc = bounds["donor"], bounds["acceptor"]
+        if len(don) and len(acc):
+            nxt = np.searchsorted(acc, don)
+            ok_pair = nxt < len(acc)
+            pairs = np.stack([don[ok_pair], acc[nxt[ok_pair]]], axis=1)
+            pairs = pairs[okb[pairs[:, 0]] & okb[pairs[:, 1]]]
+            intron_lengths.append(pairs[:, 1] - pairs[:, 0])
+        for kind, pos in bounds.items():
             motifs, shift, window = SITES[kind]
             pos = pos[okb[pos]]
             core = np.zeros(len(pos), dtype=bool)
@@ -206,7 +219,11 @@ def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> Sig
     coding = (np.log(cds_p / cds_p.sum(-1, keepdims=True))
               - np.log(bg_p / bg_p.sum(-1, keepdims=True))[None]).reshape(3, size)
     counts["coding_bases"] = int(cds_counts.sum() - cds_counts.size)
-    return SignalModel(logodds, coding, counts)
+    lengths = np.concatenate(intron_lengths) if intron_lengths else np.zeros(0)
+    # the decoder's shortest intron: the 1st percentile of the annotated ones (a few very short
+    # annotated introns are worth losing against the many spurious short ones a decoder calls)
+    min_intron = int(np.percentile(lengths, 1)) if len(lengths) >= 100 else DEFAULT_MIN_INTRON
+    return SignalModel(logodds, coding, counts, max(min_intron, DEFAULT_MIN_INTRON))
 
 
 def _strand_scores(codes: np.ndarray, model: SignalModel | None, gc_donor: float) -> dict[str, np.ndarray]:

@@ -247,7 +247,8 @@ def test_evaluate_cli_writes_json_figure_and_mlflow_run(make_case, tmp_path, mon
     ref_lines = _gene("chr", "a", "+", [(101, 300), (401, 600)], [(151, 300), (401, 550)])
     fasta, ref, _ = make_case({"chr": 1000}, ref_lines, "ref")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # setenv, not delenv: mlflow.set_tracking_uri exports the URI, and setenv undoes that afterwards
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     assert main(["evaluate", "--ref", str(ref), "--pred", str(ref), "--fasta", str(fasta), "--region", "chr:1-1000",
                  "--json", "s.json", "--figure", "cm.png", "--mlflow-run", "new"]) == 0
     import json

@@ -45,6 +45,7 @@ def _spliced(codes, gene):
 def test_signal_models_learn_real_site_context_and_round_trip(dmel, tmp_path):
     *_, signals = dmel
     assert signals.counts["donor"] > 500 and signals.counts["start"] > 50
+    assert 40 <= signals.min_intron <= 70  # fly introns: a sharp minimum near 50-60 bases
 
     def donor_score(exon_end: str, intron_start: str) -> float:
         codes = np.array(["ACGT".index(c) for c in "ACGTACGTACGT" + exon_end + intron_start + "ACGTACGTACGT"])
@@ -62,7 +63,7 @@ def test_signal_models_learn_real_site_context_and_round_trip(dmel, tmp_path):
     path = tmp_path / "s.npz"
     signals.save(path)
     again = SignalModel.load(path)
-    assert again.counts == signals.counts
+    assert again.counts == signals.counts and again.min_intron == signals.min_intron
     for k, v in signals.logodds.items():
         assert np.allclose(again.logodds[k], v, atol=1e-5)
     assert np.allclose(again.coding, signals.coding, atol=1e-5)
@@ -75,20 +76,22 @@ def test_signal_models_learn_real_site_context_and_round_trip(dmel, tmp_path):
 def test_hmm_turns_reference_probabilities_into_the_annotated_genes(dmel_store, dmel, tmp_path, stranded):
     """Probabilities that follow the reference labels (0.9 on the true class) decode to the annotated
     CDS exons with their phases, on both strands; with strand-agnostic probabilities the strand comes
-    from the sequence (sites, frame, coding statistics) alone."""
+    from the sequence (sites, frame, coding statistics) alone. (The rest: genes overlapping on one
+    strand, non-canonical sites, introns shorter than the minimum.)"""
     seqid, n, codes, ref, signals = dmel
     if stranded:
         plus, minus = one_hot(np.asarray(dmel_store.track("label_plus"))), \
             one_hot(np.asarray(dmel_store.track("label_minus")))
     else:
         plus, minus = one_hot(np.asarray(dmel_store.track("label"))), None
-    genes = hmm_decode(plus, minus, codes, seqid, params=HMMParams(), signals=signals)
+    # emission weight 1: the probabilities are trusted as they are (the shipped weights, tuned for a
+    # real network's blurred probabilities, lean more on the sequence models)
+    genes = hmm_decode(plus, minus, codes, seqid, params=HMMParams(emission_weight=1.0), signals=signals)
     ref_ex = {(t.strand, s, e): p for t in ref for s, e, p in t.cds}
     got_ex = {(g.strand, s, e): p for g in genes for s, e, p in g.cds}
     matched = set(ref_ex) & set(got_ex)
     recall, precision = len(matched) / len(set(ref_ex)), len(matched) / len(got_ex)
-    assert recall > (0.93 if stranded else 0.85), recall
-    assert precision > (0.93 if stranded else 0.85), precision
+    assert recall > 0.97 and precision > 0.93, (recall, precision)
     assert all(ref_ex[k] == got_ex[k] for k in matched)  # the annotated GFF3 phase, every matched exon
     for strand in "+-":
         assert sum(1 for k in matched if k[0] == strand) > 100
@@ -123,6 +126,8 @@ def test_hmm_gene_models_are_open_reading_frames(dmel):
                 assert any(i < b < i + 3 for b in bounds), (g, i)  # spans a splice junction
                 junction_stops += 1
         assert g.exons[0][0] == g.start and g.exons[-1][1] == g.end
+        # no intron shorter than the training region's 1st percentile
+        assert all(b - a >= signals.min_intron for (_, a), (b, _) in zip(g.exons[:-1], g.exons[1:])), g
     assert junction_stops <= len(genes) // 10
 
 

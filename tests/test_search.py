@@ -282,7 +282,7 @@ def test_champion_alias_moves_only_on_improvement(tmp_path, monkeypatch):
     from dga.registry import promote_if_better, register_model_version
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")  # undone afterwards
     tracking.setup()
     cfg = load_config(None, {"hidden_size": 4, "num_layers": 1, "window": 20})
     exp = tracking.experiment_id("registry")

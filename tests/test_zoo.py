@@ -91,7 +91,9 @@ def test_zoo_cli_list_show_import_and_predict(tmp_path, monkeypatch):
 
     mv = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_model_version("dga-zoo-dmelanogaster", "1")
     assert mv.tags["zoo_entry"] == "dmelanogaster" and "## Test region" in mv.description
-    monkeypatch.chdir(tmp_path)  # the registry copy brings its signal models along
+    # the registry copy brings its signal models along (mlflow.set_tracking_uri exports the URI to
+    # os.environ, so an earlier in-process test may have left another one there)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     imported = load_model("models:/dga-zoo-dmelanogaster/1")
     assert imported.signals.counts == zoo.card("dmelanogaster")["decoder"]["signals"]
     fa = tmp_path / "x.fa"
