@@ -336,10 +336,10 @@ def cut_points(p_intergenic: np.ndarray, chunk: int, min_run: int = 2000, thresh
 
 def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray, seqid: str, *,
                params: HMMParams = HMMParams(), signals: SignalModel | None = None, offset: int = 0,
-               chunk: int = 4_000_000,
-               min_cds: int = 30) -> list[GeneModel]:
+               chunk: int = 4_000_000, min_cds: int = 30, progress=None) -> list[GeneModel]:
     """Gene models of one sequence by Viterbi decoding, in pieces cut at confident intergenic bases
-    (memory: ~21 bytes per base of the largest piece)."""
+    (memory: about 250 bytes per base of the largest piece, ~4 Mb by default). `progress(bases)`
+    is called after each piece."""
     n = len(codes)
     p_ig = np.asarray(plus_probs[:, Label.INTERGENIC], dtype=np.float32)
     if minus_probs is not None:
@@ -347,6 +347,9 @@ def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np
     bounds = [0] + cut_points(p_ig, chunk) + [n]
     genes: list[GeneModel] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
-        path = viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b], params, signals)
+        path = viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b],
+                            params, signals)
         genes += path_to_genes(path, seqid, offset + a, min_cds)
+        if progress is not None:
+            progress(b - a)
     return genes

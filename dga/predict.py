@@ -169,7 +169,8 @@ def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin:
 def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_size: int = 32,
                      device: torch.device = torch.device("cpu"), decoder: str = "hmm",
                      rules: DecodeRules = DecodeRules(), hmm: HMMParams | None = None,
-                     probs_out: dict | None = None, workdir: Path | None = None, progress=None) -> list[GeneModel]:
+                     probs_out: dict | None = None, workdir: Path | None = None, progress=None,
+                     decode_progress=None) -> list[GeneModel]:
     """Gene models of one sequence, both strands: `decoder` "hmm" (Viterbi over gene structures,
     `dga.hmm`, with the model's signal models when it has them) or "rules" (`dga.decode`)."""
     if decoder not in DECODERS:
@@ -186,7 +187,7 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
     rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
     gaps = n_runs(codes, N_RUN_MIN)
     if decoder == "hmm":
-        genes = _hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm)
+        genes = _hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
     elif cfg.labels == "stranded":
         plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
         plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
@@ -204,7 +205,7 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
 
 
 def _hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev_fwd: np.ndarray,
-               gaps: np.ndarray, params: HMMParams) -> list[GeneModel]:
+               gaps: np.ndarray, params: HMMParams, progress=None) -> list[GeneModel]:
     """Viterbi decoding; assembly gaps are certain intergenic on both reads."""
     ig = np.zeros(N_CLASSES, dtype=np.float32)
     ig[Label.INTERGENIC] = 1.0
@@ -219,7 +220,7 @@ def _hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, 
         plus[gaps] = ig
     if lm.signals is None:
         params = HMMParams.without_signals()
-    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals)
+    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress)
 
 
 def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
@@ -252,10 +253,14 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
         bar = tqdm(total=total, unit="b", unit_scale=True, desc="predict (both strands)", mininterval=1,
                    disable=not sys.stderr.isatty())
         t_inf = time.perf_counter()
+        dbar = tqdm(total=total // 2, unit="b", unit_scale=True, desc="decode (HMM)", mininterval=1,
+                    disable=decoder != "hmm" or not sys.stderr.isatty())
         for rec in records:
             genes += predict_sequence(lm, rec.id, rec.codes, batch_size=bs, device=dev, decoder=decoder,
-                                      probs_out=probs_out, workdir=Path(tmp), progress=bar.update)
+                                      probs_out=probs_out, workdir=Path(tmp), progress=bar.update,
+                                      decode_progress=dbar.update)
         bar.close()
+        dbar.close()
         seconds = time.perf_counter() - t_inf
         # write next to the target and rename: a failed run never leaves a half-written GFF3
         part = out_path.with_name(out_path.name + ".part")
@@ -270,6 +275,7 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
             ppart = Path(probs).with_name(Path(probs).name + ".part.npz")
             np.savez(ppart, **arrays)
             os.replace(ppart, probs)
-    print(f"{n_genes:,} gene models -> {out_path}; inference {total:,} bases (both strands) in {seconds:.1f} s "
+    print(f"{n_genes:,} gene models -> {out_path}; inference + decoding {total:,} bases (both strands) in "
+          f"{seconds:.1f} s "
           f"= {total / max(seconds, 1e-9):,.0f} bases/s; total {time.perf_counter() - t0:.1f} s")
     return 0
