@@ -66,7 +66,9 @@ def main() -> None:
     if args.decoder:
         tuned = json.loads(Path(args.decoder).read_text())
         params = HMMParams.from_dict(tuned["best"]["params"])
-        tuned_on = (f"{tuned['region']} (validation fold {tuned['validation_fold']}), Optuna TPE, "
+        sibling = "" if tuned["model"] == args.model else \
+            f" with {tuned['model']} (this entry's config trained without that fold)"
+        tuned_on = (f"{tuned['region']} (validation fold {tuned['validation_fold']}){sibling}, Optuna TPE, "
                     f"{len(tuned['trials'])} trials, objective {tuned['objective']} = "
                     f"{tuned['best']['exon'] + tuned['best']['subgenic']:.4f} (benchmarks/tune_decoder.py)")
     else:

@@ -2,6 +2,8 @@
 validation fold: never on the test region, never on what the model was trained on.
 
     python benchmarks/tune_decoder.py --model zoo:athaliana --trials 40 [--bases 3000000]
+    # an entry trained on every fold: tune with the same config trained without fold 0
+    python benchmarks/tune_decoder.py --model checkpoints/<fold-0 run>/model.pt --name dmelanogaster
 
 1. the model's class probabilities over (the first --bases of) its validation fold, both reads,
    cached in benchmarks/results/tune_<name>_probs.npz;
@@ -51,6 +53,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--bases", type=int, default=3_000_000, help="tune on this many bases of the validation fold")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", help="name for the result files (default: from --model)")
     args = ap.parse_args()
     import optuna
 
@@ -81,7 +84,7 @@ def main() -> None:
     lengths = {s["id"]: s["length"] for s in store.seqids}
     off = offsets[seqid]
     codes = np.asarray(store.track("seq")[off + a: off + b])
-    name = args.model.replace("zoo:", "").replace("/", "_").replace(":", "_")
+    name = args.name or args.model.replace("zoo:", "").replace("/", "_").replace(":", "_")
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
