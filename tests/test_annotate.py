@@ -186,6 +186,36 @@ def test_predict_short_all_n_and_lowercase_sequences(tmp_path, tiny_model_file):
         load_model(str(tmp_path / "nope.pt"))
 
 
+@pytest.mark.parametrize("labels", ["merged", "stranded"])
+def test_predict_each_decoder_with_the_signal_models_beside_the_model(tmp_path, dmel_store, labels, capsys):
+    """`dga train` leaves signals.npz beside model.pt; predict finds it, and both decoders write GFF3
+    that reads back, for strand-agnostic and strand-aware models."""
+    from dga.signals import fit_signals
+
+    cfg = load_config(None, {"hidden_size": 8, "num_layers": 1, "bases_per_step": 4, "window": 400,
+                             "val_window": 400, "labels": labels})
+    torch.manual_seed(0)
+    model_file = tmp_path / "model.pt"
+    torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, model_file)
+    fit_signals(dmel_store, [(0, 1_000_000)]).save(tmp_path / "signals.npz")
+    codes = np.asarray(dmel_store.track("seq")[1_000_000:1_060_000])
+    fasta = tmp_path / "slice.fa"
+    fasta.write_text(">slice\n" + "".join("ACGTN"[c] for c in codes) + "\n")
+    assert load_model(str(model_file)).signals is not None
+    from dga.evaluate import _transcripts
+
+    for decoder in ("hmm", "rules"):
+        out = tmp_path / f"{decoder}.gff3"
+        assert run_predict(str(fasta), str(model_file), str(out), decoder=decoder) == 0
+        assert out.read_text().startswith("##gff-version 3")
+        genes = _transcripts(out, {"slice": len(codes)})  # parses (an untrained model may call no gene)
+        if decoder == "hmm":  # the sequence models alone find coding genes in 60 kb of fly DNA
+            assert len(genes) > 0 and all(t.cds for t in genes)
+    assert "decoder hmm with signal models" in capsys.readouterr().out
+    with pytest.raises(InputError, match="unknown decoder"):
+        run_predict(str(fasta), str(model_file), str(tmp_path / "x.gff3"), decoder="viterbi")
+
+
 def test_predict_reads_both_strands_consistently(tmp_path, tiny_model_file):
     """The reverse-complement read of a sequence equals the forward read of its reverse complement."""
     from dga.predict import predict_sequence
