@@ -31,7 +31,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numba import njit
 
-from dga.decode import GeneModel, runs
+from dga.decode import GeneModel, runs, shift_genes
 from dga.labels import Label
 from dga.signals import DEFAULT_MIN_INTRON, NO_SITE, SignalModel, coding_scores, site_scores
 
@@ -307,8 +307,6 @@ def path_to_genes(path: np.ndarray, seqid: str, offset: int = 0, min_cds: int = 
         gene = GeneModel(seqid, strand, exons[0][0], exons[-1][1], exons, cds,
                          before if strand == "+" else after, after if strand == "+" else before)
         genes.append(gene)
-    from dga.decode import shift_genes
-
     return shift_genes(genes, offset)
 
 

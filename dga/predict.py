@@ -85,12 +85,11 @@ def _run_of_mlflow_model(uri: str):
     return None, run_id
 
 
-def _config_of_mlflow_model(uri: str) -> dict:
+def _config_of_mlflow_model(uri: str, mv, run_id: str | None) -> dict:
     """The training config stored with an MLflow model: the registered version's `config` tag, or
     the `config.json` artifact of the run that logged it."""
     import mlflow
 
-    mv, run_id = _run_of_mlflow_model(uri)
     if mv is not None and "config" in mv.tags:
         return json.loads(mv.tags["config"])
     if run_id is None:
@@ -99,17 +98,22 @@ def _config_of_mlflow_model(uri: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _signals_of_mlflow_model(uri: str) -> SignalModel | None:
+def _signals_of_run(run_id: str | None) -> SignalModel | None:
     """The `signals.npz` artifact of the run that logged the model, if it has one."""
     import mlflow
 
-    _, run_id = _run_of_mlflow_model(uri)
     if run_id is None:
         return None
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
     if SIGNALS_FILE not in names:
         return None
     return SignalModel.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SIGNALS_FILE))
+
+
+def _signals_in(folder: Path) -> SignalModel | None:
+    """The `signals.npz` in a model's folder (zoo entry, `dga train` checkpoint), if there is one."""
+    sig = folder / SIGNALS_FILE
+    return SignalModel.load(sig) if sig.is_file() else None
 
 
 def load_model(uri: str, device: torch.device | None = None, signals: str | None = None) -> LoadedModel:
@@ -128,8 +132,7 @@ def _load_model(uri: str, device: torch.device) -> LoadedModel:
         from dga import zoo
 
         model, cfg = zoo.load_entry(uri[4:], device)
-        sig = zoo.entry_dir(uri[4:]) / SIGNALS_FILE
-        return LoadedModel(model, cfg, uri, SignalModel.load(sig) if sig.is_file() else None,
+        return LoadedModel(model, cfg, uri, _signals_in(zoo.entry_dir(uri[4:])),
                            zoo.decoder_params(uri[4:]))
     if uri.startswith(("models:/", "runs:/")):
         import mlflow
@@ -137,9 +140,10 @@ def _load_model(uri: str, device: torch.device) -> LoadedModel:
         from dga import tracking
 
         tracking.setup()
-        cfg = load_config(None, _config_of_mlflow_model(uri))
+        mv, run_id = _run_of_mlflow_model(uri)
+        cfg = load_config(None, _config_of_mlflow_model(uri, mv, run_id))
         model = mlflow.pytorch.load_model(uri, map_location=device)
-        return LoadedModel(model.to(device).eval(), cfg, uri, _signals_of_mlflow_model(uri))
+        return LoadedModel(model.to(device).eval(), cfg, uri, _signals_of_run(run_id))
     path = Path(uri)
     if not path.is_file():
         raise InputError(path, "no such model file (give an MLflow URI like models:/dga-athaliana-chr1@champion, "
@@ -151,8 +155,7 @@ def _load_model(uri: str, device: torch.device) -> LoadedModel:
     model = build_model(cfg)
     model.load_state_dict(state["model"] if "best_state" not in state or state["best_state"] is None
                           else state["best_state"])
-    sig = path.with_name(SIGNALS_FILE)
-    return LoadedModel(model.to(device).eval(), cfg, str(path), SignalModel.load(sig) if sig.is_file() else None)
+    return LoadedModel(model.to(device).eval(), cfg, str(path), _signals_in(path.parent))
 
 
 def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin: int, batch_size: int,
@@ -233,8 +236,6 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     t0 = time.perf_counter()
-    if decoder not in DECODERS:
-        raise InputError(None, f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")
     lm = load_model(model_uri, dev, signals)
     records = read_fasta(fasta)
     total = 2 * sum(len(r) for r in records)
