@@ -131,7 +131,7 @@ def main() -> None:
 
     results = {}
     for name, path, secs in runs:
-        shifted = work / f"{name.lower()}.chrom.gff3"
+        shifted = work / f"{name.lower().replace(' ', '-')}.chrom.gff3"
         shift_gff(path, shifted, seqid, start)
         res = evaluate(gff, shifted, lengths, [parse_region(f"{seqid}:{start + 1}-{end}", lengths)])
         res["seconds"] = secs

@@ -63,9 +63,8 @@ def main() -> None:
     from dga.data.store import open_store
     from dga.data.windows import load_or_make_splits
     from dga.decode import write_gff3
-    from dga.evaluate import Span, _cds_exons, _chains, _prf
+    from dga.evaluate import Span, score_transcripts
     from dga.hmm import HMMParams, hmm_decode
-    from dga.metrics import confusion, metrics_from_confusion
     from dga.predict import load_model
     from dga.signals import fit_signals
     from dga.train import training_regions
@@ -96,9 +95,7 @@ def main() -> None:
     _, gff, _ = resolve(cfg.dataset)
     ref = read_gff(gff, lengths).transcripts
     span = [Span(seqid, a, b)]
-    total = sum(lengths.values())
-    ref_lab = encode_labels(ref, offsets, total).merged[off + a: off + b]
-    ref_ex, ref_ch = _cds_exons(ref, span), _chains(ref, span)
+    ref_lab = encode_labels(ref, offsets, sum(lengths.values())).merged  # once, not per trial
     tmp = out_dir / f"tune_{name}.gff3"
 
     def score(params: HMMParams) -> dict:
@@ -106,11 +103,10 @@ def main() -> None:
         with open(tmp, "w") as fh:
             write_gff3(genes, lengths, fh)
         pred = read_gff(tmp, lengths).transcripts if genes else []
-        m = metrics_from_confusion(confusion(ref_lab, encode_labels(pred, offsets, total).merged[off + a: off + b]))
-        pe, pc = _cds_exons(pred, span), _chains(pred, span)
+        res = score_transcripts(ref, pred, lengths, span, ref_labels=ref_lab)
+        m = res["base"]
         return {"CDS": m["f1_CDS"], "intron": m["f1_intron"], "UTR": m["f1_UTR"], "genic": m["genic_f1"],
-                "subgenic": m["subgenic_f1"], "exon": _prf(len(ref_ex & pe), len(pe), len(ref_ex))["f1"],
-                "gene": _prf(len(ref_ch & pc), len(pc), len(ref_ch))["f1"]}
+                "subgenic": m["subgenic_f1"], "exon": res["exon"]["f1"], "gene": res["gene"]["f1"]}
 
     rows = []
 

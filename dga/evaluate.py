@@ -84,13 +84,19 @@ def _transcripts(path: str | Path, lengths: dict[str, int]) -> list[Transcript]:
 
 def evaluate(ref: str | Path, pred: str | Path, lengths: dict[str, int], spans: list[Span] | None = None) -> dict:
     """All scores of `pred` against `ref` on `spans` (default: every sequence, whole)."""
+    return score_transcripts(_transcripts(ref, lengths), _transcripts(pred, lengths), lengths, spans)
+
+
+def score_transcripts(ref_t: list[Transcript], pred_t: list[Transcript], lengths: dict[str, int],
+                      spans: list[Span] | None = None, ref_labels: np.ndarray | None = None) -> dict:
+    """`evaluate` on parsed transcripts. `ref_labels`: the reference's merged label track (all
+    sequences end to end), for a caller that scores many predictions against one reference."""
     spans = spans or [Span(s, 0, n) for s, n in lengths.items()]
     offsets, total = {}, 0
     for sid, n in lengths.items():
         offsets[sid] = total
         total += n
-    ref_t, pred_t = _transcripts(ref, lengths), _transcripts(pred, lengths)
-    ref_lab = encode_labels(ref_t, offsets, total).merged
+    ref_lab = encode_labels(ref_t, offsets, total).merged if ref_labels is None else ref_labels
     pred_lab = encode_labels(pred_t, offsets, total).merged
     cm = np.zeros((4, 4), dtype=np.int64)
     for sp in spans:
