@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--bases", type=int, default=3_000_000, help="tune on this many bases of the validation fold")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", help="name for the result files (default: from --model)")
+    ap.add_argument("--start", action="append", help="a JSON object of parameters to try first (repeatable)")
     args = ap.parse_args()
     import optuna
 
@@ -114,9 +115,14 @@ def main() -> None:
         p = HMMParams(emission_weight=trial.suggest_float("emission_weight", 0.1, 1.0, log=True),
                       coding_weight=trial.suggest_float("coding_weight", 2, 30, log=True),
                       site_weight=trial.suggest_float("site_weight", 4, 50, log=True),
-                      gene=trial.suggest_float("gene", -400, -20), intron=trial.suggest_float("intron", -150, -10),
+                      codon_site_weight=trial.suggest_float("codon_site_weight", 4, 50, log=True),
+                      gene=trial.suggest_float("gene", -400, -20), intron=trial.suggest_float("intron", -200, -10),
                       utr_intron=trial.suggest_float("utr_intron", -20, 0),
-                      no_utr=trial.suggest_float("no_utr", -20, 5))
+                      no_utr=trial.suggest_float("no_utr", -20, 5),
+                      utr_atg=trial.suggest_float("utr_atg", -12, 0),
+                      bias_cds=trial.suggest_float("bias_cds", -0.5, 0.5),
+                      bias_intron=trial.suggest_float("bias_intron", -0.8, 0.2),
+                      bias_utr=trial.suggest_float("bias_utr", -0.5, 0.5))
         r = score(p)
         rows.append({"trial": trial.number, "params": asdict(p), **r})
         print(f"{trial.number:>3} exon F1 {r['exon']:.3f} gene F1 {r['gene']:.3f} sub-genic {r['subgenic']:.3f} "
@@ -125,9 +131,12 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    study.enqueue_trial({k: v for k, v in asdict(HMMParams()).items()
-                         if k in ("emission_weight", "coding_weight", "site_weight", "gene", "intron",
-                                  "utr_intron", "no_utr")})
+    tuned = ("emission_weight", "coding_weight", "site_weight", "codon_site_weight", "gene", "intron",
+             "utr_intron", "no_utr", "utr_atg", "bias_cds", "bias_intron", "bias_utr")
+    start = asdict(HMMParams())
+    study.enqueue_trial({k: start[k] for k in tuned})  # the current defaults
+    for extra in args.start or []:  # and any points given (JSON objects over the defaults)
+        study.enqueue_trial({k: {**start, **json.loads(extra)}[k] for k in tuned})
     study.optimize(objective, n_trials=args.trials)
     best = rows[study.best_trial.number]
     tmp.unlink(missing_ok=True)

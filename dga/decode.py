@@ -64,6 +64,7 @@ class GeneModel:
     utr5: list[tuple[int, int]] = field(default_factory=list)
     utr3: list[tuple[int, int]] = field(default_factory=list)
     stops: int = 0  # in-frame stop codons in the chosen frame (0 for a clean ORF)
+    partial: bool = False  # cut by the end of the decoded sequence: may lack its start or stop codon
 
 
 def _motif(text: str) -> np.ndarray:
@@ -286,8 +287,9 @@ def write_gff3(genes: list[GeneModel], lengths: dict[str, int], out, source: str
         def line(ftype: str, s: int, e: int, attrs: str, phase: str = ".") -> None:
             out.write(f"{g.seqid}\t{source}\t{ftype}\t{s + 1}\t{e}\t.\t{g.strand}\t{phase}\t{attrs}\n")
 
-        line("gene", g.start, g.end, f"ID={gid}")
-        line("mRNA", g.start, g.end, f"ID={tid};Parent={gid}")
+        part = ";partial=true" if g.partial else ""  # RefSeq's mark for a gene cut by its sequence's end
+        line("gene", g.start, g.end, f"ID={gid}{part}")
+        line("mRNA", g.start, g.end, f"ID={tid};Parent={gid}{part}")
         children = [(s, e, "exon", f"ID={tid}.exon{i + 1};Parent={tid}", ".") for i, (s, e) in enumerate(g.exons)]
         children += [(s, e, "five_prime_UTR", f"Parent={tid}", ".") for s, e in g.utr5]
         children += [(s, e, "CDS", f"ID={tid}.cds;Parent={tid}", str(p)) for s, e, p in g.cds]

@@ -6,19 +6,21 @@ rarely exact: a CDS exon is only right if both ends sit on the right base. This 
 finds the single best *valid* annotation (Viterbi), in the spirit of AUGUSTUS's and Tiberius's
 HMM layers: the path may only change state where the DNA carries the signal for it.
 
-States (33), both strands in one pass, in forward coordinates:
+States (39), both strands in one pass, in forward coordinates:
   intergenic;
   + strand: 5' UTR exon, 5' UTR intron, start codon (3 states), CDS at codon position 0/1/2,
             intron of phase 0/1/2 (the codon position the next CDS base will have), stop codon
             (3 states), 3' UTR exon, 3' UTR intron;
-  - strand: the same sixteen, met in forward order 3' UTR -> stop -> CDS -> start -> 5' UTR.
+  - strand: the same sixteen, met in forward order 3' UTR -> stop -> CDS -> start -> 5' UTR;
+  3 + 3 copies of the codon-splitting introns that remember a stop's first base(s) before them.
 Signals (read on the gene's strand): a CDS starts with ATG and ends with TAA/TAG/TGA, each codon
-contiguous, and no in-frame stop occurs inside an exon (one split by an intron is not checked);
+contiguous, and no in-frame stop occurs, inside an exon or split by an intron;
 introns start GT or GC and end AG, and are at least `min_intron` long (a chain of states). Every
 state emits the log-probability of its class times `emission_weight`; with a `SignalModel`, each
-boundary adds its site log-odds times `site_weight` and each CDS base its coding log-odds times
-`coding_weight`; entering a gene or an intron, or ending a gene without UTR, costs a fixed
-log-penalty. The settings (`HMMParams`) are tuned by benchmarks/tune_decoder.py.
+splice site adds its log-odds times `site_weight`, each start / stop codon its context's log-odds
+times `codon_site_weight`, and each CDS base its coding log-odds times `coding_weight`; entering a
+gene or an intron, or ending a gene without UTR, costs a fixed log-penalty, and each CDS / intron /
+UTR base a class bias (the network's class-weighted training over-calls the rare classes). The settings (`HMMParams`) are tuned by benchmarks/tune_decoder.py.
 The dynamic programme is compiled with numba: about 1.4 s per million bases (both strands) on one
 core, with one byte of back-pointer per state and base; long sequences are cut at confident
 intergenic bases.
@@ -35,7 +37,6 @@ from dga.decode import GeneModel, runs, shift_genes
 from dga.labels import Label
 from dga.signals import DEFAULT_MIN_INTRON, NO_SITE, SignalModel, coding_scores, site_scores
 
-N_STATES = 33
 IG = 0
 # + strand, 5'->3': 5' UTR exon / intron, start codon (3 states), CDS at codon position 0/1/2,
 # intron of phase k (the codon position of the next CDS base), stop codon (3 states), 3' UTR exon / intron
@@ -44,11 +45,19 @@ P_U5, P_U5I, P_C0, P_C1, P_C2, P_I0, P_I1, P_I2, P_U3, P_U3I, P_S0, P_S1, P_S2, 
 # forward order is 2 -> 1 -> 0), start codon, 5' UTR
 M_U3, M_U3I, M_C0, M_C1, M_C2, M_I0, M_I1, M_I2, M_U5, M_U5I, M_T2, M_T1, M_T0, M_S2, M_S1, M_S0 = range(17, 33)
 
+# Introns that split a codon remember the bases before them that could start a stop codon with
+# the bases after (no stop may span a splice junction): + phase 1 after T (TAA/TAG/TGA), + phase 2
+# after TA (TAA/TAG) or TG (TGA); - strand in forward order, where stops read TTA/CTA/TCA: phase 0
+# after TT/CT/TC (then A), phase 1 after T (then TA/CA) or C (then TA).
+P_I1T, P_I2TA, P_I2TG, M_I0X, M_I1T, M_I1C = range(33, 39)
+N_STATES = 39
+
 _C, _I, _U, _N = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
 _STRAND_CLASSES = [_U, _I, _C, _C, _C, _I, _I, _I, _U, _I, _C, _C, _C, _C, _C, _C]
-STATE_CLASS = np.array([_N] + _STRAND_CLASSES * 2, dtype=np.int64)
-STATE_STRAND = np.array([0] + [1] * 16 + [-1] * 16, dtype=np.int8)
-INTRON_STATES = np.array([P_U5I, P_I0, P_I1, P_I2, P_U3I, M_U3I, M_I0, M_I1, M_I2, M_U5I], dtype=np.int64)
+STATE_CLASS = np.array([_N] + _STRAND_CLASSES * 2 + [_I] * 6, dtype=np.int64)
+STATE_STRAND = np.array([0] + [1] * 16 + [-1] * 16 + [1] * 3 + [-1] * 3, dtype=np.int8)
+INTRON_STATES = np.array([P_U5I, P_I0, P_I1, P_I2, P_U3I, M_U3I, M_I0, M_I1, M_I2, M_U5I,
+                          P_I1T, P_I2TA, P_I2TG, M_I0X, M_I1T, M_I1C], dtype=np.int64)
 STATE_CODON = np.full(N_STATES, -1, dtype=np.int64)  # codon position of CDS states, -1 elsewhere
 STATE_CODON[[P_C0, P_C1, P_C2, P_S0, P_S1, P_S2, P_T0, P_T1, P_T2]] = [0, 1, 2] * 3
 STATE_CODON[[M_C0, M_C1, M_C2, M_S0, M_S1, M_S2, M_T0, M_T1, M_T2]] = [0, 1, 2] * 3
@@ -63,10 +72,17 @@ class HMMParams:
     intron: float = -144.4  # open an intron (CDS or UTR)
     utr_intron: float = -3.4  # extra for an intron inside a UTR
     no_utr: float = -8.9  # a gene end without UTR (the CDS starts or ends the gene)
+    utr_atg: float = 0.0  # each ATG inside a 5' UTR exon (ribosomes scan for the first ATG: upstream ones are rare)
     gc_donor: float = -4.0  # a GC donor instead of GT (without a signal model; with one, its table decides)
-    site_weight: float = 33.2  # scales the site models' log-odds
+    site_weight: float = 33.2  # scales the splice-site models' log-odds
+    codon_site_weight: float = 33.2  # scales the start- and stop-codon context models' log-odds
     coding_weight: float = 18.0  # scales the coding-content log-odds
     emission_weight: float = 0.248  # scales the network's log-probabilities
+    # per-base log-offsets of the CDS / intron / UTR emissions against intergenic: the network was
+    # trained with class weights (rare classes up-weighted), so its probabilities over-call them
+    bias_cds: float = 0.0
+    bias_intron: float = 0.0
+    bias_utr: float = 0.0
     min_intron: float = 0  # shortest intron the decoder may call (bases); 0: the signal model's (the
     # 1st percentile of the training region's introns), 20 without one
     floor: float = 1e-4  # probabilities are clipped here before the log
@@ -87,16 +103,21 @@ class HMMParams:
 
 
 @njit(cache=True)
-def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, introns, gene, intron, utr_intron,
-             no_utr, min_intron):  # pragma: no cover - compiled
+def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand, state_codon, introns, gene,
+             intron, utr_intron, no_utr, utr_atg, min_intron, open_start, open_end):  # pragma: no cover
     """sc [T, 8]: site scores (`dga.signals.COLUMNS`) of the boundary before each base, < -1e3 where
     the motif is absent, except that the + stop (column 3) and - start (column 7) are moved to the
     codon's first base. `introns` lists the intron states: each is a chain of min_intron - 1 young
     states (no exit) before its mature state (self-loop, exits at acceptors), so no intron is shorter
     than `min_intron`; young states cost no back-pointers beyond the one of their entry.
+    `codes` (A C G T N = 0..4) decide which codon-splitting intron variant is entered and whether
+    it may exit (no stop across the junction; an exon shorter than the split codon is not checked).
+    open_start / open_end: the path may begin / end inside a gene (at a sequence's true ends; a
+    piece cut from a longer sequence is cut in intergenic sequence and starts and ends there).
     Returns the best state path."""
     T = em_plus.shape[0]
-    S = 33
+    S = state_class.shape[0]
+    A, C, G, TT = 0, 1, 2, 3
     NEG = -1e30
     CHAIN = -1  # back-pointer of a mature intron state that came from the end of its young chain
     D = max(min_intron - 1, 1)
@@ -104,12 +125,14 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, intron
     young = np.full((NI, D), NEG)
     entry_back = np.zeros((T, NI), dtype=np.int8)
     back = np.zeros((T, S), dtype=np.int8)
-    prev = np.zeros(S, dtype=np.float64)  # any state at the start: a region may begin inside a gene
+    prev = np.zeros(S, dtype=np.float64)
     cur = np.empty(S, dtype=np.float64)
     for s in range(S):
         if s == 0:
             prev[s] = em_ig[0]
-        elif s < 17:
+        elif not open_start:
+            prev[s] = NEG
+        elif state_strand[s] > 0:
             prev[s] = em_plus[0, state_class[s]]
         else:
             prev[s] = em_minus[0, state_class[s]]
@@ -121,6 +144,10 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, intron
         c2 = NEG if p_in_frame_stop else prev[5]
         # - strand: the codon at t..t+2 reads as a stop (then it cannot be CDS inside the gene)
         m_in_frame_stop = m_stop > -1e3
+        b1 = codes[t - 1]  # the last base before an intron that opens at t, and the one before it
+        b2 = codes[t - 2] if t >= 2 else 4
+        n0 = codes[t]  # the first bases after an intron that closes before t
+        n1 = codes[t + 1] if t + 1 < T else 4
         for s in range(S):
             cur[s] = NEG
             back[t, s] = s
@@ -150,12 +177,19 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, intron
         take(3, prev[6] + p_acc, 6)
         take(4, prev[3], 3)
         take(4, prev[7] + p_acc, 7)
+        if not ((n0 == A and (n1 == A or n1 == G)) or (n0 == G and n1 == A)):  # T|AA, T|AG, T|GA
+            take(4, prev[P_I1T] + p_acc, P_I1T)
         take(5, prev[4], 4)
         take(5, prev[8] + p_acc, 8)
+        if n0 != A and n0 != G:  # TA|A, TA|G
+            take(5, prev[P_I2TA] + p_acc, P_I2TA)
+        if n0 != A:  # TG|A
+            take(5, prev[P_I2TG] + p_acc, P_I2TG)
         take(6, c2 + intron + p_don, 5)
         take(6, prev[13] + intron + p_don, 13)
-        take(7, prev[3] + intron + p_don, 3)
-        take(8, prev[4] + intron + p_don, 4)
+        take(P_I1T if b1 == TT else 7, prev[3] + intron + p_don, 3)
+        take(P_I2TA if b2 == TT and b1 == A else P_I2TG if b2 == TT and b1 == G else 8,
+             prev[4] + intron + p_don, 4)
         take(14, c2 + p_stop, 5)  # stop codon at t..t+2
         take(14, prev[6] + p_acc + p_stop, 6)
         take(15, prev[14], 14)
@@ -179,10 +213,18 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, intron
             take(21, prev[24] + m_don, 24)
         take(20, prev[21], 21)
         take(20, prev[23] + m_don, 23)
+        if not (n0 == TT and n1 == A) and not (n0 == C and n1 == A):  # T|TA, T|CA
+            take(20, prev[M_I1T] + m_don, M_I1T)
+        if not (n0 == TT and n1 == A):  # C|TA
+            take(20, prev[M_I1C] + m_don, M_I1C)
         take(19, prev[20], 20)
         take(19, prev[22] + m_don, 22)
-        take(22, prev[20] + intron + m_acc, 20)  # next CDS base has position 0: from position 1
-        take(23, prev[21] + intron + m_acc, 21)
+        if n0 != A:  # TT|A, CT|A, TC|A
+            take(19, prev[M_I0X] + m_don, M_I0X)
+        # next CDS base has position 0: from position 1
+        take(M_I0X if (b2 == TT and (b1 == TT or b1 == C)) or (b2 == C and b1 == TT) else 22,
+             prev[20] + intron + m_acc, 20)
+        take(M_I1T if b1 == TT else M_I1C if b1 == C else 23, prev[21] + intron + m_acc, 21)
         take(24, prev[19] + intron + m_acc, 19)
         take(24, prev[29] + intron + m_acc, 29)
         take(30, prev[19] + m_start, 19)  # start codon (CAT forward) at t..t+2
@@ -203,7 +245,7 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, intron
                 cur[s], back[t, s] = prev[s], s
             else:
                 cur[s], back[t, s] = y_end, CHAIN
-            e = em_plus[t, 1] if s < 17 else em_minus[t, 1]
+            e = em_plus[t, 1] if state_strand[s] > 0 else em_minus[t, 1]
             for j in range(D - 1, 0, -1):
                 young[i, j] = young[i, j - 1] + e
             young[i, 0] = entry + e
@@ -212,15 +254,20 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, intron
         cur[0] += em_ig[t]
         for s in range(1, S):
             c = state_class[s]
-            cur[s] += em_plus[t, c] if s < 17 else em_minus[t, c]
+            plus = state_strand[s] > 0
+            cur[s] += em_plus[t, c] if plus else em_minus[t, c]
             k = state_codon[s]
             if k >= 0:
-                cur[s] += cod[t, k] if s < 17 else cod[t, 3 + k]
+                cur[s] += cod[t, k] if plus else cod[t, 3 + k]
+        if p_start > -1e3:  # an ATG starts at t: in a 5' UTR it is an upstream ATG
+            cur[1] += utr_atg
+        if m_start > -1e3:  # a - strand ATG (CAT forward) at t..t+2
+            cur[25] += utr_atg
         for s in range(S):
             prev[s] = cur[s]
     path = np.empty(T, dtype=np.int8)
     s = 0
-    for j in range(S):
+    for j in range(S if open_end else 1):
         if prev[j] > prev[s]:
             s = j
     index = np.full(S, -1, dtype=np.int64)
@@ -245,13 +292,17 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, state_class, state_codon, intron
 
 
 def _log_emissions(probs: np.ndarray, params: HMMParams) -> np.ndarray:
-    return (params.emission_weight * np.log(np.clip(np.asarray(probs, dtype=np.float64), params.floor, 1.0)))
+    em = params.emission_weight * np.log(np.clip(np.asarray(probs, dtype=np.float64), params.floor, 1.0))
+    em[:, [Label.CDS, Label.INTRON, Label.UTR]] += [params.bias_cds, params.bias_intron, params.bias_utr]
+    return em
 
 
 def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray,
-                 params: HMMParams = HMMParams(), signals: SignalModel | None = None) -> np.ndarray:
+                 params: HMMParams = HMMParams(), signals: SignalModel | None = None,
+                 open_ends: tuple[bool, bool] = (True, True)) -> np.ndarray:
     """Best state path [L] (int8, states as above). `plus_probs` / `minus_probs` [L, 4] are the class
-    probabilities that + / - strand states see (`minus_probs` None: the same, a strand-agnostic model)."""
+    probabilities that + / - strand states see (`minus_probs` None: the same, a strand-agnostic model).
+    `open_ends`: whether the path may begin / end inside a gene (False where the sequence was cut)."""
     if len(codes) == 0:
         return np.zeros(0, dtype=np.int8)
     em_p = _log_emissions(plus_probs, params)
@@ -260,16 +311,22 @@ def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: 
     em_ig = np.minimum(em_p[:, Label.INTERGENIC], em_m[:, Label.INTERGENIC])
     sc = site_scores(codes, signals, params.gc_donor)
     if signals is not None:
-        sc[sc > NO_SITE] *= params.site_weight
+        present = sc > NO_SITE
+        splice = np.zeros(sc.shape[1], dtype=bool)
+        splice[[0, 1, 4, 5]] = True  # donor / acceptor columns (`dga.signals.COLUMNS`); the rest start / stop
+        sc[present & splice] *= params.site_weight
+        sc[present & ~splice] *= params.codon_site_weight
     cod = np.zeros((len(codes), 6), dtype=np.float32) if signals is None else \
         coding_scores(codes, signals.coding) * np.float32(params.coding_weight)
     # the + stop and - start scores move to the codon's first base, where the path enters the codon
     for col in (3, 7):
         sc[:-3, col] = sc[3:, col]
         sc[-3:, col] = NO_SITE
-    return _viterbi(em_p, em_m, em_ig, sc, cod, STATE_CLASS, STATE_CODON, INTRON_STATES, params.gene,
-                    params.intron, params.utr_intron, params.no_utr,
-                    int(params.min_intron) or (signals.min_intron if signals is not None else DEFAULT_MIN_INTRON))
+    return _viterbi(em_p, em_m, em_ig, sc, cod, np.asarray(codes, dtype=np.uint8), STATE_CLASS, STATE_STRAND,
+                    STATE_CODON, INTRON_STATES, params.gene,
+                    params.intron, params.utr_intron, params.no_utr, params.utr_atg,
+                    int(params.min_intron) or (signals.min_intron if signals is not None else DEFAULT_MIN_INTRON),
+                    open_ends[0], open_ends[1])
 
 
 def _segments(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:
@@ -278,7 +335,8 @@ def _segments(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:
 
 
 def path_to_genes(path: np.ndarray, seqid: str, offset: int = 0, min_cds: int = 0) -> list[GeneModel]:
-    """Gene models from a state path: each maximal run of non-intergenic states is one gene."""
+    """Gene models from a state path: each maximal run of non-intergenic states is one gene; one that
+    runs into either end of the path is marked partial (it may lack its start or stop codon)."""
     starts, ends, vals = runs((path != IG).astype(np.uint8))
     genes: list[GeneModel] = []
     for a, b, genic in zip(starts, ends, vals):
@@ -305,7 +363,8 @@ def path_to_genes(path: np.ndarray, seqid: str, offset: int = 0, min_cds: int = 
         before = [(s, min(e, cs)) for s, e in exons if s < cs]
         after = [(max(s, ce), e) for s, e in exons if e > ce]
         gene = GeneModel(seqid, strand, exons[0][0], exons[-1][1], exons, cds,
-                         before if strand == "+" else after, after if strand == "+" else before)
+                         before if strand == "+" else after, after if strand == "+" else before,
+                         partial=a == 0 or b == len(path))
         genes.append(gene)
     return shift_genes(genes, offset)
 
@@ -346,7 +405,7 @@ def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np
     genes: list[GeneModel] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         path = viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b],
-                            params, signals)
+                            params, signals, (a == 0, b == n))
         genes += path_to_genes(path, seqid, offset + a, min_cds)
         if progress is not None:
             progress(b - a)
