@@ -25,6 +25,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# HMMParams searched: name -> (low, high, log scale)
+SPACE = {"emission_weight": (0.1, 1.0, True), "coding_weight": (2, 30, True), "site_weight": (4, 50, True),
+         "codon_site_weight": (4, 50, True), "gene": (-400, -20, False), "intron": (-200, -10, False),
+         "utr_intron": (-20, 0, False), "no_utr": (-20, 5, False), "utr_atg": (-12, 0, False),
+         "bias_cds": (-0.5, 0.5, False), "bias_intron": (-0.8, 0.2, False), "bias_utr": (-0.5, 0.5, False)}
 
 
 def region_probs(lm, codes: np.ndarray, cache: Path) -> np.ndarray:
@@ -55,6 +60,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", help="name for the result files (default: from --model)")
     ap.add_argument("--start", action="append", help="a JSON object of parameters to try first (repeatable)")
+    ap.add_argument("--fix", help="a JSON object of parameters held at these values, not searched (a small "
+                                  "validation region supports fewer free parameters)")
     args = ap.parse_args()
     import optuna
 
@@ -111,18 +118,15 @@ def main() -> None:
 
     rows = []
 
+    fixed = json.loads(args.fix) if args.fix else {}
+    unknown = set(fixed) - set(SPACE)
+    if unknown:
+        raise SystemExit(f"--fix: {sorted(unknown)} are not searched; searched: {sorted(SPACE)}")
+    tuned = [k for k in SPACE if k not in fixed]
+
     def objective(trial: optuna.Trial) -> float:
-        p = HMMParams(emission_weight=trial.suggest_float("emission_weight", 0.1, 1.0, log=True),
-                      coding_weight=trial.suggest_float("coding_weight", 2, 30, log=True),
-                      site_weight=trial.suggest_float("site_weight", 4, 50, log=True),
-                      codon_site_weight=trial.suggest_float("codon_site_weight", 4, 50, log=True),
-                      gene=trial.suggest_float("gene", -400, -20), intron=trial.suggest_float("intron", -200, -10),
-                      utr_intron=trial.suggest_float("utr_intron", -20, 0),
-                      no_utr=trial.suggest_float("no_utr", -20, 5),
-                      utr_atg=trial.suggest_float("utr_atg", -12, 0),
-                      bias_cds=trial.suggest_float("bias_cds", -0.5, 0.5),
-                      bias_intron=trial.suggest_float("bias_intron", -0.8, 0.2),
-                      bias_utr=trial.suggest_float("bias_utr", -0.5, 0.5))
+        p = HMMParams(**fixed, **{k: trial.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log) in SPACE.items()
+                                  if k in tuned})
         r = score(p)
         rows.append({"trial": trial.number, "params": asdict(p), **r})
         print(f"{trial.number:>3} exon F1 {r['exon']:.3f} gene F1 {r['gene']:.3f} sub-genic {r['subgenic']:.3f} "
@@ -131,10 +135,8 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
-    tuned = ("emission_weight", "coding_weight", "site_weight", "codon_site_weight", "gene", "intron",
-             "utr_intron", "no_utr", "utr_atg", "bias_cds", "bias_intron", "bias_utr")
     start = asdict(HMMParams())
-    study.enqueue_trial({k: start[k] for k in tuned})  # the current defaults
+    study.enqueue_trial({k: start[k] for k in tuned})  # the current defaults (fixed ones as fixed)
     for extra in args.start or []:  # and any points given (JSON objects over the defaults)
         study.enqueue_trial({k: {**start, **json.loads(extra)}[k] for k in tuned})
     study.optimize(objective, n_trials=args.trials)
@@ -143,7 +145,7 @@ def main() -> None:
     print(f"best trial {best['trial']}: exon F1 {best['exon']:.3f}, sub-genic {best['subgenic']:.3f}; params "
           f"{json.dumps({k: round(v, 4) for k, v in best['params'].items()})}")
     (out_dir / f"tune_decoder_{name}.json").write_text(json.dumps(
-        {"model": args.model, "region": f"{seqid}:{a + 1}-{b}", "validation_fold": cfg.fold,
+        {"model": args.model, "region": f"{seqid}:{a + 1}-{b}", "validation_fold": cfg.fold, "fixed": fixed,
          "signals": signals.counts, "objective": "exon F1 + sub-genic F1", "best": best, "trials": rows}, indent=1))
 
 

@@ -20,10 +20,12 @@ state emits the log-probability of its class times `emission_weight`; with a `Si
 splice site adds its log-odds times `site_weight`, each start / stop codon its context's log-odds
 times `codon_site_weight`, and each CDS base its coding log-odds times `coding_weight`; entering a
 gene or an intron, or ending a gene without UTR, costs a fixed log-penalty, and each CDS / intron /
-UTR base a class bias (the network's class-weighted training over-calls the rare classes). The settings (`HMMParams`) are tuned by benchmarks/tune_decoder.py.
-The dynamic programme is compiled with numba: about 1.4 s per million bases (both strands) on one
-core, with one byte of back-pointer per state and base; long sequences are cut at confident
-intergenic bases.
+UTR base a class bias (the network's class-weighted training over-calls the rare classes). The
+settings (`HMMParams`) are tuned by benchmarks/tune_decoder.py, on a model's validation fold.
+A gene cut by the sequence's end is allowed and marked partial.
+The dynamic programme is compiled with numba: about 1.2 s per million bases (both strands, site
+scoring included) on one core, with one byte of back-pointer per state and base; long sequences
+are cut at confident intergenic bases.
 """
 
 from __future__ import annotations
@@ -68,21 +70,21 @@ class HMMParams:
     """Log-space transition penalties (natural log; more negative = rarer) and the emission weight."""
 
     # defaults: tuned by benchmarks/tune_decoder.py on A. thaliana chr1 validation fold 0
-    gene: float = -219.5  # enter a gene from intergenic (either strand)
-    intron: float = -144.4  # open an intron (CDS or UTR)
-    utr_intron: float = -3.4  # extra for an intron inside a UTR
-    no_utr: float = -8.9  # a gene end without UTR (the CDS starts or ends the gene)
-    utr_atg: float = 0.0  # each ATG inside a 5' UTR exon (ribosomes scan for the first ATG: upstream ones are rare)
+    gene: float = -274.9  # enter a gene from intergenic (either strand)
+    intron: float = -181.1  # open an intron (CDS or UTR)
+    utr_intron: float = -4.9  # extra for an intron inside a UTR
+    no_utr: float = -0.672  # a gene end without UTR (the CDS starts or ends the gene)
+    utr_atg: float = -7.0  # each ATG in a 5' UTR exon (ribosomes scan for the first ATG: upstream ones are rare)
     gc_donor: float = -4.0  # a GC donor instead of GT (without a signal model; with one, its table decides)
-    site_weight: float = 33.2  # scales the splice-site models' log-odds
-    codon_site_weight: float = 33.2  # scales the start- and stop-codon context models' log-odds
-    coding_weight: float = 18.0  # scales the coding-content log-odds
-    emission_weight: float = 0.248  # scales the network's log-probabilities
+    site_weight: float = 32.3  # scales the splice-site models' log-odds
+    codon_site_weight: float = 15.4  # scales the start- and stop-codon context models' log-odds
+    coding_weight: float = 14.3  # scales the coding-content log-odds
+    emission_weight: float = 0.141  # scales the network's log-probabilities
     # per-base log-offsets of the CDS / intron / UTR emissions against intergenic: the network was
     # trained with class weights (rare classes up-weighted), so its probabilities over-call them
-    bias_cds: float = 0.0
-    bias_intron: float = 0.0
-    bias_utr: float = 0.0
+    bias_cds: float = 0.139
+    bias_intron: float = -0.41
+    bias_utr: float = -0.143
     min_intron: float = 0  # shortest intron the decoder may call (bases); 0: the signal model's (the
     # 1st percentile of the training region's introns), 20 without one
     floor: float = 1e-4  # probabilities are clipped here before the log
@@ -91,7 +93,8 @@ class HMMParams:
     def without_signals(cls) -> "HMMParams":
         """Settings for a model that has no signal models: the network's probabilities carry the
         decision alone (measured on A. thaliana fold 0: exon F1 0.13 against 0.04 for the rules)."""
-        return cls(gene=-20.0, intron=-8.0, utr_intron=-6.0, no_utr=-3.0, emission_weight=1.0)
+        return cls(gene=-20.0, intron=-8.0, utr_intron=-6.0, no_utr=-3.0, utr_atg=0.0, emission_weight=1.0,
+                   bias_cds=0.0, bias_intron=0.0, bias_utr=0.0)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "HMMParams":

@@ -42,7 +42,7 @@ SITES: dict[str, tuple[tuple[str, ...], int, tuple[int, int]]] = {
     "start": (("ATG",), 0, (-30, 12)),
     "stop": (("TAA", "TAG", "TGA"), -3, (-12, 20)),
 }
-WAM_ORDER = 2  # bases of context per position in the site tables
+WAM_ORDER = 2  # bases of context per position in the site tables, given enough sites (`wam_order`)
 # signal models written before the windows widened: their tables are first order on these windows
 _V1_WINDOWS = {"donor": (-3, 8), "acceptor": (-22, 3), "start": (-12, 6), "stop": (-6, 6)}
 # columns of the score table: + strand kinds, then - strand kinds in forward coordinates
@@ -165,6 +165,16 @@ def _kmer_index(rows: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, ok
 
 
+def wam_order(n_sites: int) -> int:
+    """Context order of a site table fitted on `n_sites` real sites: about ten sites per context
+    cell (4**(order+1) per position), at most `WAM_ORDER`. A. thaliana chr1 (5,000-22,000 sites
+    per kind) gets order 2; D. melanogaster chr4 (584 donors, 77 start codons) order 1 and 0."""
+    order = 0
+    while order < WAM_ORDER and n_sites >= 10 * 4 ** (order + 2):
+        order += 1
+    return order
+
+
 def _wam(rows: np.ndarray, order: int = WAM_ORDER) -> np.ndarray:
     """Log P(base_j | the order bases before it) per window position j as [width, 4**(order+1)],
     from rows of codes (contexts touching an N are skipped), with a pseudocount of 1."""
@@ -236,7 +246,7 @@ def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> Sig
         if len(real) < 20:
             raise InputError(store.path, f"only {len(real)} annotated {kind} sites in the training region: "
                                          "too few to fit a signal model")
-        logodds[kind] = _wam(real) - _wam(bg)  # windows: `SITES`
+        logodds[kind] = _wam(real, wam_order(len(real))) - _wam(bg, wam_order(len(real)))  # windows: `SITES`
         counts[kind] = int(len(real))
     # coding chain: P(base | context, codon position) in CDS over P(base | context) in all sequence
     cds_p = cds_counts.reshape(3, -1, 4)
@@ -251,9 +261,42 @@ def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> Sig
     return SignalModel(logodds, coding, counts, max(min_intron, DEFAULT_MIN_INTRON))
 
 
+def _sequence_kmers(codes: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every base t: the index of bases t-order..t in base 4, and whether all are A/C/G/T."""
+    n = len(codes)
+    idx = np.zeros(n, dtype=np.int32)
+    ok = np.ones(n, dtype=bool)
+    for d in range(order, -1, -1):  # base t - d
+        col = np.full(n, 4, dtype=np.uint8)
+        col[d:] = codes[: n - d] if d else codes
+        idx = idx * 4 + np.minimum(col, 3)
+        ok &= col < 4
+    return idx, ok
+
+
+def _table_score(table: np.ndarray, order: int, codes: np.ndarray, pos: np.ndarray, window: tuple[int, int],
+                 kmers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """`_wam_score` of the windows around `pos`, without building them: window columns past the first
+    `order` read the sequence-wide k-mers (the same context, as every base of it is in the window);
+    the first ones are scored on their own (context before the window reads as A, as in fitting)."""
+    lo, hi = window
+    total = _wam_score(table[:order], _windows(codes, pos, (lo, lo + order)), order) if order else \
+        np.zeros(len(pos), dtype=np.float32)
+    km, ok = kmers
+    n = len(codes)
+    for j in range(order, hi - lo):
+        t = pos + lo + j
+        inside = (t >= 0) & (t < n)
+        tc = np.where(inside, t, 0)
+        use = inside & ok[tc]
+        total += np.where(use, table[j][km[tc]], 0.0).astype(np.float32)
+    return total
+
+
 def _strand_scores(codes: np.ndarray, model: SignalModel | None, gc_donor: float) -> dict[str, np.ndarray]:
     """Per-boundary scores [len+1] of each kind on the + strand reading of `codes`."""
     out = {}
+    kmers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for kind in SITES:
         score = np.full(len(codes) + 1, NO_SITE, dtype=np.float32)
         pos = core_positions(codes, kind)
@@ -262,7 +305,10 @@ def _strand_scores(codes: np.ndarray, model: SignalModel | None, gc_donor: float
             if kind == "donor":  # without a model: GC donors are rarer than GT (~1 % in plants and animals)
                 val[_match(codes, pos + 1, "C")] = gc_donor
         else:
-            val = _wam_score(model.logodds[kind], _windows(codes, pos, model.window(kind)), model.order(kind))
+            order = model.order(kind)
+            if order not in kmers:
+                kmers[order] = _sequence_kmers(codes, order)
+            val = _table_score(model.logodds[kind], order, codes, pos, model.window(kind), kmers[order])
         score[pos] = val
         out[kind] = score
     return out

@@ -14,7 +14,7 @@ from dga.decode import write_gff3
 from dga.errors import InputError
 from dga.hmm import HMMParams, cut_points, hmm_decode
 from dga.labels import Label
-from dga.signals import NO_SITE, SignalModel, fit_signals, site_scores
+from dga.signals import NO_SITE, SITES, SignalModel, fit_signals, site_scores, wam_order
 
 STOPS = {"TAA", "TAG", "TGA"}
 
@@ -46,6 +46,9 @@ def test_signal_models_learn_real_site_context_and_round_trip(dmel, tmp_path):
     *_, signals = dmel
     assert signals.counts["donor"] > 500 and signals.counts["start"] > 50
     assert 40 <= signals.min_intron <= 70  # fly introns: a sharp minimum near 50-60 bases
+    # context order follows the data: 584 donors support first order, 77 start codons none
+    assert signals.order("donor") == 1 and signals.order("start") == 0
+    assert wam_order(20_000) == 2
 
     def donor_score(exon_end: str, intron_start: str) -> float:
         codes = np.array(["ACGT".index(c) for c in "ACGTACGTACGT" + exon_end + intron_start + "ACGTACGTACGT"])
@@ -159,3 +162,21 @@ def test_class_bias_moves_the_decoded_classes(dmel_store, dmel):
 
     unbiased, biased = intron_bases(), intron_bases(bias_intron=-6.0)
     assert unbiased > 100_000 and biased < unbiased // 5, (unbiased, biased)
+
+
+def test_signal_files_from_before_the_wider_windows_still_load(dmel, tmp_path):
+    """A signals.npz written before site windows were stored (first-order tables on the old, narrower
+    windows) loads with those windows and scores sequence."""
+    seqid, n, codes, ref, signals = dmel
+    old = {"donor": (-3, 8), "acceptor": (-22, 3), "start": (-12, 6), "stop": (-6, 6)}
+    rng = np.random.default_rng(1)
+    tables = {f"site_{k}": rng.normal(size=(b - a, 16)).astype(np.float32) for k, (a, b) in old.items()}
+    np.savez(tmp_path / "v1.npz", coding=signals.coding, counts=np.array('{"donor": 1}'), **tables)
+    m = SignalModel.load(tmp_path / "v1.npz")
+    assert {k: m.window(k) for k in SITES} == old and m.order("acceptor") == 1
+    sc = site_scores(codes[:20_000], m)
+    assert np.isfinite(sc).all() and (sc[:, 0] > NO_SITE).sum() > 500  # every GT/GC scored
+    tables["site_stop"] = tables["site_stop"][:5]
+    np.savez(tmp_path / "bad.npz", coding=signals.coding, counts=np.array("{}"), **tables)
+    with pytest.raises(InputError, match="stop matrix has shape"):
+        SignalModel.load(tmp_path / "bad.npz")
