@@ -85,7 +85,7 @@ def _predict(args: argparse.Namespace) -> int:
     from dga.predict import run_predict
 
     return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
-                       device=args.device, decoder=args.decoder, signals=args.signals)
+                       device=args.device, decoder=args.decoder, signals=args.signals, regions=args.region)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "coding models); rules: arg-max classes cleaned by rules (default: hmm)")
     p.add_argument("--signals", help="signal models (.npz from `dga signals`) to decode with, instead of the "
                                      "model's own")
+    p.add_argument("--region", action="append", default=[], metavar="SEQID[:START-END]",
+                   help="annotate only here (1-based, inclusive; repeatable); the GFF3 keeps the sequence's "
+                        "coordinates")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("evaluate", help="score a predicted GFF3 against a reference (base, exon, gene level)")

@@ -227,25 +227,38 @@ def _hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, 
 
 
 def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
-                device: str = "auto", decoder: str = "hmm", signals: str | None = None) -> int:
-    """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz)."""
+                device: str = "auto", decoder: str = "hmm", signals: str | None = None,
+                regions: list[str] | None = None) -> int:
+    """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz), over whole sequences
+    or only `regions` ('seqid:start-end', 1-based inclusive, or 'seqid'; genes cut by a region's
+    end are marked partial)."""
     from tqdm import tqdm
 
     from dga.data.fasta import read_fasta
+    from dga.decode import shift_genes
+    from dga.evaluate import parse_region
 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     t0 = time.perf_counter()
     lm = load_model(model_uri, dev, signals)
     records = read_fasta(fasta)
-    total = 2 * sum(len(r) for r in records)
+    lengths = {r.id: len(r) for r in records}
+    if regions:  # (seqid, codes, offset, name for the probabilities)
+        by_id = {r.id: r for r in records}
+        spans = [parse_region(text, lengths) for text in regions]
+        pieces = [(sp.seqid, by_id[sp.seqid].codes[sp.start: sp.end], sp.start, f"{sp.seqid}:{sp.start + 1}-{sp.end}")
+                  for sp in spans]
+    else:
+        pieces = [(r.id, r.codes, 0, r.id) for r in records]
+    total = 2 * sum(len(codes) for _, codes, _, _ in pieces)
     bs = batch_size or (256 if dev.type == "cuda" else lm.config.val_batch_size)
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    lengths = {r.id: len(r) for r in records}
     print(f"model {lm.source}: BiLSTM h{lm.config.hidden_size} x {lm.config.num_layers}, "
           f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, window "
-          f"{lm.config.effective_val_window}; {len(records)} sequence(s), {total // 2:,} bases on {dev}; "
+          f"{lm.config.effective_val_window}; {len(pieces)} {'region' if regions else 'sequence'}(s), "
+          f"{total // 2:,} bases on {dev}; "
           f"decoder {decoder}" + ("" if decoder == "rules" else " with signal models" if lm.signals is not None
                                   else " without signal models (splice/start/stop motifs only)"), flush=True)
     genes: list[GeneModel] = []
@@ -256,10 +269,15 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
         t_inf = time.perf_counter()
         dbar = tqdm(total=total // 2, unit="b", unit_scale=True, desc="decode (HMM)", mininterval=1,
                     disable=decoder != "hmm" or not sys.stderr.isatty())
-        for rec in records:
-            genes += predict_sequence(lm, rec.id, rec.codes, batch_size=bs, device=dev, decoder=decoder,
-                                      probs_out=probs_out, workdir=Path(tmp), progress=bar.update,
-                                      decode_progress=dbar.update)
+        for i, (seqid, codes, offset, name) in enumerate(pieces):
+            work = Path(tmp) / str(i)  # each piece's probability files apart
+            work.mkdir()
+            piece_probs: dict | None = {} if probs else None
+            genes += shift_genes(predict_sequence(lm, seqid, codes, batch_size=bs, device=dev, decoder=decoder,
+                                                  probs_out=piece_probs, workdir=work, progress=bar.update,
+                                                  decode_progress=dbar.update), offset)
+            if probs_out is not None and piece_probs is not None:
+                probs_out[name] = piece_probs[seqid]
         bar.close()
         dbar.close()
         seconds = time.perf_counter() - t_inf

@@ -212,6 +212,21 @@ def test_predict_each_decoder_with_the_signal_models_beside_the_model(tmp_path, 
         if decoder == "hmm":  # the sequence models alone find coding genes in 60 kb of fly DNA
             assert len(genes) > 0 and all(t.cds for t in genes)
     assert "decoder hmm with signal models" in capsys.readouterr().out
+    # --region: the same genes as a FASTA of just that stretch, in the whole sequence's coordinates
+    flank = np.asarray(dmel_store.track("seq")[900_000:910_000])
+    whole = tmp_path / "whole.fa"
+    whole.write_text(">chr\n" + "".join("ACGTN"[c] for c in np.concatenate([flank, codes, flank])) + "\n")
+    out = tmp_path / "region.gff3"
+    assert run_predict(str(whole), str(model_file), str(out), regions=["chr:10,001-70,000"],
+                       probs=str(tmp_path / "region.npz")) == 0
+    assert "##sequence-region chr 1 80000" in out.read_text()
+    cut = {tuple((s - 10_000, e - 10_000) for s, e, _ in t.cds) for t in _transcripts(out, {"chr": 80_000})}
+    alone = {tuple((s, e) for s, e, _ in t.cds) for t in _transcripts(tmp_path / "hmm.gff3", {"slice": len(codes)})}
+    assert cut and cut == alone
+    with np.load(tmp_path / "region.npz") as z:
+        assert z["chr:10001-70000/forward"].shape == (60_000, 4)
+    with pytest.raises(InputError, match="not in the FASTA"):
+        run_predict(str(whole), str(model_file), str(out), regions=["chr2:1-100"])
     with pytest.raises(InputError, match="unknown decoder"):
         run_predict(str(fasta), str(model_file), str(tmp_path / "x.gff3"), decoder="viterbi")
 
