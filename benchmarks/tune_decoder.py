@@ -9,7 +9,8 @@ validation fold: never on the test region, never on what the model was trained o
    cached in benchmarks/results/tune_<name>_probs.npz;
 2. signal models fitted on the model's training region (`dga.signals.fit_signals`);
 3. a TPE study over the parameters, each trial decoding the region and scoring it against the
-   reference exactly as `dga evaluate` does; objective: exon F1 + sub-genic F1.
+   reference exactly as `dga evaluate` does; objective: exon F1 + sub-genic F1 (--objective
+   exon+genic: + genic F1, which counts UTR too).
 Results: a table on stdout and benchmarks/results/tune_decoder_<name>.json (every trial, the best).
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+OBJECTIVES = {"exon+subgenic": "subgenic", "exon+genic": "genic"}  # exon F1 + this base-level F1
 # HMMParams searched: name -> (low, high, log scale)
 SPACE = {"emission_weight": (0.1, 1.0, True), "coding_weight": (2, 30, True), "site_weight": (4, 50, True),
          "codon_site_weight": (4, 50, True), "gene": (-400, -20, False), "intron": (-200, -10, False),
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", help="name for the result files (default: from --model)")
     ap.add_argument("--start", action="append", help="a JSON object of parameters to try first (repeatable)")
+    ap.add_argument("--objective", choices=sorted(OBJECTIVES), default="exon+subgenic",
+                    help="exon F1 plus sub-genic F1 (CDS + intron) or genic F1 (UTR too)")
     ap.add_argument("--fix", help="a JSON object of parameters held at these values, not searched (a small "
                                   "validation region supports fewer free parameters)")
     args = ap.parse_args()
@@ -131,7 +135,7 @@ def main() -> None:
         rows.append({"trial": trial.number, "params": asdict(p), **r})
         print(f"{trial.number:>3} exon F1 {r['exon']:.3f} gene F1 {r['gene']:.3f} sub-genic {r['subgenic']:.3f} "
               f"CDS {r['CDS']:.3f} intron {r['intron']:.3f} UTR {r['UTR']:.3f} genic {r['genic']:.3f}", flush=True)
-        return r["exon"] + r["subgenic"]
+        return r["exon"] + r[OBJECTIVES[args.objective]]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
@@ -144,9 +148,10 @@ def main() -> None:
     tmp.unlink(missing_ok=True)
     print(f"best trial {best['trial']}: exon F1 {best['exon']:.3f}, sub-genic {best['subgenic']:.3f}; params "
           f"{json.dumps({k: round(v, 4) for k, v in best['params'].items()})}")
+    metric = "sub-genic" if OBJECTIVES[args.objective] == "subgenic" else "genic"
     (out_dir / f"tune_decoder_{name}.json").write_text(json.dumps(
         {"model": args.model, "region": f"{seqid}:{a + 1}-{b}", "validation_fold": cfg.fold, "fixed": fixed,
-         "signals": signals.counts, "objective": "exon F1 + sub-genic F1", "best": best, "trials": rows}, indent=1))
+         "signals": signals.counts, "objective": f"exon F1 + {metric} F1", "best": best, "trials": rows}, indent=1))
 
 
 if __name__ == "__main__":
