@@ -261,42 +261,28 @@ def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> Sig
     return SignalModel(logodds, coding, counts, max(min_intron, DEFAULT_MIN_INTRON))
 
 
-def _sequence_kmers(codes: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """For every base t: the index of bases t-order..t in base 4, and whether all are A/C/G/T."""
-    n = len(codes)
-    idx = np.zeros(n, dtype=np.int32)
-    ok = np.ones(n, dtype=bool)
-    for d in range(order, -1, -1):  # base t - d
-        col = np.full(n, 4, dtype=np.uint8)
-        col[d:] = codes[: n - d] if d else codes
-        idx = idx * 4 + np.minimum(col, 3)
-        ok &= col < 4
-    return idx, ok
-
-
 def _table_score(table: np.ndarray, order: int, codes: np.ndarray, pos: np.ndarray, window: tuple[int, int],
-                 kmers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+                 kmers: np.ndarray) -> np.ndarray:
     """`_wam_score` of the windows around `pos`, without building them: window columns past the first
-    `order` read the sequence-wide k-mers (the same context, as every base of it is in the window);
+    `order` read the sequence-wide k-mers (`_contexts`: the same context, as every base of it is in the window);
     the first ones are scored on their own (context before the window reads as A, as in fitting)."""
     lo, hi = window
     total = _wam_score(table[:order], _windows(codes, pos, (lo, lo + order)), order) if order else \
         np.zeros(len(pos), dtype=np.float32)
-    km, ok = kmers
     n = len(codes)
     for j in range(order, hi - lo):
         t = pos + lo + j
         inside = (t >= 0) & (t < n)
-        tc = np.where(inside, t, 0)
-        use = inside & ok[tc]
-        total += np.where(use, table[j][km[tc]], 0.0).astype(np.float32)
+        km = kmers[np.where(inside, t, 0)]
+        use = inside & (km >= 0)
+        total += np.where(use, table[j][np.maximum(km, 0)], 0.0).astype(np.float32)
     return total
 
 
 def _strand_scores(codes: np.ndarray, model: SignalModel | None, gc_donor: float) -> dict[str, np.ndarray]:
     """Per-boundary scores [len+1] of each kind on the + strand reading of `codes`."""
     out = {}
-    kmers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    kmers: dict[int, np.ndarray] = {}  # `_contexts` of each order the tables use
     for kind in SITES:
         score = np.full(len(codes) + 1, NO_SITE, dtype=np.float32)
         pos = core_positions(codes, kind)
@@ -307,7 +293,7 @@ def _strand_scores(codes: np.ndarray, model: SignalModel | None, gc_donor: float
         else:
             order = model.order(kind)
             if order not in kmers:
-                kmers[order] = _sequence_kmers(codes, order)
+                kmers[order] = _contexts(codes, order)
             val = _table_score(model.logodds[kind], order, codes, pos, model.window(kind), kmers[order])
         score[pos] = val
         out[kind] = score
