@@ -132,10 +132,11 @@ def main() -> None:
         p = HMMParams(**fixed, **{k: trial.suggest_float(k, lo, hi, log=log) for k, (lo, hi, log) in SPACE.items()
                                   if k in tuned})
         r = score(p)
+        r["objective"] = r["exon"] + r[OBJECTIVES[args.objective]]
         rows.append({"trial": trial.number, "params": asdict(p), **r})
         print(f"{trial.number:>3} exon F1 {r['exon']:.3f} gene F1 {r['gene']:.3f} sub-genic {r['subgenic']:.3f} "
               f"CDS {r['CDS']:.3f} intron {r['intron']:.3f} UTR {r['UTR']:.3f} genic {r['genic']:.3f}", flush=True)
-        return r["exon"] + r[OBJECTIVES[args.objective]]
+        return r["objective"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed))
