@@ -272,12 +272,11 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
         for i, (seqid, codes, offset, name) in enumerate(pieces):
             work = Path(tmp) / str(i)  # each piece's probability files apart
             work.mkdir()
-            piece_probs: dict | None = {} if probs else None
             genes += shift_genes(predict_sequence(lm, seqid, codes, batch_size=bs, device=dev, decoder=decoder,
-                                                  probs_out=piece_probs, workdir=work, progress=bar.update,
+                                                  probs_out=probs_out, workdir=work, progress=bar.update,
                                                   decode_progress=dbar.update), offset)
-            if probs_out is not None and piece_probs is not None:
-                probs_out[name] = piece_probs[seqid]
+            if probs_out is not None:  # filed under the piece's name: regions of one sequence stay apart
+                probs_out[name] = probs_out.pop(seqid)
         bar.close()
         dbar.close()
         seconds = time.perf_counter() - t_inf
