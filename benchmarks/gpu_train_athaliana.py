@@ -3,17 +3,28 @@
 1. probe: train briefly to measure this config's throughput on this device;
 2. train: folds 1-4 of the k=5 split (fold 0 validates every epoch; the best epoch is kept), with
    bases_per_epoch sized so that `--minutes` of training fit in the budget, cosine lr over all epochs;
-3. test: one evaluation on the held-out test region (the last 10 % of chr1);
+3. test: one evaluation on the held-out test region (the last 10 % of chr1; --no-test skips it, so
+   that a model still under development is judged on fold 0 only);
 4. predict speed: `dga.predict.predict_sequence` over all of chr1, both strands, with decoding.
 Writes model.pt (weights + resolved config) and result.json to --out.
 
+--rate B skips the probe and sizes the epochs from B bases/s (a figure measured earlier on this kind
+of device; an epoch never reads more than every training window once, ~44 M bases on chr1); --deadline S stops training S seconds after the start (as a SIGTERM would: the epoch's
+checkpoint is kept) and writes the best epoch so far, so a fixed device lease never ends with nothing.
+
     python benchmarks/gpu_train_athaliana.py --store stores/athaliana-chr1 --minutes 6 --out $OUT
+    # the budget of a study fold (every window once per epoch), stopped safely inside a lease:
+    python benchmarks/gpu_train_athaliana.py --no-probe --epochs 12 --deadline 530 --no-test --out $OUT
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,9 +37,24 @@ from dga.data.store import open_store
 from dga.data.windows import load_or_make_splits
 from dga.metrics import metrics_from_confusion
 from dga.search import load_search, trial_config
-from dga.train import fit, setup_distributed, validate
+from dga.model import build_model, count_parameters
+from dga.train import FitResult, Preempted, fit, setup_distributed, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _best_from_checkpoint(cfg, ckpt: Path, device) -> FitResult:
+    """The best validated epoch recorded in fit()'s checkpoint (after a stop between epochs)."""
+    state = torch.load(ckpt, map_location=device, weights_only=False)
+    if state.get("best_state") is None:
+        raise SystemExit(f"stopped before the first epoch finished: nothing to save ({ckpt})")
+    model = build_model(cfg).to(device)
+    model.load_state_dict(state["best_state"])
+    result = FitResult(model, n_parameters=count_parameters(model))
+    result.history, result.best_epoch = state["history"], state["best_epoch"]
+    best = next(r for r in result.history if r["epoch"] == result.best_epoch)
+    result.metrics = {k: v for k, v in best.items() if k.startswith("val_") and k != "val_confusion"}
+    return result
 
 
 def main() -> None:
@@ -41,7 +67,11 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--no-probe", action="store_true", help="skip the throughput probe (epochs = every window once)")
     ap.add_argument("--no-predict", action="store_true", help="skip the whole-chromosome prediction timing")
+    ap.add_argument("--no-test", action="store_true", help="skip the test-region evaluation")
+    ap.add_argument("--rate", type=float, default=0.0, help="assumed training bases/s (skips the probe)")
+    ap.add_argument("--deadline", type=float, default=0.0, help="seconds after start to stop training")
     args = ap.parse_args()
+    started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     exp = ROOT / "experiments" / "athaliana.toml"
@@ -57,6 +87,8 @@ def main() -> None:
 
     if args.no_probe:
         per_epoch = 0  # every training window once per epoch
+    elif args.rate:
+        per_epoch = int(args.rate * args.minutes * 60 / args.epochs)
     else:
         probe_cfg = replace(cfg, fold=-1, epochs=1, bases_per_epoch=cfg.batch_size * cfg.window * 150)
         t = time.perf_counter()
@@ -68,8 +100,21 @@ def main() -> None:
                         cfg.batch_size * cfg.window * dist.world_size)
     cfg = replace(cfg, fold=0, epochs=args.epochs, bases_per_epoch=per_epoch, early_stopping_patience=0)
     t = time.perf_counter()
-    result = fit(cfg, store, splits, dist, log=lambda s: print(s, flush=True))
+    if args.deadline:
+        timer = threading.Timer(max(args.deadline - (time.time() - started), 1.0),
+                                lambda: os.kill(os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+    ckpt = Path(tempfile.gettempdir()) / "gpu_train_checkpoint.pt"  # not in --out: too big to fetch
+    try:
+        result = fit(cfg, store, splits, dist, checkpoint=ckpt, log=lambda s: print(s, flush=True))
+        stopped = ""
+    except Preempted as exc:  # the deadline: continue from the last finished epoch's best weights
+        result = _best_from_checkpoint(cfg, ckpt, dist.device)
+        stopped = str(exc)
+        print(f"deadline: {exc}", flush=True)
     report["train"] = {"seconds": time.perf_counter() - t, "bases_per_epoch": per_epoch, "epochs": cfg.epochs,
+                       "stopped_early": stopped,
                        "best_epoch": result.best_epoch, "n_parameters": result.n_parameters,
                        "validation_fold0": result.metrics,
                        "history": [{k: v for k, v in r.items() if k != "val_confusion"} for r in result.history]}
@@ -77,6 +122,8 @@ def main() -> None:
                out / "model.pt")
     (out / "result.json").write_text(json.dumps(report, indent=1))
 
+    if args.no_test:
+        return
     t = time.perf_counter()
     cm, _ = validate(result.model, store, list(splits.test), cfg, dist)
     report["test"] = {"metrics": metrics_from_confusion(cm), "confusion": cm.tolist(),

@@ -260,6 +260,9 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
     stop = {"flag": False}
     old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     autocast = cfg.bf16 and dist.device.type == "cuda"
+    if dist.is_main and limit > len(dataset):
+        log(f"bases_per_epoch {cfg.bases_per_epoch:,} is more than the {len(dataset) * cfg.window:,} bases of the "
+            f"training windows: each epoch reads every window once (raise epochs to train longer)")
     if dist.is_main:
         log(f"model: BiLSTM hidden {cfg.hidden_size} x {cfg.num_layers} layers, {cfg.bases_per_step} base(s)/step, "
             f"{n_params:,} parameters; {len(dataset):,} training windows of {cfg.window}; "
