@@ -66,9 +66,12 @@ def main() -> None:
     if args.decoder:
         tuned = json.loads(Path(args.decoder).read_text())
         params = HMMParams.from_dict(tuned["best"]["params"])
-        sibling = "" if tuned["model"] == args.model else \
-            f" with {tuned['model']} (this entry's config trained without that fold)"
-        tuned_on = (f"{tuned['region']} (validation fold {tuned['validation_fold']}){sibling}, Optuna TPE, "
+        models = tuned["model"] if isinstance(tuned["model"], list) else [tuned["model"]]
+        folds = tuned["validation_fold"]
+        where = f"validation folds {', '.join(map(str, folds))}" if isinstance(folds, list) else f"validation fold {folds}"
+        sibling = "" if models == [args.model] else \
+            f" with {', '.join(models)} (this entry's config trained without {'each' if len(models) > 1 else 'that'} fold)"
+        tuned_on = (f"{tuned['region']} ({where}){sibling}, Optuna TPE, "
                     f"{len(tuned['trials'])} trials, objective {tuned['objective']} = "
                     # results written before the objective was recorded per trial: exon + sub-genic
                     f"{tuned['best'].get('objective', tuned['best']['exon'] + tuned['best']['subgenic']):.4f} "

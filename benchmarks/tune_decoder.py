@@ -4,13 +4,17 @@ validation fold: never on the test region, never on what the model was trained o
     python benchmarks/tune_decoder.py --model zoo:athaliana --trials 40 [--bases 3000000]
     # an entry trained on every fold: tune with the same config trained without fold 0
     python benchmarks/tune_decoder.py --model checkpoints/<fold-0 run>/model.pt --name dmelanogaster
+    # ... or without each fold in turn: every validation fold at once (--model is repeatable)
+    python benchmarks/tune_decoder.py --model checkpoints/<fold-0 run>/model.pt \
+        --model checkpoints/<fold-1 run>/model.pt ... --name dmelanogaster
 
-1. the model's class probabilities over (the first --bases of) its validation fold, both reads,
-   cached in benchmarks/results/tune_<name>_probs.npz;
-2. signal models fitted on the model's training region (`dga.signals.fit_signals`);
-3. a TPE study over the parameters, each trial decoding the region and scoring it against the
-   reference exactly as `dga evaluate` does; objective: exon F1 + sub-genic F1 (--objective
-   exon+genic: + genic F1, which counts UTR too).
+1. each model's class probabilities over (the first --bases of) its validation fold, both reads,
+   cached in benchmarks/results/tune_<name>[_fold<k>]_probs.npz;
+2. signal models fitted on each model's own training region (`dga.signals.fit_signals`);
+3. a TPE study over the parameters, each trial decoding every region with its model's signals and
+   scoring them together (pooled) against the reference exactly as `dga evaluate` does;
+   objective: exon F1 + sub-genic F1 (--objective exon+genic: + genic F1, which counts UTR too).
+   Several folds give the decoder's 12 parameters more genes to fit and no single region's quirks.
 Results: a table on stdout and benchmarks/results/tune_decoder_<name>.json (every trial, the best).
 """
 
@@ -56,7 +60,9 @@ def region_probs(lm, codes: np.ndarray, cache: Path) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="zoo:NAME, model.pt or MLflow URI (trained with fold >= 0)")
+    ap.add_argument("--model", required=True, action="append",
+                    help="zoo:NAME, model.pt or MLflow URI (trained with fold >= 0); repeatable: one config "
+                         "trained without different folds, tuned on all those folds at once")
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--bases", type=int, default=3_000_000, help="tune on this many bases of the validation fold")
     ap.add_argument("--seed", type=int, default=0)
@@ -82,40 +88,52 @@ def main() -> None:
     from dga.train import training_regions
 
     torch.set_num_threads(2)
-    lm = load_model(args.model)
-    cfg = lm.config
-    if cfg.fold < 0:
-        raise SystemExit(f"{args.model} was trained on every fold (fold = -1): no validation fold to tune on")
+    lms = [load_model(m) for m in args.model]
+    cfg = lms[0].config
+    for m, lm in zip(args.model, lms):
+        if lm.config.fold < 0:
+            raise SystemExit(f"{m} was trained on every fold (fold = -1): no validation fold to tune on")
+        split = (lm.config.dataset, lm.config.k_folds, lm.config.test_fraction, lm.config.split_seed)
+        if split != (cfg.dataset, cfg.k_folds, cfg.test_fraction, cfg.split_seed):
+            raise SystemExit(f"{m}: another dataset or split than {args.model[0]}")
+    folds = [lm.config.fold for lm in lms]
+    if len(set(folds)) < len(folds):
+        raise SystemExit(f"two models validate on the same fold ({folds})")
     store = open_store(ROOT / "stores" / cfg.dataset)
     splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
-    val = splits.validation(cfg.fold)[0]
-    seqid, a = val.seqid, val.start
-    b = min(val.end, a + args.bases)
     offsets = {s["id"]: s["offset"] for s in store.seqids}
     lengths = {s["id"]: s["length"] for s in store.seqids}
-    off = offsets[seqid]
-    codes = np.asarray(store.track("seq")[off + a: off + b])
-    name = args.name or args.model.replace("zoo:", "").replace("/", "_").replace(":", "_")
+    name = args.name or args.model[0].replace("zoo:", "").replace("/", "_").replace(":", "_")
     out_dir = ROOT / "benchmarks" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    probs = region_probs(lm, codes, out_dir / f"tune_{name}_probs.npz")
-    print(f"probabilities for {seqid}:{a + 1}-{b} (validation fold {cfg.fold}): {time.perf_counter() - t:.0f} s")
-    t = time.perf_counter()
-    signals = fit_signals(store, training_regions(cfg, splits))
-    print(f"signal models on the training region: {signals.counts} ({time.perf_counter() - t:.0f} s)")
+    regions = []  # per model: (seqid, start, end, codes, probabilities, signal models)
+    for lm in lms:
+        val = splits.validation(lm.config.fold)[0]
+        seqid, a = val.seqid, val.start
+        b = min(val.end, a + args.bases)
+        codes = np.asarray(store.track("seq")[offsets[seqid] + a: offsets[seqid] + b])
+        cache = out_dir / (f"tune_{name}_probs.npz" if len(lms) == 1 else f"tune_{name}_fold{lm.config.fold}_probs.npz")
+        t = time.perf_counter()
+        probs = region_probs(lm, codes, cache)
+        print(f"probabilities for {seqid}:{a + 1}-{b} (validation fold {lm.config.fold}): "
+              f"{time.perf_counter() - t:.0f} s")
+        t = time.perf_counter()
+        signals = fit_signals(store, training_regions(lm.config, splits))
+        print(f"signal models on that model's training region: {signals.counts} ({time.perf_counter() - t:.0f} s)")
+        regions.append((seqid, a, b, codes, probs, signals))
     _, gff, _ = resolve(cfg.dataset)
     ref = read_gff(gff, lengths).transcripts
-    span = [Span(seqid, a, b)]
+    spans = [Span(seqid, a, b) for seqid, a, b, *_ in regions]
     ref_lab = encode_labels(ref, offsets, sum(lengths.values())).merged  # once, not per trial
     tmp = out_dir / f"tune_{name}.gff3"
 
     def score(params: HMMParams) -> dict:
-        genes = hmm_decode(probs, None, codes, seqid, params=params, signals=signals, offset=a)
+        genes = [g for seqid, a, _, codes, probs, signals in regions
+                 for g in hmm_decode(probs, None, codes, seqid, params=params, signals=signals, offset=a)]
         with open(tmp, "w") as fh:
             write_gff3(genes, lengths, fh)
         pred = read_gff(tmp, lengths).transcripts if genes else []
-        res = score_transcripts(ref, pred, lengths, span, ref_labels=ref_lab)
+        res = score_transcripts(ref, pred, lengths, spans, ref_labels=ref_lab)
         m = res["base"]
         return {"CDS": m["f1_CDS"], "intron": m["f1_intron"], "UTR": m["f1_UTR"], "genic": m["genic_f1"],
                 "subgenic": m["subgenic_f1"], "exon": res["exon"]["f1"], "gene": res["gene"]["f1"]}
@@ -150,9 +168,13 @@ def main() -> None:
     print(f"best trial {best['trial']}: exon F1 {best['exon']:.3f}, sub-genic {best['subgenic']:.3f}; params "
           f"{json.dumps({k: round(v, 4) for k, v in best['params'].items()})}")
     metric = "sub-genic" if OBJECTIVES[args.objective] == "subgenic" else "genic"
+    single = len(lms) == 1
     (out_dir / f"tune_decoder_{name}.json").write_text(json.dumps(
-        {"model": args.model, "region": f"{seqid}:{a + 1}-{b}", "validation_fold": cfg.fold, "fixed": fixed,
-         "signals": signals.counts, "objective": f"exon F1 + {metric} F1", "best": best, "trials": rows}, indent=1))
+        {"model": args.model[0] if single else args.model,
+         "region": ", ".join(f"{seqid}:{a + 1}-{b}" for seqid, a, b, *_ in regions),
+         "validation_fold": folds[0] if single else folds, "fixed": fixed,
+         "signals": regions[0][5].counts if single else [r[5].counts for r in regions],
+         "objective": f"exon F1 + {metric} F1", "best": best, "trials": rows}, indent=1))
 
 
 if __name__ == "__main__":
