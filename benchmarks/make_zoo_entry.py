@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--meta", required=True, help="JSON: species, summary, found_by, cv, compute, trained_on, "
                                                   "intended_use, limits")
     ap.add_argument("--decoder", help="tune_decoder.py's JSON: the HMM parameters to ship (default: HMMParams())")
+    ap.add_argument("--decoder-trial", type=int,
+                    help="ship this trial of --decoder's study instead of its best (say why in --meta's limits)")
     args = ap.parse_args()
     meta = json.loads(Path(args.meta).read_text())
     lm = load_model(args.model)
@@ -65,17 +67,21 @@ def main() -> None:
             v.pop("path", None)  # machine-specific
     if args.decoder:
         tuned = json.loads(Path(args.decoder).read_text())
-        params = HMMParams.from_dict(tuned["best"]["params"])
+        best = tuned["best"]
+        chosen = best if args.decoder_trial is None else tuned["trials"][args.decoder_trial]
+        params = HMMParams.from_dict(chosen["params"])
         models = tuned["model"] if isinstance(tuned["model"], list) else [tuned["model"]]
         folds = tuned["validation_fold"]
         where = f"validation folds {', '.join(map(str, folds))}" if isinstance(folds, list) else f"validation fold {folds}"
         sibling = "" if models == [args.model] else \
             f" with {', '.join(models)} (this entry's config trained without {'each' if len(models) > 1 else 'that'} fold)"
+        def value(trial: dict) -> float:  # results written before it was recorded per trial: exon + sub-genic
+            return trial.get("objective", trial["exon"] + trial["subgenic"])
+
         tuned_on = (f"{tuned['region']} ({where}){sibling}, Optuna TPE, "
-                    f"{len(tuned['trials'])} trials, objective {tuned['objective']} = "
-                    # results written before the objective was recorded per trial: exon + sub-genic
-                    f"{tuned['best'].get('objective', tuned['best']['exon'] + tuned['best']['subgenic']):.4f} "
-                    "(benchmarks/tune_decoder.py)")
+                    f"{len(tuned['trials'])} trials, objective {tuned['objective']} = {value(chosen):.4f}"
+                    + (f" (trial {chosen['trial']}; the best, trial {best['trial']}, {value(best):.4f})"
+                       if chosen['trial'] != best['trial'] else "") + " (benchmarks/tune_decoder.py)")
     else:
         params = HMMParams()
         tuned_on = "not tuned for this model: dga.hmm.HMMParams defaults (tuned on A. thaliana chr1 fold 0)"

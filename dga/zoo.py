@@ -116,7 +116,8 @@ def render_card(c: dict) -> str:
              f"{c['found_by']['trials_run']} trial(s), {c['found_by']['experiment_file']})",
              f"- cross-validation {c['cv']['objective']}: {c['cv']['score']:.4f}"
              + (f" +- {c['cv']['std']:.4f}" if c['cv']['std'] is not None else "")
-             + f" (folds {c['cv']['folds']})",
+             + f" (folds {c['cv']['folds']})"
+             + "".join(f"; retrained for {r['epochs']} epochs: {r['genic_f1']:.4f}" for r in c["cv"].get("reruns", [])),
              f"- compute: {c['compute']['device']}, {c['compute']['hours']:.3f} h, "
              f"{c['compute']['bases_seen']:,} training bases",
              f"- decoder: {c['decoder']['name']} ({', '.join(f'{k} {v:g}' for k, v in c['decoder']['params'].items())}); "
