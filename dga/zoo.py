@@ -117,7 +117,9 @@ def render_card(c: dict) -> str:
              f"- cross-validation {c['cv']['objective']}: {c['cv']['score']:.4f}"
              + (f" +- {c['cv']['std']:.4f}" if c['cv']['std'] is not None else "")
              + f" (folds {c['cv']['folds']})"
-             + "".join(f"; retrained for {r['epochs']} epochs: {r['genic_f1']:.4f}" for r in c["cv"].get("reruns", [])),
+             + ("; other runs of this configuration: " + ", ".join(f"{r['epochs']} epochs {r['genic_f1']:.4f}"
+                                                                  for r in c["cv"]["reruns"])
+                if c["cv"].get("reruns") else ""),
              f"- compute: {c['compute']['device']}, {c['compute']['hours']:.3f} h, "
              f"{c['compute']['bases_seen']:,} training bases",
              f"- decoder: {c['decoder']['name']} ({', '.join(f'{k} {v:g}' for k, v in c['decoder']['params'].items())}); "

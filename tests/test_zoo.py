@@ -84,7 +84,10 @@ def test_zoo_cli_list_show_import_and_predict(tmp_path, monkeypatch):
 
     listing = dga("zoo", "list")
     assert "athaliana" in listing and "dmelanogaster" in listing and "3,784,744" in listing
-    assert "## Test region" in dga("zoo", "show", "athaliana")
+    shown = dga("zoo", "show", "athaliana")
+    assert "## Test region" in shown
+    reruns = zoo.card("athaliana")["cv"].get("reruns", [])  # other trainings of the same config, if any
+    assert all(f"{r['epochs']} epochs {r['genic_f1']:.4f}" in shown for r in reruns)
     out = dga("zoo", "import", "dmelanogaster")
     assert "models:/dga-zoo-dmelanogaster/1" in out
     from mlflow import MlflowClient
