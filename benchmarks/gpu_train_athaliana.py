@@ -37,24 +37,9 @@ from dga.data.store import open_store
 from dga.data.windows import load_or_make_splits
 from dga.metrics import metrics_from_confusion
 from dga.search import load_search, trial_config
-from dga.model import build_model, count_parameters
-from dga.train import FitResult, Preempted, fit, setup_distributed, validate
+from dga.train import Preempted, best_from_checkpoint, fit, setup_distributed, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _best_from_checkpoint(cfg, ckpt: Path, device) -> FitResult:
-    """The best validated epoch recorded in fit()'s checkpoint (after a stop between epochs)."""
-    state = torch.load(ckpt, map_location=device, weights_only=False)
-    if state.get("best_state") is None:
-        raise SystemExit(f"stopped before the first epoch finished: nothing to save ({ckpt})")
-    model = build_model(cfg).to(device)
-    model.load_state_dict(state["best_state"])
-    result = FitResult(model, n_parameters=count_parameters(model))
-    result.history, result.best_epoch = state["history"], state["best_epoch"]
-    best = next(r for r in result.history if r["epoch"] == result.best_epoch)
-    result.metrics = {k: v for k, v in best.items() if k.startswith("val_") and k != "val_confusion"}
-    return result
 
 
 def main() -> None:
@@ -110,7 +95,7 @@ def main() -> None:
         result = fit(cfg, store, splits, dist, checkpoint=ckpt, log=lambda s: print(s, flush=True))
         stopped = ""
     except Preempted as exc:  # the deadline: continue from the last finished epoch's best weights
-        result = _best_from_checkpoint(cfg, ckpt, dist.device)
+        result = best_from_checkpoint(cfg, ckpt, dist.device)
         stopped = str(exc)
         print(f"deadline: {exc}", flush=True)
     report["train"] = {"seconds": time.perf_counter() - t, "bases_per_epoch": per_epoch, "epochs": cfg.epochs,

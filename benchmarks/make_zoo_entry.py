@@ -33,6 +33,11 @@ from dga.train import DistInfo, training_regions, validate
 SLICE = 50_000
 
 
+def value(trial: dict) -> float:
+    """A tune_decoder trial's objective (results written before it was recorded per trial: exon + sub-genic)."""
+    return trial.get("objective", trial["exon"] + trial["subgenic"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--name", required=True)
@@ -75,9 +80,6 @@ def main() -> None:
         where = f"validation folds {', '.join(map(str, folds))}" if isinstance(folds, list) else f"validation fold {folds}"
         sibling = "" if models == [args.model] else \
             f" with {', '.join(models)} (this entry's config trained without {'each' if len(models) > 1 else 'that'} fold)"
-        def value(trial: dict) -> float:  # results written before it was recorded per trial: exon + sub-genic
-            return trial.get("objective", trial["exon"] + trial["subgenic"])
-
         tuned_on = (f"{tuned['region']} ({where}){sibling}, Optuna TPE, "
                     f"{len(tuned['trials'])} trials, objective {tuned['objective']} = {value(chosen):.4f}"
                     + (f" (trial {chosen['trial']}; the best, trial {best['trial']}, {value(best):.4f})"

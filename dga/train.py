@@ -348,10 +348,27 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
         signal.signal(signal.SIGTERM, old_handler)
     result.train_seconds = time.perf_counter() - t_start
     if best_state is not None:
-        model.load_state_dict(best_state)
-        best = next(r for r in result.history if r["epoch"] == result.best_epoch)
-        result.confusion = np.array(best["val_confusion"])
-        result.metrics = {k: v for k, v in best.items() if k.startswith("val_") and k != "val_confusion"}
+        _keep_best(result, best_state)
+    return result
+
+
+def _keep_best(result: FitResult, best_state: dict) -> None:
+    """Load the best validated epoch's weights into result.model, with that epoch's metrics."""
+    result.model.load_state_dict(best_state)
+    best = next(r for r in result.history if r["epoch"] == result.best_epoch)
+    result.confusion = np.array(best["val_confusion"])
+    result.metrics = {k: v for k, v in best.items() if k.startswith("val_") and k != "val_confusion"}
+
+
+def best_from_checkpoint(cfg: Config, checkpoint: Path, device: torch.device) -> FitResult:
+    """The best validated epoch recorded in fit()'s checkpoint (after a stop part-way, say)."""
+    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    if state.get("best_state") is None:
+        raise ValueError(f"{checkpoint}: no validated epoch yet")
+    model = build_model(cfg).to(device)
+    result = FitResult(model, history=state["history"], n_parameters=count_parameters(model),
+                       best_epoch=state["best_epoch"])
+    _keep_best(result, state["best_state"])
     return result
 
 

@@ -148,7 +148,8 @@ def test_nan_loss_stops_with_failed_run(dmel_store, workdir, monkeypatch, capsys
 
 
 def test_bases_per_epoch_beyond_the_windows_reads_each_once_and_says_so(dmel_store):
-    from dga.train import fit, setup_distributed
+    from dga.data.windows import WindowDataset
+    from dga.train import fit, setup_distributed, training_regions
 
     cfg = load_config(None, {"store": str(dmel_store.path), "k_folds": 4, "fold": 0, "epochs": 1, "hidden_size": 8,
                              "num_layers": 1, "bases_per_step": 4, "window": 960, "batch_size": 64,
@@ -156,9 +157,10 @@ def test_bases_per_epoch_beyond_the_windows_reads_each_once_and_says_so(dmel_sto
     splits = load_or_make_splits(dmel_store, 4, 0.1, 0)
     lines = []
     result = fit(cfg, dmel_store, splits, setup_distributed("cpu", 1), log=lines.append)
+    windows = len(WindowDataset(dmel_store, training_regions(cfg, splits), cfg.window,
+                                reverse_complement=cfg.reverse_complement, labels=cfg.labels))
     warned = [s for s in lines if "reads every window once" in s]
-    assert len(warned) == 1 and "1,000,000,000" in warned[0]
-    windows = int(warned[0].split("the ")[1].split(" bases")[0].replace(",", "")) // cfg.window
+    assert len(warned) == 1 and "1,000,000,000" in warned[0] and f"the {windows * cfg.window:,} bases" in warned[0]
     assert result.history[0]["epoch_seconds"] > 0
-    batches = int(next(s for s in lines if s.startswith("model:")).split("; ")[2].split(" batches")[0])
-    assert batches == windows // cfg.batch_size
+    model_line = next(s for s in lines if s.startswith("model:"))
+    assert f"; {windows // cfg.batch_size} batches/epoch/rank" in model_line
