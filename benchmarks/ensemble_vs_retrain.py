@@ -3,7 +3,7 @@ class probabilities) vs the one model retrained on all non-test data, both score
 held-out test region with the same sliding-window validator.
 
     python benchmarks/ensemble_vs_retrain.py --study quickstart --trial 1 \\
-        --final checkpoints/studies/quickstart/final-trial-0001/checkpoint.pt
+        --final models:/dga-fruitfly4-dmel@champion
 """
 
 from __future__ import annotations
@@ -15,21 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dga.config import load_config
+import dga.bundle as bundle_io
 from dga.data.store import open_store
 from dga.data.windows import load_or_make_splits
 from dga.infer import forward_codes, iter_region_batches
 from dga.labels import N_CLASSES
 from dga.metrics import confusion, metrics_from_confusion
-from dga.model import build_model
 
 
-def load(path: Path):
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = load_config(None, state["config"])
-    model = build_model(cfg)
-    model.load_state_dict(state["best_state"] or state["model"])
-    return model.eval(), cfg
+def load(ref: str):
+    b = bundle_io.load(ref)
+    return b.build_model(), b.config
 
 
 def probs(models, store, region, cfg) -> np.ndarray:
@@ -47,13 +43,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="quickstart")
     ap.add_argument("--trial", type=int, required=True)
-    ap.add_argument("--final", required=True, help="checkpoint of the model retrained on all non-test data")
+    ap.add_argument("--final", required=True, help="the model retrained on all non-test data (any model reference)")
     ap.add_argument("--checkpoints", default="checkpoints/studies")
     args = ap.parse_args()
-    fold_paths = sorted((Path(args.checkpoints) / args.study / f"trial-{args.trial:04d}").glob("fold-*/checkpoint.pt"))
-    folds = [load(p) for p in fold_paths]
-    final, cfg = load(Path(args.final))
-    store = open_store(Path("stores") / cfg.dataset)
+    fold_paths = sorted((Path(args.checkpoints) / args.study / f"trial-{args.trial:04d}").glob("fold-*/bundle"))
+    folds = [load(str(p)) for p in fold_paths]
+    final, cfg = load(args.final)
+    store = open_store(Path(cfg.store or Path("stores") / cfg.dataset))
     (test,) = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed).test
     truth = np.asarray(store.track("label")[test.start: test.end])
     for name, models in ((f"ensemble of {len(folds)} fold models", [m for m, _ in folds]), ("retrained", [final])):

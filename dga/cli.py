@@ -58,7 +58,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from dga.registry import register_study
+    from dga.search import register_study
 
     return register_study(args.study, args.storage)
 
@@ -95,9 +95,39 @@ def _evaluate(args: argparse.Namespace) -> int:
                         mlflow_run=args.mlflow_run)
 
 
+def _tune_decoder(args: argparse.Namespace) -> int:
+    from dga.decoder_tuning import run_tune_decoder
+
+    folds = list(args.fold_model)
+    if args.study:  # the fold models of the study's best trial
+        from dga.config import load_config
+        from dga.search import SearchConfig, open_study
+        from dga.study_files import fold_bundles
+
+        study = open_study(SearchConfig(study_name=args.study, storage=args.storage or ""), create=False)
+        folds += [str(p) for p in fold_bundles(study.best_trial, load_config(None, study.user_attrs["base_config"]),
+                                               args.study)]
+    if not folds:
+        raise InputError(None, "give the fold models (--fold-model, repeatable) or --study NAME")
+    return run_tune_decoder(args.model, folds, args.out, trials=args.trials, bases=args.bases, seed=args.seed,
+                            objective=args.objective)
+
+
 def _zoo(args: argparse.Namespace) -> int:
     from dga import zoo
 
+    if args.action == "export":
+        if not (args.name and args.entry):
+            raise InputError(None, "dga zoo export MODEL NAME --intended-use FILE")
+        if not args.intended_use:
+            raise InputError(None, "dga zoo export needs --intended-use FILE (the one hand-written part of a card)")
+        text = Path(args.intended_use).read_text() if Path(args.intended_use).is_file() else ""
+        if not text:
+            raise InputError(Path(args.intended_use), "no such file, or empty")
+        out = zoo.export(args.name, args.entry, text, half=args.float16)
+        print(zoo.render_card(zoo.card(args.entry)))
+        print(f"\nwrote {out}")
+        return 0
     if args.action == "list":
         print(zoo.list_table())
         return 0
@@ -176,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="annotate a genome: FASTA -> GFF3 gene models (both strands)")
     p.add_argument("fasta", help="genome FASTA (plain or .gz)")
-    p.add_argument("--model", required=True, help="models:/dga-<dataset>@champion, runs:/<id>/model, "
-                                                  "or a model.pt from `dga train`")
+    p.add_argument("--model", required=True, help="zoo:NAME (see `dga zoo list`), models:/dga-<dataset>@champion, "
+                                                  "runs:/<id>/model, or a bundle folder from `dga train`")
     p.add_argument("-o", "--out", required=True, help="output GFF3")
     p.add_argument("--probs", help="also write per-base class probabilities (.npz; both reads)")
     p.add_argument("--batch-size", type=int, default=0, help="windows per batch (default: 256 GPU / config CPU)")
@@ -192,6 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "coordinates")
     p.set_defaults(func=_predict)
 
+    p = sub.add_parser("tune-decoder", help="tune a model's HMM decoder settings on its cross-validation fold "
+                                            "models (validation folds only) and write them into its bundle",
+                       epilog="example: dga tune-decoder checkpoints/final/bundle --fold-model "
+                              "checkpoints/f0/bundle --fold-model checkpoints/f1/bundle")
+    p.add_argument("model", help="the bundle to tune (folder, zoo:NAME or models:/...)")
+    p.add_argument("--fold-model", action="append", default=[], metavar="BUNDLE",
+                   help="the same configuration trained with fold = k (repeatable, one per fold)")
+    p.add_argument("--study", help="use the fold models of this study's best trial instead")
+    p.add_argument("--storage", help="the study's Optuna storage URL (default as for dga search)")
+    p.add_argument("--trials", type=int, default=40, help="Optuna trials (default 40)")
+    p.add_argument("--bases", type=int, default=3_000_000, help="bases of each validation fold (default 3,000,000)")
+    p.add_argument("--seed", type=int, default=0, help="TPE sampler seed (default 0)")
+    p.add_argument("--objective", default="exon+subgenic", choices=["exon+subgenic", "exon+genic"],
+                   help="exon F1 plus sub-genic (CDS + intron) or genic F1 (default exon+subgenic)")
+    p.add_argument("-o", "--out", help="write the tuned bundle here (default: the model's own folder)")
+    p.set_defaults(func=_tune_decoder)
+
     p = sub.add_parser("evaluate", help="score a predicted GFF3 against a reference (base, exon, gene level)")
     p.add_argument("--ref", required=True, help="reference GFF3 (e.g. RefSeq)")
     p.add_argument("--pred", required=True, help="predicted GFF3 (DGA, AUGUSTUS, any tool)")
@@ -203,9 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlflow-run", help="log the scores to this MLflow run id ('new' starts one)")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("zoo", help="shipped models: list, show a model card, import into MLflow, rebuild")
-    p.add_argument("action", choices=["list", "show", "import", "build"])
-    p.add_argument("name", nargs="?", help="zoo entry (e.g. athaliana)")
+    p = sub.add_parser("zoo", help="shipped models: list, show a model card, import into MLflow, rebuild, export",
+                       epilog="examples: dga zoo show athaliana; dga zoo export models:/dga-fruitfly4-dmel@champion "
+                              "dmelanogaster --intended-use use.md")
+    p.add_argument("action", choices=["list", "show", "import", "build", "export"])
+    p.add_argument("name", nargs="?", help="zoo entry (e.g. athaliana); for export: the model to export "
+                                           "(models:/NAME@champion, a bundle folder)")
+    p.add_argument("entry", nargs="?", help="export: the entry's name")
+    p.add_argument("--intended-use", help="export: a text file with the card's intended use and limits")
+    p.add_argument("--float16", action="store_true", help="export: store float16 weights (half the size; the card "
+                                                          "is measured on them)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for build")
     p.set_defaults(func=_zoo)
 

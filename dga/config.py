@@ -58,8 +58,10 @@ class Config:
     bf16: bool = True  # bf16 autocast on GPU
     num_workers: int = 0  # DataLoader worker processes
     threads: int = 0  # torch CPU threads per process (0 = cores / local processes)
+    deadline_minutes: float = 0.0  # stop training between batches after this long, keeping the best epoch (0 = off)
     checkpoint_dir: str = ""  # default: checkpoints/<run name>
     # --- tracking ---
+    tracking: str = "mlflow"  # mlflow | none (`dga train` writes the same bundle, logs nothing: a GPU host without MLflow)
     experiment: str = "dga-train"
     run_name: str = ""
     log_model: bool = True
@@ -93,6 +95,8 @@ class Config:
             "device": self.device in ("auto", "cpu", "cuda"),
             "num_workers": self.num_workers >= 0,
             "threads": self.threads >= 0,
+            "deadline_minutes": self.deadline_minutes >= 0.0,
+            "tracking": self.tracking in ("mlflow", "none"),
         }
         for key, ok in checks.items():
             if not ok:
@@ -117,6 +121,7 @@ _HINTS = {
     "fold": "-1 or 0..k_folds-1",
     "input_size": "4 or 15",
     "objective": " | ".join(OBJECTIVES),
+    "tracking": "mlflow | none",
 }
 FIELD_NAMES = {f.name for f in fields(Config)}
 _TYPES = {f.name: f.type for f in fields(Config)}
@@ -193,3 +198,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         return Config(**values)
     except InputError as exc:
         raise InputError(path, str(exc)) from None
+

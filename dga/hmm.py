@@ -21,7 +21,7 @@ splice site adds its log-odds times `site_weight`, each start / stop codon its c
 times `codon_site_weight`, and each CDS base its coding log-odds times `coding_weight`; entering a
 gene or an intron, or ending a gene without UTR, costs a fixed log-penalty, and each CDS / intron /
 UTR base a class bias (the network's class-weighted training over-calls the rare classes). The
-settings (`HMMParams`) are tuned by benchmarks/tune_decoder.py, on a model's validation fold.
+settings (`HMMParams`) are tuned by `dga tune-decoder` on a model's cross-validation folds.
 A gene cut by the sequence's end is allowed and marked partial.
 The dynamic programme is compiled with numba: about 1.2 s per million bases (both strands, site
 scoring included) on one core, with one byte of back-pointer per state and base; long sequences
@@ -69,7 +69,7 @@ STATE_CODON[[M_C0, M_C1, M_C2, M_S0, M_S1, M_S2, M_T0, M_T1, M_T2]] = [0, 1, 2] 
 class HMMParams:
     """Log-space transition penalties (natural log; more negative = rarer) and the emission weight."""
 
-    # defaults: tuned by benchmarks/tune_decoder.py on A. thaliana chr1 validation fold 0
+    # defaults: where no tuning was done (a bare `dga train` bundle); tuned on A. thaliana chr1 validation fold 0
     gene: float = -274.9  # enter a gene from intergenic (either strand)
     intron: float = -181.1  # open an intron (CDS or UTR)
     utr_intron: float = -4.9  # extra for an intron inside a UTR

@@ -10,7 +10,6 @@ frame (`dga.decode`). Per-base work is batched tensors and numpy; memory is a fe
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -21,15 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dga.config import Config, load_config
+import dga.bundle as bundle_io
+from dga.bundle import Bundle
+from dga.config import Config
 from dga.data.windows import COMPLEMENT
 from dga.decode import DecodeRules, GeneModel, decode, write_gff3
 from dga.errors import InputError
 from dga.hmm import HMMParams, hmm_decode
 from dga.infer import forward_codes, iter_region_batches
 from dga.labels import N_CLASSES, Label
-from dga.model import build_model
-from dga.signals import SIGNALS_FILE, SignalModel
+from dga.signals import SignalModel
 
 
 N_RUN_MIN = 10  # runs of at least this many N (assembly gaps) are never genic
@@ -49,113 +49,31 @@ def n_runs(codes: np.ndarray, min_len: int) -> np.ndarray:
 
 @dataclass
 class LoadedModel:
+    """A bundle's network built and ready, with the decoder it ships with."""
+
     model: torch.nn.Module
     config: Config
     source: str
     signals: SignalModel | None = None  # splice-site / start / stop / coding models for the HMM decoder
-    hmm: HMMParams = field(default_factory=HMMParams)  # decoder settings (a zoo entry's card has its own)
+    hmm: HMMParams = field(default_factory=HMMParams)  # the bundle's decoder settings
+    bundle: Bundle | None = None
 
 
 DECODERS = ("hmm", "rules")
 
 
-def _run_of_mlflow_model(uri: str):
-    """(model version or None, run id or None) behind an MLflow model URI."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    run_id = None
-    if uri.startswith("models:/"):
-        ref = uri[len("models:/"):]
-        name, _, rest = ref.partition("@")
-        if rest:
-            mv = client.get_model_version_by_alias(name, rest)
-        elif "/" in ref:
-            name, version = ref.split("/", 1)
-            mv = client.get_model_version(name, version)
-        else:
-            mv = None
-        if mv is not None:
-            run_id = mv.run_id
-        else:  # models:/m-<id>: a logged model
-            run_id = mlflow.get_logged_model(ref).source_run_id
-        return mv, run_id
-    if uri.startswith("runs:/"):
-        run_id = uri[len("runs:/"):].split("/", 1)[0]
-    return None, run_id
-
-
-def _config_of_mlflow_model(uri: str, mv, run_id: str | None) -> dict:
-    """The training config stored with an MLflow model: the registered version's `config` tag, or
-    the `config.json` artifact of the run that logged it."""
-    import mlflow
-
-    if mv is not None and "config" in mv.tags:
-        return json.loads(mv.tags["config"])
-    if run_id is None:
-        raise InputError(None, f"cannot find the training config of {uri}")
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config.json")
-    return json.loads(Path(path).read_text())
-
-
-def _signals_of_run(run_id: str | None) -> SignalModel | None:
-    """The `signals.npz` artifact of the run that logged the model, if it has one."""
-    import mlflow
-
-    if run_id is None:
-        return None
-    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
-    if SIGNALS_FILE not in names:
-        return None
-    return SignalModel.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SIGNALS_FILE))
-
-
-def _signals_in(folder: Path) -> SignalModel | None:
-    """The `signals.npz` in a model's folder (zoo entry, `dga train` checkpoint), if there is one."""
-    sig = folder / SIGNALS_FILE
-    return SignalModel.load(sig) if sig.is_file() else None
+def loaded(b: Bundle, device: torch.device | None = None) -> LoadedModel:
+    """A `LoadedModel` from a bundle already read."""
+    return LoadedModel(b.build_model(device), b.config, b.source, b.signals, b.hmm_params(), b)
 
 
 def load_model(uri: str, device: torch.device | None = None, signals: str | None = None) -> LoadedModel:
-    """A model by MLflow URI (`models:/name@alias`, `models:/name/3`, `runs:/<id>/model`), zoo name
-    (`zoo:NAME`) or local checkpoint file (`model.pt` / `checkpoint.pt` written by `dga train`),
-    with the signal model that came with it (zoo entry / MLflow run / file beside it), or the one at
-    `signals` when given."""
-    lm = _load_model(uri, device or torch.device("cpu"))
+    """A model by any reference `dga.bundle.load` accepts (zoo:NAME, models:/..., runs:/..., a bundle
+    folder), with its signal models and decoder settings, or the signal models at `signals`."""
+    lm = loaded(bundle_io.load(uri), device)
     if signals:
         lm.signals = SignalModel.load(signals)
     return lm
-
-
-def _load_model(uri: str, device: torch.device) -> LoadedModel:
-    if uri.startswith("zoo:"):
-        from dga import zoo
-
-        model, cfg = zoo.load_entry(uri[4:], device)
-        return LoadedModel(model, cfg, uri, _signals_in(zoo.entry_dir(uri[4:])),
-                           zoo.decoder_params(uri[4:]))
-    if uri.startswith(("models:/", "runs:/")):
-        import mlflow
-
-        from dga import tracking
-
-        tracking.setup()
-        mv, run_id = _run_of_mlflow_model(uri)
-        cfg = load_config(None, _config_of_mlflow_model(uri, mv, run_id))
-        model = mlflow.pytorch.load_model(uri, map_location=device)
-        return LoadedModel(model.to(device).eval(), cfg, uri, _signals_of_run(run_id))
-    path = Path(uri)
-    if not path.is_file():
-        raise InputError(path, "no such model file (give an MLflow URI like models:/dga-athaliana-chr1@champion, "
-                               "runs:/<run id>/model, or a model.pt written by `dga train`)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or "config" not in state or "model" not in state:
-        raise InputError(path, "not a DGA model file (expected a dict with 'model' and 'config')")
-    cfg = load_config(None, state["config"])
-    model = build_model(cfg)
-    model.load_state_dict(state["model"] if "best_state" not in state or state["best_state"] is None
-                          else state["best_state"])
-    return LoadedModel(model.to(device).eval(), cfg, str(path), _signals_in(path.parent))
 
 
 def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin: int, batch_size: int,
@@ -190,7 +108,7 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
     rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
     gaps = n_runs(codes, N_RUN_MIN)
     if decoder == "hmm":
-        genes = _hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
+        genes = hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
     elif cfg.labels == "stranded":
         plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
         plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
@@ -207,7 +125,7 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
     return genes
 
 
-def _hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev_fwd: np.ndarray,
+def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev_fwd: np.ndarray,
                gaps: np.ndarray, params: HMMParams, progress=None) -> list[GeneModel]:
     """Viterbi decoding; assembly gaps are certain intergenic on both reads."""
     ig = np.zeros(N_CLASSES, dtype=np.float32)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dga.config import OBJECTIVES, Config
+from dga.errors import InputError
 from dga.metrics import metrics_from_confusion
 
 ALIAS = "champion"
@@ -59,15 +60,36 @@ def register_model_version(model_uri: str, name: str, tags: dict[str, str], desc
     return mv.version
 
 
+def cv_record(study, trial, sc, fold_models: list) -> dict:
+    """The study's part of a bundle's provenance: which trial, its CV mean and spread, each fold."""
+    from optuna.trial import TrialState
+
+    cv = trial.user_attrs.get("cv", {})
+    per_fold = [{"fold": b.config.fold, **{k[4:]: v for k, v in b.provenance.get("training", {})
+                                          .get("validation", {}).items() if k.startswith("val_")}}
+                for b in fold_models]
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {"name": sc.study_name, "trial": trial.number, "objective": sc.objective,
+            "cv_mean": float(trial.value), "cv_std": cv.get(f"cv_{sc.objective}_std"),
+            "n_folds": len(per_fold), "folds": per_fold, "params": dict(trial.params),
+            "baseline": trial.user_attrs.get("baseline"), "experiment_file": study.user_attrs.get("experiment_file", ""),
+            "trials_complete": states.count(TrialState.COMPLETE), "trials_pruned": states.count(TrialState.PRUNED),
+            "trials_failed": states.count(TrialState.FAIL), "space": study.user_attrs.get("search", {}).get("space", [])}
+
+
 def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
-    """Retrain the study's best configuration on all non-test data, test it once, register it."""
+    """Retrain the study's best configuration on all non-test data, tune its decoder on the trial's
+    fold models (validation folds only), test it once, and register the bundle."""
     import mlflow
 
+    import dga.bundle as bundle_io
     from dga import tracking
     from dga.config import load_config
     from dga.data.windows import load_or_make_splits
-    from dga.signals import SIGNALS_FILE, save_signals
-    from dga.train import fit, setup_distributed, store_for_config, training_regions, validate
+    from dga.decoder_tuning import tune_bundle
+    from dga.runner import write_bundle
+    from dga.study_files import fold_bundles, study_checkpoint_root
+    from dga.train import fit, setup_distributed, store_for_config, validate
 
     best = study.best_trial
     base = load_config(None, study.user_attrs["base_config"])
@@ -77,11 +99,17 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
     dist = dist or setup_distributed(cfg.device, cfg.threads)
     store = store or store_for_config(cfg, dist)
     splits = splits or load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    folds = [bundle_io.read(p) for p in fold_bundles(best, base, sc.study_name)]
+    if not folds:
+        raise InputError(None, f"trial {best.number}'s fold models are missing under "
+                               f"{study_checkpoint_root(base, sc.study_name)}: the decoder cannot be tuned on its CV "
+                               f"folds (run `dga register` where the study's checkpoints are)")
     cv = best.user_attrs.get("cv", {})
     score = float(best.value)
     name = model_name(cfg, store)
     print(f"\nregistering trial {best.number} (CV {sc.objective} {score:.4f}): retraining on all non-test data "
-          f"({cfg.epochs} epochs), then one evaluation on the held-out test region")
+          f"({cfg.epochs} epochs), tuning the decoder on its {len(folds)} fold model(s), then one evaluation on "
+          f"the held-out test region", flush=True)
     experiment_id = tracking.experiment_id(sc.mlflow_experiment)
     tags = {"optuna_study": sc.study_name, "optuna_trial": str(best.number), "dga.kind": "final",
             "store_checksum": store.checksum}
@@ -89,7 +117,8 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
         mlflow.log_params(cfg.to_dict())
         mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
         tracking.log_store_input(store)
-        ckpt = Path("checkpoints") / "studies" / sc.study_name / f"final-trial-{best.number:04d}" / "checkpoint.pt"
+        ckpt_dir = study_checkpoint_root(base, sc.study_name) / f"final-trial-{best.number:04d}"
+        ckpt = ckpt_dir / "checkpoint.pt"
         result = fit(cfg, store, splits, dist, checkpoint=ckpt, resume=ckpt.is_file(), on_epoch=tracking.log_epoch)
         tracking.log_curves(result.history)
         t = time.perf_counter()
@@ -99,19 +128,32 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
         mlflow.log_metrics({**test, **{k: v for k, v in cv.items()}, "train_seconds": result.train_seconds})
         mlflow.log_param("n_parameters", result.n_parameters)
         tracking.log_confusion(cm, "test_confusion", f"held-out test region, trial {best.number} retrained")
-        model_uri = tracking.log_model(result.model, cfg)
-        sig_path = ckpt.parent / SIGNALS_FILE
-        save_signals(store, training_regions(cfg, splits), sig_path)
-        mlflow.log_artifact(str(sig_path))
+        study_rec = cv_record(study, best, sc, folds)
+        folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True,
+                              extra={"study": study_rec, "mlflow": {"run_id": run.info.run_id,
+                                                                    "experiment": sc.mlflow_experiment},
+                                     "test_window": {"region": [f"{r.seqid}:{r.start + 1}-{r.end}" for r in splits.test],
+                                                     **{k[5:]: v for k, v in test.items()}}})
+        tuned = tune_bundle(bundle_io.read(folder), folds, store, splits, trials=sc.decoder_trials,
+                            bases=sc.decoder_bases, seed=sc.sampler_seed, log=lambda s: print(s, flush=True))
+        bundle_io.write(tuned, folder)
+        dec = tuned.decoder["tuned"]
+        mlflow.log_metrics({"decoder_objective": dec["value"], "decoder_objective_defaults": dec["start_value"],
+                            "decoder_tuning_seconds": dec["seconds"]})
+        mlflow.log_dict(tuned.decoder, "decoder.json")
+        model_uri = tracking.log_bundle(folder)
         manifest = store.manifest
         mv_tags = {**tags, "config": json.dumps(cfg.to_dict(), sort_keys=True), "cv_objective": sc.objective,
                    "cv_score": f"{score:.6f}", "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
-                   "n_parameters": str(result.n_parameters), "run_id": run.info.run_id,
+                   "cv_folds": str(len(folds)), "n_parameters": str(result.n_parameters), "run_id": run.info.run_id,
+                   "decoder_tuned_on": ", ".join(dec["regions"]),
                    "inputs": json.dumps(manifest.get("inputs", {}), sort_keys=True)}
         mv_tags.update({f"cv_{o}": f"{cv[f'cv_{o}_mean']:.6f}" for o in OBJECTIVES if f"cv_{o}_mean" in cv})
         mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
-        description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f}; "
-                       f"retrained on all non-test data; test genic F1 {test['test_genic_f1']:.4f}.")
+        description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "
+                       f"{len(folds)} folds; retrained on all non-test data; decoder tuned on the trial's fold "
+                       f"models ({dec['objective']} {dec['value']:.4f}); test genic F1 (before decoding) "
+                       f"{test['test_genic_f1']:.4f}.")
         version = register_model_version(model_uri, name, mv_tags, description)
         moved, old, old_version = promote_if_better(name, version, sc.objective, score)
     print(f"test region ({sum(len(r) for r in splits.test):,} bases): genic F1 {test['test_genic_f1']:.4f}, "
@@ -127,22 +169,8 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
     else:
         decision = (f"CV {sc.objective} {score:.4f} <= champion v{old_version}'s {old:.4f}: champion stays; "
                     f"v{version} registered without the alias")
-    print(f"registry: {decision}\nload it with mlflow.pytorch.load_model('models:/{name}@{ALIAS}')")
+    print(f"registry: {decision}\nannotate with it: dga predict genome.fa --model models:/{name}@{ALIAS} -o genes.gff3"
+          f"\n(from Python: MLFLOW_TRACKING_URI={mlflow.get_tracking_uri()} and dga.predict.load_model("
+          f"'models:/{name}@{ALIAS}'))")
     return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
-            "test": test, "confusion": np.asarray(cm).tolist()}
-
-
-def register_study(study_name: str, storage: str | None = None) -> int:
-    """`dga register STUDY`: the study's search settings come from its storage."""
-    from dga import tracking
-    from dga.search import SearchConfig, open_study
-
-    tracking.setup()
-    sc = SearchConfig(study_name=study_name, storage=storage or "")
-    study = open_study(sc, create=False)
-    saved = study.user_attrs.get("search", {})
-    if "base_config" not in study.user_attrs:
-        raise SystemExit(f"dga: study {study_name!r} in {sc.storage_url()} was not created by `dga search`")
-    sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""))
-    register_best(study, sc)
-    return 0
+            "test": test, "confusion": np.asarray(cm).tolist(), "bundle": str(folder)}

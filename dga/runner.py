@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dga.config import Config, load_config
 from dga.data.windows import load_or_make_splits
-from dga.signals import SIGNALS_FILE, save_signals
+from dga.tracking import write_json
 from dga.train import (EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, cleanup_distributed, fit,
                        setup_distributed, store_for_config, training_regions)
 
@@ -21,7 +21,11 @@ def run_name(cfg: Config) -> str:
 
 
 def run_training(config_path: str | None, overrides: list[str] | dict, resume: bool = False) -> int:
-    """Train per the config; returns the process exit status (0, EXIT_PREEMPTED or EXIT_DIVERGED)."""
+    """Train per the config; returns the process exit status (0, EXIT_PREEMPTED or EXIT_DIVERGED).
+
+    Rank 0 writes the trained model as a bundle in `<checkpoint dir>/bundle` (weights, config,
+    signal models, untuned decoder settings, provenance); with `tracking = "mlflow"` (default) it
+    also logs the run and the bundle to MLflow."""
     cfg = load_config(config_path, overrides)
     dist = setup_distributed(cfg.device, cfg.threads)
     say = print if dist.is_main else (lambda *_: None)
@@ -33,12 +37,47 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
         if not dist.is_main:
             fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume, log=say)
             return 0
+        if cfg.tracking == "none":
+            try:
+                result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume)
+            except TrainingDiverged as exc:
+                print(f"dga: error: {exc}", file=sys.stderr)
+                return EXIT_DIVERGED
+            folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True)
+            _report(result, ckpt_dir, folder, {})
+            print("tracking = none: nothing logged to MLflow")
+            return 0
         return _train_and_track(cfg, store, splits, dist, ckpt_dir, checkpoint, resume)
     except Preempted as exc:
         say(f"dga: {exc}; resume with --resume")
         return EXIT_PREEMPTED
     finally:
         cleanup_distributed()
+
+
+def write_bundle(cfg: Config, store, splits, dist, result, ckpt_dir: Path, *, with_signals: bool,
+                 extra: dict | None = None) -> Path:
+    """The trained model as a bundle in `ckpt_dir/bundle` (signal models fitted on its training region)."""
+    from dga import bundle
+    from dga.provenance import data_record, training_record
+    from dga.signals import fit_signals
+
+    signals = fit_signals(store, training_regions(cfg, splits)) if with_signals else None
+    provenance = {"data": data_record(store, splits, cfg),
+                  "training": training_record(cfg, result, dist, result.stopped), **(extra or {})}
+    return bundle.write(bundle.from_model(result.model, cfg, signals=signals, provenance=provenance),
+                        ckpt_dir / "bundle")
+
+
+def _report(result, ckpt_dir: Path, folder: Path, summary: dict) -> None:
+    summary = {**summary, "n_parameters": result.n_parameters, "best_epoch": result.best_epoch,
+               "metrics": result.metrics, "confusion": None if result.confusion is None else result.confusion.tolist(),
+               "bundle": str(folder)}
+    write_json(ckpt_dir / "result.json", summary)
+    if result.metrics:
+        print(f"best epoch {result.best_epoch}: validation genic F1 {result.metrics['val_genic_f1']:.3f}, "
+              f"macro F1 {result.metrics['val_macro_f1']:.3f}, accuracy {result.metrics['val_accuracy']:.3f}")
+    print(f"bundle {folder} (use it with `dga predict --model {folder}`)")
 
 
 def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path, resume: bool) -> int:
@@ -76,29 +115,21 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
             return EXIT_DIVERGED
         mlflow.log_param("n_parameters", result.n_parameters)
         mlflow.log_metric("train_seconds", result.train_seconds)
-        summary = {"run_id": run.info.run_id, "n_parameters": result.n_parameters,
-                   "best_epoch": result.best_epoch, "metrics": result.metrics,
-                   "confusion": None if result.confusion is None else result.confusion.tolist(),
-                   "history": [{k: v for k, v in r.items() if k != "val_confusion"} for r in result.history],
-                   "config": cfg.to_dict(), "store_checksum": store.checksum}
+        if result.stopped:
+            mlflow.set_tag("stopped", result.stopped)
         if result.confusion is not None:
             mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
             tracking.log_confusion(result.confusion, "val_confusion",
                                    f"validation fold {cfg.fold}, best epoch {result.best_epoch}")
         tracking.log_curves(result.history)
-        import torch
-
-        torch.save({"model": result.model.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "model.pt")
-        if parent is None:  # a model of its own (not a search fold): its decoder's signal models beside it
-            save_signals(store, training_regions(cfg, splits), ckpt_dir / SIGNALS_FILE)
-            mlflow.log_artifact(str(ckpt_dir / SIGNALS_FILE))
+        # a model of its own gets its decoder's signal models; a search fold's are fitted when tuning
+        folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=parent is None,
+                              extra={"mlflow": {"run_id": run.info.run_id, "experiment": cfg.experiment}})
+        summary = {"run_id": run.info.run_id}
         if cfg.log_model:
             t = time.perf_counter()
-            summary["model_uri"] = tracking.log_model(result.model, cfg)
+            summary["model_uri"] = tracking.log_bundle(folder)
             print(f"logged model {summary['model_uri']} in {time.perf_counter() - t:.1f} s")
-        tracking.write_json(ckpt_dir / "result.json", summary)
-        if result.metrics:
-            print(f"best epoch {result.best_epoch}: validation genic F1 {result.metrics['val_genic_f1']:.3f}, "
-                  f"macro F1 {result.metrics['val_macro_f1']:.3f}, accuracy {result.metrics['val_accuracy']:.3f}")
+        _report(result, ckpt_dir, folder, summary)
         print(f"MLflow run {run.info.run_id} (experiment {cfg.experiment!r}, {mlflow.get_tracking_uri()})")
     return 0

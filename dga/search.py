@@ -37,14 +37,15 @@ from dga.config import FIELD_NAMES, OBJECTIVES, Config, coerce, load_config, rea
 from dga.errors import InputError
 from dga.labels import N_CLASSES, Label
 from dga.metrics import metrics_from_confusion
+from dga.study_files import fold_checkpoint_dir, study_checkpoint_root
 from dga.train import EXIT_PREEMPTED, Preempted
 
 # Fields a trial may not change: they define the data, the folds and where things go.
 FIXED_FIELDS = {"dataset", "fasta", "gff", "store", "k_folds", "test_fraction", "split_seed", "fold",
-                "checkpoint_dir", "experiment", "run_name", "log_model"}
+                "checkpoint_dir", "experiment", "run_name", "log_model", "tracking"}
 # Runtime fields that may differ between workers (and between runs of the same study).
 RUNTIME_FIELDS = {"device", "bf16", "num_workers", "threads", "checkpoint_dir", "experiment", "run_name",
-                  "log_model", "val_batch_size"}
+                  "log_model", "val_batch_size", "tracking", "deadline_minutes"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class SearchConfig:
     grace_period: int = 60  # a RUNNING trial without heartbeat for this long is FAILED and re-queued
     max_retry: int = 2  # how often such a trial is re-queued
     register: bool = True  # register the best configuration's model at the end of `dga search`
+    decoder_trials: int = 40  # registration: Optuna trials tuning the HMM decoder on the best trial's fold models
+    decoder_bases: int = 3_000_000  # registration: bases of each validation fold the decoder is tuned on
     cpus_per_process: int = 1  # SLURM: CPUs per training process (cpus-per-task = this x processes_per_trial)
     trial_minutes: float = 60.0  # SLURM: time one trial may take (sets the array tasks' --time)
     slurm_mem: str = "4G"  # SLURM: memory per worker task
@@ -111,6 +114,7 @@ class SearchConfig:
         return {"study_name": self.study_name, "experiment": self.mlflow_experiment, "n_trials": self.n_trials, "objective": self.objective,
                 "sampler": self.sampler, "sampler_seed": self.sampler_seed, "pruner": self.pruner,
                 "folds": list(self.folds), "processes_per_trial": self.processes_per_trial,
+                "decoder_trials": self.decoder_trials, "decoder_bases": self.decoder_bases,
                 "space": [p.describe() for p in self.space],
                 "baselines": {name: dict(o) for name, o in self.baselines}}
 
@@ -348,7 +352,7 @@ class TrialContext:
 
 
 def _fold_checkpoint_dir(ctx: TrialContext, origin: int, fold: int) -> Path:
-    return ctx.checkpoint_root / f"trial-{origin:04d}" / f"fold-{fold}"
+    return fold_checkpoint_dir(ctx.checkpoint_root, origin, fold)
 
 
 def _fresh_checkpoint(ckpt_dir: Path, cfg: Config) -> None:
@@ -358,7 +362,7 @@ def _fresh_checkpoint(ckpt_dir: Path, cfg: Config) -> None:
     if ckpt.is_file():
         import torch
 
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False).get("config") or {}
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("config") or {}
         mine = cfg.to_dict()
         if any(saved.get(k) != v for k, v in mine.items() if k not in RUNTIME_FIELDS):
             shutil.rmtree(ckpt_dir)
@@ -368,6 +372,7 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
     import mlflow
 
     from dga import tracking
+    from dga.runner import write_bundle
     from dga.train import fit
 
     resumed = (ckpt_dir / "checkpoint.pt").is_file()
@@ -389,6 +394,9 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
         mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
         tracking.log_confusion(result.confusion, "val_confusion", f"fold {cfg.fold}, best epoch {result.best_epoch}")
         tracking.log_curves(result.history)
+        # the fold model as a bundle: registration tunes the winner's decoder on these
+        write_bundle(cfg, ctx.store, ctx.splits, ctx.dist, result, ckpt_dir, with_signals=False,
+                     extra={"mlflow": {"run_id": run.info.run_id}})
         return FoldResult(cfg.fold, result.metrics, result.confusion, run.info.run_id)
 
 
@@ -704,6 +712,8 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
         raise InputError(path, f"[search] folds {folds} must lie in 0..{base.k_folds - 1}")
     tracking.setup()
     study = open_study(sc, base)
+    if "experiment_file" not in study.user_attrs:
+        study.set_user_attr("experiment_file", Path(path).as_posix())
     experiment_id = tracking.experiment_id(sc.mlflow_experiment)
     dist = setup_distributed(base.device, base.threads if sc.processes_per_trial == 1 else 1)
     store = store_for_config(base, dist)
@@ -713,7 +723,7 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
               f"(objective: mean {sc.objective}), Optuna {sc.storage_url()}, MLflow {tracking.default_tracking_uri()} "
               f"experiment {sc.mlflow_experiment!r}", flush=True)
     ctx = TrialContext(sc, base, store, splits, dist, experiment_id,
-                       Path(base.checkpoint_dir or "checkpoints") / "studies" / sc.study_name, folds,
+                       study_checkpoint_root(base, sc.study_name), folds,
                        log=(lambda s: print(f"[worker {os.getpid()}] {s}", flush=True)) if workers > 1 or worker_only
                        else (lambda s: print(s, flush=True)))
     deadline = time.time() + sc.timeout if sc.timeout else 0.0
@@ -753,4 +763,22 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
         from dga.registry import register_best
 
         register_best(study, sc, dist=dist, store=store, splits=splits)
+    return 0
+
+
+def register_study(study_name: str, storage: str | None = None) -> int:
+    """`dga register STUDY`: the study's search settings come from its storage."""
+    from dga import tracking
+    from dga.registry import register_best
+
+    tracking.setup()
+    sc = SearchConfig(study_name=study_name, storage=storage or "")
+    study = open_study(sc, create=False)
+    saved = study.user_attrs.get("search", {})
+    if "base_config" not in study.user_attrs:
+        raise InputError(None, f"study {study_name!r} in {sc.storage_url()} was not created by `dga search`")
+    sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""),
+                 decoder_trials=saved.get("decoder_trials", sc.decoder_trials),
+                 decoder_bases=saved.get("decoder_bases", sc.decoder_bases), sampler_seed=saved.get("sampler_seed", 0))
+    register_best(study, sc)
     return 0

@@ -29,7 +29,7 @@ from dga.data.windows import COMPLEMENT
 from dga.errors import InputError
 from dga.labels import Label
 
-SIGNALS_FILE = "signals.npz"  # its name beside a model (zoo entry, MLflow run artifact, model.pt)
+SIGNALS_FILE = "signals.npz"  # its name inside a model bundle (`dga.bundle`) and for `dga signals`
 NO_SITE = -1e4  # score where the core motif is absent: the transition is impossible
 DEFAULT_MIN_INTRON = 20  # without enough annotated introns to measure it
 

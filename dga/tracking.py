@@ -1,4 +1,4 @@
-"""The only module that imports MLflow: runs, params, metrics, confusion figures, models, registry.
+"""MLflow helpers: runs, params, metrics, confusion figures, model bundles in and out of MLflow.
 
 Default store: SQLite under mlruns/ (MLflow 3's file store is in maintenance mode and raises),
 artifacts in mlruns/artifacts. MLFLOW_TRACKING_URI overrides it (e.g. a cluster tracking server).
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,6 @@ import numpy as np
 
 import dga
 from dga.labels import CLASS_NAMES
-
-PIP_REQUIREMENTS = ["torch==2.13.0", "mlflow==3.17.2", "numpy"]
-
 
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns').resolve()}/mlflow.db"
@@ -36,6 +31,7 @@ def setup(uri: str | None = None) -> str:
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in logs
     uri = uri or default_tracking_uri()
     db = _sqlite_file(uri)
     if db is not None:
@@ -59,20 +55,11 @@ def experiment_id(name: str) -> str:
         return mlflow.get_experiment_by_name(name).experiment_id
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(dga.__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def run_tags(device: str, world_size: int, store_checksum: str) -> dict[str, str]:
-    import torch
+    from dga.provenance import software
 
-    return {"git_commit": git_commit(), "host": socket.gethostname(), "device": device,
-            "world_size": str(world_size), "torch_version": torch.__version__, "dga_version": dga.__version__,
-            "python": platform.python_version(), "store_checksum": store_checksum}
+    return {**software(), "host": socket.gethostname(), "device": device, "world_size": str(world_size),
+            "store_checksum": store_checksum}
 
 
 def log_store_input(store, context: str = "training") -> None:
@@ -155,26 +142,50 @@ def log_curves(history: list[dict]) -> None:
     plt.close(fig)
 
 
-def log_model(model, cfg) -> str:
-    """Log the trained model with signature and input example; returns its model URI.
+class _BundleFlavor:
+    """MLflow flavor `dga`: the model version's files are the bundle folder itself (plus MLmodel).
+    No pickle and no python_function loader: DGA reads it back with `dga.bundle.read`, which
+    verifies the checksums and loads tensors only."""
 
-    Pickle format, not MLflow's default pt2 (torch.export): pt2 freezes the sequence length to the
-    example's, while prediction runs any window length. Loading needs `dga` importable.
-    """
-    import mlflow
-    import torch
-    from mlflow.models import infer_signature
+    __name__ = "dga"
 
-    model = model.to("cpu").eval()
-    example = np.zeros((1, cfg.window, 4), dtype=np.float32)
-    example[0, np.arange(cfg.window), np.arange(cfg.window) % 4] = 1.0
-    with torch.no_grad():
-        out = model(torch.from_numpy(example)).numpy()
-    info = mlflow.pytorch.log_model(model, name="model", signature=infer_signature(example, out),
-                                    input_example=example, serialization_format="pickle",
-                                    pip_requirements=PIP_REQUIREMENTS + [f"dga=={dga.__version__}"])
-    mlflow.log_dict(cfg.to_dict(), "config.json")
+    @staticmethod
+    def save_model(path: str, mlflow_model, bundle_dir: str, **_: Any) -> None:
+        import shutil
+
+        shutil.copytree(bundle_dir, path)
+        mlflow_model.add_flavor("dga", dga_version=dga.__version__, reader="dga.bundle.read")
+        mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def log_bundle(bundle_dir: Path, name: str = "model") -> str:
+    """Log a bundle folder as the active run's model (flavor `dga`); returns its model URI."""
+    from mlflow.models import Model
+
+    info = Model.log(artifact_path=None, name=name, flavor=_BundleFlavor, bundle_dir=str(bundle_dir))
     return info.model_uri
+
+
+def download_bundle(uri: str, dst: Path) -> Path:
+    """Download an MLflow model (`models:/...`, `runs:/...`) into `dst`; returns the bundle folder.
+    A failed lookup is a user error naming the URI, and nothing is created in the working directory."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from dga.errors import InputError
+
+    db = _sqlite_file(default_tracking_uri())
+    if db is not None and not db.is_file():  # a lookup must not create an empty store as a side effect
+        raise InputError(None, f"cannot load {uri}: no MLflow store at {db} (set MLFLOW_TRACKING_URI, or run "
+                               f"from the folder holding mlruns/)")
+    setup()
+    try:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+    except (MlflowException, OSError) as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise InputError(None, f"cannot load {uri} from {mlflow.get_tracking_uri()}: {first} "
+                               f"(set MLFLOW_TRACKING_URI, or run from the folder holding mlruns/)") from None
+    return Path(path)
 
 
 def exec_mlflow_server(args: list[str]) -> None:

@@ -118,6 +118,7 @@ class FitResult:
     n_parameters: int = 0
     best_epoch: int = -1
     train_seconds: float = 0.0
+    stopped: str = ""  # why training ended early ("" = all epochs ran)
 
 
 def restrict(regions: list[Region], span: str) -> list[Region]:
@@ -235,7 +236,7 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
     result = FitResult(model, n_parameters=n_params)
     start_epoch, best_score, best_state, stale = 0, -math.inf, None, 0
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=dist.device, weights_only=False)
+        state = torch.load(checkpoint, map_location=dist.device, weights_only=True)  # tensors and plain data only
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -268,6 +269,8 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
             f"{n_params:,} parameters; {len(dataset):,} training windows of {cfg.window}; "
             f"{len(batches)} batches/epoch/rank on {dist.world_size} process(es), {dist.device}")
     t_start = time.perf_counter()
+    deadline = t_start + cfg.deadline_minutes * 60 if cfg.deadline_minutes else 0.0
+    out_of_time = False
     try:
         from tqdm import tqdm
 
@@ -292,10 +295,14 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                status = torch.tensor([loss.item(), float(stop["flag"])], device=dist.device)
+                if deadline and time.perf_counter() > deadline:
+                    stop["deadline"] = True
+                status = torch.tensor([loss.item(), float(stop["flag"]), float(stop.get("deadline", False))],
+                                      device=dist.device)
                 if dist.world_size > 1:
                     tdist.all_reduce(status)
                 mean_loss, stopping = status[0].item() / dist.world_size, status[1].item() > 0
+                out_of_time = status[2].item() > 0
                 if not math.isfinite(mean_loss):
                     raise TrainingDiverged(f"non-finite training loss ({mean_loss}) at epoch {epoch + 1}, "
                                            f"batch {i + 1}: lower lr (now {cfg.lr}) or enable grad_clip")
@@ -309,6 +316,8 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                     if dist.is_main and checkpoint is not None:
                         save_checkpoint(checkpoint, snapshot(epoch, i + 1))
                     raise Preempted(f"SIGTERM: checkpoint saved at epoch {epoch + 1}, batch {i + 1}")
+                if out_of_time:
+                    break
                 t_fetch = time.perf_counter()
             bar.close()
             seconds = time.perf_counter() - t0
@@ -340,6 +349,11 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                     on_epoch(record)
                 if checkpoint is not None:
                     save_checkpoint(checkpoint, snapshot(epoch + 1, 0))
+            if out_of_time:
+                result.stopped = f"deadline: {cfg.deadline_minutes:g} minutes reached in epoch {epoch + 1}"
+                if dist.is_main:
+                    log(f"{result.stopped}; keeping the best validated epoch ({result.best_epoch})")
+                break
             if cfg.early_stopping_patience and stale >= cfg.early_stopping_patience:
                 if dist.is_main:
                     log(f"early stopping: no {cfg.objective} gain for {stale} epochs (best epoch {result.best_epoch})")
@@ -358,18 +372,6 @@ def _keep_best(result: FitResult, best_state: dict) -> None:
     best = next(r for r in result.history if r["epoch"] == result.best_epoch)
     result.confusion = np.array(best["val_confusion"])
     result.metrics = {k: v for k, v in best.items() if k.startswith("val_") and k != "val_confusion"}
-
-
-def best_from_checkpoint(cfg: Config, checkpoint: Path, device: torch.device) -> FitResult:
-    """The best validated epoch recorded in fit()'s checkpoint (after a stop part-way, say)."""
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
-    if state.get("best_state") is None:
-        raise ValueError(f"{checkpoint}: no validated epoch yet")
-    model = build_model(cfg).to(device)
-    result = FitResult(model, history=state["history"], n_parameters=count_parameters(model),
-                       best_epoch=state["best_epoch"])
-    _keep_best(result, state["best_state"])
-    return result
 
 
 def store_for_config(cfg: Config, dist: DistInfo, log: Callable[[str], None] = print) -> Store:

@@ -16,6 +16,7 @@ from dga.errors import InputError
 from dga.labels import Label
 from dga.model import build_model
 from dga.predict import load_model, n_runs, run_predict
+import dga.bundle as bundle
 
 from conftest import gff_line
 
@@ -161,14 +162,16 @@ def test_gff3_output_passes_gt_gff3validator(round_trip):
 
 
 # --------------------------------------------------------------------------------------- predict
+def write_tiny_bundle(path, labels: str = "merged", signals=None):
+    cfg = load_config(None, {"hidden_size": 8, "num_layers": 1, "bases_per_step": 4, "window": 400,
+                             "val_window": 400, "labels": labels})
+    torch.manual_seed(0)
+    return bundle.write(bundle.from_model(build_model(cfg), cfg, signals=signals), path)
+
+
 @pytest.fixture
 def tiny_model_file(tmp_path):
-    cfg = load_config(None, {"hidden_size": 8, "num_layers": 1, "bases_per_step": 4, "window": 400,
-                             "val_window": 400})
-    torch.manual_seed(0)
-    path = tmp_path / "model.pt"
-    torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, path)
-    return path
+    return write_tiny_bundle(tmp_path / "bundle")
 
 
 def test_predict_short_all_n_and_lowercase_sequences(tmp_path, tiny_model_file):
@@ -182,22 +185,20 @@ def test_predict_short_all_n_and_lowercase_sequences(tmp_path, tiny_model_file):
     probs = np.load(tmp_path / "p.npz")
     assert probs["short/forward"].shape == (10, 4) and probs["soft/reverse_complement"].shape == (2400, 4)
     assert np.allclose(probs["gap/forward"].astype(np.float32).sum(axis=1), 1, atol=1e-2)
-    with pytest.raises(InputError, match="no such model file"):
-        load_model(str(tmp_path / "nope.pt"))
+    with pytest.raises(InputError, match="no such model"):
+        load_model(str(tmp_path / "nope"))
+    (tmp_path / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match="a single file is not a model"):
+        load_model(str(tmp_path / "model.pt"))
 
 
 @pytest.mark.parametrize("labels", ["merged", "stranded"])
-def test_predict_each_decoder_with_the_signal_models_beside_the_model(tmp_path, dmel_store, labels, capsys):
-    """`dga train` leaves signals.npz beside model.pt; predict finds it, and both decoders write GFF3
-    that reads back, for strand-agnostic and strand-aware models."""
+def test_predict_each_decoder_with_the_signal_models_of_the_bundle(tmp_path, dmel_store, labels, capsys):
+    """A bundle carries its signal models; predict uses them, and both decoders write GFF3 that
+    reads back, for strand-agnostic and strand-aware models."""
     from dga.signals import fit_signals
 
-    cfg = load_config(None, {"hidden_size": 8, "num_layers": 1, "bases_per_step": 4, "window": 400,
-                             "val_window": 400, "labels": labels})
-    torch.manual_seed(0)
-    model_file = tmp_path / "model.pt"
-    torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, model_file)
-    fit_signals(dmel_store, [(0, 1_000_000)]).save(tmp_path / "signals.npz")
+    model_file = write_tiny_bundle(tmp_path / "bundle", labels, fit_signals(dmel_store, [(0, 1_000_000)]))
     codes = np.asarray(dmel_store.track("seq")[1_000_000:1_060_000])
     fasta = tmp_path / "slice.fa"
     fasta.write_text(">slice\n" + "".join("ACGTN"[c] for c in codes) + "\n")

@@ -1,6 +1,7 @@
 """The Optuna study on real D. melanogaster chr4: CV splits, 2 workers on one SQLite study, pruning,
 kill -9 and resume, the registry's champion alias and the experiment file's errors."""
 
+import json
 import os
 import signal
 import subprocess
@@ -43,6 +44,8 @@ pruner_startup_trials = 2
 heartbeat_interval = 1
 grace_period = 3
 register = {register}
+decoder_trials = 3
+decoder_bases = 100000
 {extra}
 """
 
@@ -195,12 +198,75 @@ def test_search_registers_a_loadable_champion(two_worker_study):
     final = c.get_run(mv.run_id)
     assert final.data.tags["dga.kind"] == "final" and "test_f1_CDS" in final.data.metrics
     mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlruns/mlflow.db")
-    model = mlflow.pytorch.load_model("models:/dga-fruitfly4-dmel@champion")
+    from dga.predict import load_model
+
+    lm = load_model("models:/dga-fruitfly4-dmel@champion")
     import torch
 
     x = torch.zeros(2, 400, 4)
     x[:, :, 0] = 1
-    assert model(x).shape[:2] == (2, 400)
+    assert lm.model(x).shape[:2] == (2, 400)
+
+
+def test_champion_decodes_with_its_own_tuned_decoder_and_exports_to_the_zoo(two_worker_study, tmp_path):
+    """study -> best trial -> registered bundle (decoder tuned on that trial's fold models) -> zoo
+    export -> zoo import -> predict: the zoo entry and the registry give the same GFF3."""
+    import dga.bundle as bundle_io
+    from dga.hmm import HMMParams
+
+    workdir, proc, _ = two_worker_study
+    assert "decoder tuned on 2 fold(s)" in proc.stdout
+    study = load(workdir, "two-workers")
+    env = {**env_for(workdir), "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlruns/mlflow.db",
+           "DGA_ZOO_DIR": str(tmp_path / "zoo")}
+    os_env = dict(os.environ)
+    os.environ.update(env)
+    try:
+        b = bundle_io.load("models:/dga-fruitfly4-dmel@champion")
+    finally:
+        os.environ.clear()
+        os.environ.update(os_env)
+    tuned = b.decoder["tuned"]
+    assert tuned["folds"] == [0, 1] and tuned["trials"] == 3 and tuned["test_region_used"] is False
+    assert b.hmm_params() != HMMParams() and tuned["value"] >= tuned["start_value"]
+    test = b.provenance["data"]["split"]["test"][0]
+    assert all(test.split(":")[0] not in r or "fold" in r for r in tuned["regions"])
+    assert b.provenance["study"]["trial"] == study.best_trial.number and b.provenance["study"]["n_folds"] == 2
+    assert [f["fold"] for f in b.provenance["study"]["folds"]] == [0, 1]
+    assert b.signals is not None and b.config.fold == -1
+
+    use = tmp_path / "use.md"
+    use.write_text("A test entry: fly chr4 only.")
+    codes = np.asarray(load_store_seq(b.config.store)[200_000:260_000])
+    fasta = tmp_path / "slice.fa"
+    fasta.write_text(">slice\n" + "".join("ACGTN"[c] for c in codes) + "\n")
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "dga.cli", *args], cwd=workdir, env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        return p.stdout
+
+    shown = run("zoo", "export", "models:/dga-fruitfly4-dmel@champion", "tinyfly", "--intended-use", str(use))
+    assert "cross-validation genic_f1" in shown and "over the 2 folds run" in shown
+    card = json.loads((tmp_path / "zoo" / "tinyfly" / "card.json").read_text())
+    assert card["cv"]["n_folds"] == 2 and card["cv"]["std"] is not None
+    assert card["found_by"]["trial"] == study.best_trial.number and card["intended_use"] == use.read_text()
+    assert card["decoder"]["params"] == b.decoder["params"]
+    assert "tinyfly" in run("zoo", "list")
+    assert "models:/dga-zoo-tinyfly/1" in run("zoo", "import", "tinyfly")
+    outs = {}
+    for ref in ("zoo:tinyfly", "models:/dga-fruitfly4-dmel@champion", "models:/dga-zoo-tinyfly/1"):
+        out = tmp_path / f"{len(outs)}.gff3"
+        run("predict", str(fasta), "--model", ref, "-o", str(out))
+        outs[ref] = out.read_text()
+    assert len(set(outs.values())) == 1 and outs["zoo:tinyfly"].count("\tgene\t") > 0
+
+
+def load_store_seq(path: str):
+    from dga.data.store import open_store
+
+    return open_store(Path(path)).track("seq")
 
 
 @pytest.mark.slow
@@ -287,9 +353,12 @@ def test_champion_alias_moves_only_on_improvement(tmp_path, monkeypatch):
     cfg = load_config(None, {"hidden_size": 4, "num_layers": 1, "window": 20})
     exp = tracking.experiment_id("registry")
     decisions = []
+    import dga.bundle as bundle_io
+
+    folder = bundle_io.write(bundle_io.from_model(build_model(cfg), cfg), tmp_path / "b")
     for score in (0.50, 0.40, 0.50, 0.60):
         with mlflow.start_run(experiment_id=exp):
-            uri = tracking.log_model(build_model(cfg), cfg)
+            uri = tracking.log_bundle(folder)
         version = register_model_version(uri, "dga-test", {"cv_genic_f1": f"{score}"})
         decisions.append(promote_if_better("dga-test", version, "genic_f1", score)[0])
     assert decisions == [True, False, False, True]

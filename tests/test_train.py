@@ -61,21 +61,29 @@ def test_tiny_model_learns_and_mlflow_has_everything(dmel_store, workdir):
     assert run.data.tags["world_size"] == "1" and run.data.tags["store_checksum"] == dmel_store.checksum
     assert run.inputs.dataset_inputs[0].dataset.digest == dmel_store.checksum
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"val_confusion.png", "val_confusion.json", "curves.png", "config.json", "confusion"} <= artifacts
+    assert {"val_confusion.png", "val_confusion.json", "curves.png", "confusion"} <= artifacts
     per_epoch = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
     assert {f"confusion/epoch_00{e}.{ext}" for e in (1, 2, 3) for ext in ("png", "json")} == per_epoch
     logged = json.loads(Path(client.download_artifacts(run.info.run_id, "val_confusion.json")).read_text())
     assert logged["matrix"] == result["confusion"]
-    # the decoder's signal models, fitted on the training region, beside model.pt and in the run
-    assert "signals.npz" in artifacts
+    # the run's model is the bundle written beside the checkpoint: weights, config, the decoder's
+    # signal models (fitted on the training region) and provenance, identical in both places
+    from dga import bundle
     from dga.predict import load_model
 
-    lm = load_model(str(workdir / "ck" / "model.pt"))
-    assert lm.signals is not None and lm.signals.counts["donor"] > 100
-    model = mlflow.pytorch.load_model(result["model_uri"])
+    local = bundle.load(str(workdir / "ck" / "bundle"))
+    logged = bundle.load(result["model_uri"])
+    assert local.signals is not None and local.signals.counts["donor"] > 100
+    assert logged.signals.counts == local.signals.counts and logged.config == local.config
+    assert all(torch.equal(local.state[k], logged.state[k]) for k in local.state)
+    assert logged.provenance["data"]["store_checksum"] == dmel_store.checksum
+    assert logged.provenance["training"]["epochs_run"] == 3
+    assert logged.provenance["mlflow"]["run_id"] == result["run_id"]
+    assert logged.decoder["tuned"] is None  # nobody tuned it yet: it says so
+    lm = load_model(result["model_uri"])
     x = torch.zeros(2, 800, 4)
     x[:, :, 0] = 1
-    assert model(x).shape == (2, 800, 4)
+    assert lm.model(x).shape == (2, 800, 4)
 
 
 @pytest.mark.slow
@@ -90,8 +98,9 @@ def test_two_process_gloo_matches_one_process_validation(dmel_store, workdir):
     assert "on 2 process(es)" in proc.stdout
     result = json.loads((ck / "result.json").read_text())
     cfg = load_config(TINY, {"store": str(dmel_store.path)})
-    model = build_model(cfg)
-    model.load_state_dict(torch.load(ck / "model.pt")["model"])
+    from dga import bundle
+
+    model = bundle.read(ck / "bundle").build_model()
     splits = load_or_make_splits(dmel_store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
     cm, _ = validate(model, dmel_store, splits.validation(cfg.fold), cfg, DistInfo())
     assert cm.tolist() == result["confusion"]
@@ -121,17 +130,26 @@ def test_resume_after_sigterm_gives_identical_weights(dmel_store, workdir):
     out = proc.stdout.read()
     assert proc.wait(timeout=120) == EXIT_PREEMPTED, out
     assert "checkpoint saved" in out and (workdir / "cut" / "checkpoint.pt").is_file()
-    assert not (workdir / "cut" / "model.pt").exists()
+    assert not (workdir / "cut" / "bundle").exists()
+    run_before = (workdir / "cut" / "mlflow_run_id").read_text().strip()
     resumed = subprocess.run(cut + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from" in resumed.stdout
-    a = torch.load(workdir / "full" / "model.pt")["model"]
-    b = torch.load(workdir / "cut" / "model.pt")["model"]
+    from dga import bundle
+
+    a = bundle.read(workdir / "full" / "bundle").state
+    b = bundle.read(workdir / "cut" / "bundle").state
     assert all(torch.equal(a[k], b[k]) for k in a)
     ra = json.loads((workdir / "full" / "result.json").read_text())
     rb = json.loads((workdir / "cut" / "result.json").read_text())
-    assert ra["confusion"] == rb["confusion"] and rb["run_id"] == json.loads(
-        (workdir / "cut" / "result.json").read_text())["run_id"]
+    assert ra["confusion"] == rb["confusion"]
+    # the resumed process continued the interrupted MLflow run instead of starting another
+    assert rb["run_id"] == run_before != ra["run_id"]
+    from mlflow import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{workdir}/mlruns/mlflow.db")
+    run = c.get_run(run_before)
+    assert run.info.status == "FINISHED" and len(c.get_metric_history(run_before, "val_loss")) == 3
 
 
 def test_nan_loss_stops_with_failed_run(dmel_store, workdir, monkeypatch, capsys):

@@ -1,5 +1,6 @@
-"""The shipped zoo entries: they load, their cards validate, their configs fit their weights, and
-each reproduces its card's genic F1 on a 50 kb slice of its species' held-out test region."""
+"""The shipped zoo entries: they are verified bundles, their cards are generated and validate, their
+configs fit their weights, and each reproduces its card's genic F1 on a 50 kb slice of its species'
+held-out test region."""
 
 import subprocess
 import sys
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+import dga.bundle as bundle_io
 from dga import zoo
 from dga.data.sources import resolve
 from dga.data.store import prepare_store
 from dga.data.windows import load_or_make_splits
 from dga.errors import InputError
-from dga.hmm import HMMParams
 from dga.predict import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,23 +25,28 @@ def test_the_zoo_has_a_plant_and_a_fly():
 
 
 @pytest.mark.parametrize("name", ENTRIES)
-def test_entry_loads_card_validates_and_config_fits_weights(name):
+def test_entry_is_a_verified_bundle_with_a_generated_card(name):
     import torch
 
+    b = bundle_io.load(f"zoo:{name}")  # checksums verified, tensors only
     card = zoo.card(name)  # validates against zoo.CARD_SCHEMA
-    model, cfg = zoo.load_entry(name)  # strict state_dict load: the config builds exactly these weights
-    assert cfg.to_dict() == card["config"]
-    assert sum(p.numel() for p in model.parameters()) == card["n_parameters"]
-    x = torch.zeros(1, cfg.window, 4)
-    assert model(x).shape == (1, cfg.window, 4)
-    assert card["training_data"]["test_region"] == card["test"]["region"]
+    assert card["config"] == b.config.to_dict() and card["n_parameters"] == b.n_parameters
+    model = b.build_model()  # strict load: the config builds exactly these weights
+    assert model(torch.zeros(1, b.config.window, 4)).shape == (1, b.config.window, 4)
     assert 0 < card["test"]["base"]["genic_f1"] <= 1 and len(card["test"]["confusion"]) == 4
-    assert (ROOT / card["found_by"]["experiment_file"]).is_file()
+    assert card["training_data"]["split"]["test"] == card["test"]["region"]
+    # the card's CV is what the folds measured: a mean and spread over n > 1 folds, or one fold labelled so
+    cv = card["cv"]
+    assert cv["n_folds"] == len(cv["folds"]) >= 1
+    assert (cv["std"] is None) == (cv["n_folds"] == 1) and ("single fold" in cv["label"]) == (cv["n_folds"] == 1)
+    # it decodes with its own signal models and the decoder settings tuned on its validation folds
     lm = load_model(f"zoo:{name}")
-    assert lm.config == cfg
-    # it decodes with the signal models and HMM settings its card was measured with
     assert lm.signals is not None and lm.signals.counts == card["decoder"]["signals"]
-    assert lm.hmm == HMMParams.from_dict(card["decoder"]["params"]) and card["decoder"]["name"] == "hmm"
+    assert lm.hmm == b.hmm_params() and card["decoder"]["params"] == b.decoder["params"]
+    tuned = b.decoder["tuned"]
+    assert tuned and tuned["test_region_used"] is False and "dga tune-decoder" in card["decoder"]["tuned_on"]
+    if card["found_by"].get("study"):
+        assert (ROOT / card["found_by"]["experiment_file"]).is_file()
 
 
 def test_card_schema_rejects_a_broken_card():
@@ -76,7 +82,7 @@ def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
 def test_zoo_cli_list_show_import_and_predict(tmp_path, monkeypatch):
     env = {"PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin"}
 
-    def dga(*args):
+    def dga(*args, env=env):
         proc = subprocess.run([sys.executable, "-m", "dga.cli", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -85,20 +91,18 @@ def test_zoo_cli_list_show_import_and_predict(tmp_path, monkeypatch):
     listing = dga("zoo", "list")
     assert "athaliana" in listing and "dmelanogaster" in listing and "3,784,744" in listing
     shown = dga("zoo", "show", "athaliana")
-    assert "## Test region" in shown
-    reruns = zoo.card("athaliana")["cv"].get("reruns", [])  # other trainings of the same config, if any
-    assert all(f"{r['epochs']} epochs {r['genic_f1']:.4f}" in shown for r in reruns)
+    assert "## Test region" in shown and "single fold (fold 0)" in shown
     out = dga("zoo", "import", "dmelanogaster")
     assert "models:/dga-zoo-dmelanogaster/1" in out
     from mlflow import MlflowClient
 
     mv = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db").get_model_version("dga-zoo-dmelanogaster", "1")
     assert mv.tags["zoo_entry"] == "dmelanogaster" and "## Test region" in mv.description
-    # the registry copy brings its signal models along (mlflow.set_tracking_uri exports the URI to
-    # os.environ, so an earlier in-process test may have left another one there)
+    # the registry copy is the same bundle: signal models and decoder settings included
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    imported = load_model("models:/dga-zoo-dmelanogaster/1")
-    assert imported.signals.counts == zoo.card("dmelanogaster")["decoder"]["signals"]
+    imported = bundle_io.load("models:/dga-zoo-dmelanogaster/1")
+    shipped = bundle_io.load("zoo:dmelanogaster")
+    assert imported.signals.counts == shipped.signals.counts and imported.decoder == shipped.decoder
     fa = tmp_path / "x.fa"
     fa.write_text(">x\n" + "ACGTTGCA" * 500 + "\n")
     dga("predict", str(fa), "--model", "zoo:dmelanogaster", "-o", str(tmp_path / "x.gff3"))
@@ -107,7 +111,7 @@ def test_zoo_cli_list_show_import_and_predict(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_zoo_build_reproduces_the_fly_entry(tmp_path, monkeypatch, dmel_store):
-    """`dga zoo build` retrains from the card's config and lands within the card's spread."""
+    """`dga zoo build` re-runs the card's pipeline and lands within the card's fold spread."""
     import shutil
 
     monkeypatch.chdir(tmp_path)
