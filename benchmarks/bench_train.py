@@ -37,7 +37,7 @@ def worker(args) -> None:
     from dga.data.windows import EpochBatches, WindowDataset, load_or_make_splits
     from dga.infer import forward_codes, iter_region_batches
     from dga.model import build_model, count_parameters
-    from dga.train import DistInfo, setup_distributed
+    from dga.train import setup_distributed
 
     preset = dict(PRESETS[args.preset])
     preset["batch_size"] *= args.batch_scale

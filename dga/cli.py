@@ -274,12 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dry-run", action="store_true", help="print the sbatch commands, submit nothing")
     q.set_defaults(func=_slurm)
 
-    p = sub.add_parser("mlflow-server", help="start an MLflow tracking server for a cluster and print its URI")
+    p = sub.add_parser("mlflow-server", help="start an MLflow tracking server for a cluster and print its URI",
+                       epilog="example: dga mlflow-server --backend-store-uri postgresql://dga:pw@db/mlflow "
+                              "--artifacts /shared/mlartifacts --host svc01 --allowed-hosts svc01:5000")
     p.add_argument("--backend-store-uri", required=True, help="e.g. postgresql://user:pw@db/mlflow")
     p.add_argument("--artifacts", required=True, help="shared directory for artifacts (served by the server)")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--allowed-hosts", default="*", help="Host headers the server accepts (MLflow 3 security)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
+                                                      "only; a cluster names its service host explicitly)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.add_argument("--allowed-hosts", default="", help="Host headers the server accepts, comma-separated "
+                                                       "(MLflow 3 security; default: MLflow's own, loopback)")
     p.set_defaults(func=_mlflow_server)
 
     p = sub.add_parser("ui", help="start the MLflow UI on the local store (mlruns/)")

@@ -269,23 +269,37 @@ def shift_genes(genes: list[GeneModel], offset: int) -> list[GeneModel]:
     return genes
 
 
+_SEQID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:^*$@!+_?-|")
+
+
+def gff3_seqid(seqid: str) -> str:
+    """A sequence id as GFF3 column 1 may carry it: other characters %-escaped (GFF3 spec)."""
+    return "".join(c if c in _SEQID_OK else "".join(f"%{b:02X}" for b in c.encode()) for c in seqid)
+
+
+def gff3_attr(text: str) -> str:
+    """An attribute value with GFF3's reserved characters (; = & , tab, newline, %) %-escaped."""
+    return "".join(f"%{ord(c):02X}" if c in ";=&,%\t\n\r" else c for c in text)
+
+
 def write_gff3(genes: list[GeneModel], lengths: dict[str, int], out, source: str = "DGA",
                prefix: str = "dga") -> int:
     """GFF3 3 with gene / mRNA / exon / CDS / five_prime_UTR / three_prime_UTR lines (1-based,
     inclusive), sorted by sequence and start. Returns the number of genes written."""
     out.write("##gff-version 3\n")
     for seqid, n in lengths.items():
-        out.write(f"##sequence-region {seqid} 1 {n}\n")
+        out.write(f"##sequence-region {gff3_seqid(seqid)} 1 {n}\n")
     order = {s: i for i, s in enumerate(lengths)}
     genes = sorted(genes, key=lambda g: (order[g.seqid], g.start, g.end, g.strand))
     counter: dict[str, int] = {}
     for g in genes:
         counter[g.seqid] = counter.get(g.seqid, 0) + 1
-        gid = f"{prefix}.{g.seqid}.g{counter[g.seqid]:05d}"
+        gid = gff3_attr(f"{prefix}.{g.seqid}.g{counter[g.seqid]:05d}")
         tid = f"{gid}.t1"
+        col1 = gff3_seqid(g.seqid)
 
         def line(ftype: str, s: int, e: int, attrs: str, phase: str = ".") -> None:
-            out.write(f"{g.seqid}\t{source}\t{ftype}\t{s + 1}\t{e}\t.\t{g.strand}\t{phase}\t{attrs}\n")
+            out.write(f"{col1}\t{source}\t{ftype}\t{s + 1}\t{e}\t.\t{g.strand}\t{phase}\t{attrs}\n")
 
         part = ";partial=true" if g.partial else ""  # RefSeq's mark for a gene cut by its sequence's end
         line("gene", g.start, g.end, f"ID={gid}{part}")

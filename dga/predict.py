@@ -11,8 +11,8 @@ frame (`dga.decode`). Per-base work is batched tensors and numpy; memory is a fe
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from dga.errors import InputError
 from dga.hmm import HMMParams, hmm_decode
 from dga.infer import forward_codes, iter_region_batches
 from dga.labels import N_CLASSES, Label
+from dga.scratch import make_dir
 from dga.signals import SignalModel
 
 
@@ -100,9 +101,10 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
     window = cfg.effective_val_window
     margin = int(window * cfg.val_overlap)
     n = len(codes)
-    tmp = Path(workdir or tempfile.mkdtemp(prefix="dga-predict-"))
-    fwd = np.lib.format.open_memmap(tmp / f"{seqid}.fwd.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
-    rev = np.lib.format.open_memmap(tmp / f"{seqid}.rev.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
+    # scratch named by the process, never by the sequence id (ids are data, not paths)
+    tmp = make_dir(workdir, "dga-predict-")
+    fwd = np.lib.format.open_memmap(tmp / "fwd.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
+    rev = np.lib.format.open_memmap(tmp / "rev.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
     strand_probs(lm.model, codes, window, margin, batch_size, device, cfg.bf16, fwd, progress)
     strand_probs(lm.model, COMPLEMENT[codes[::-1]], window, margin, batch_size, device, cfg.bf16, rev, progress)
     rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
@@ -165,6 +167,11 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
     if regions:  # (seqid, codes, offset, name for the probabilities)
         by_id = {r.id: r for r in records}
         spans = [parse_region(text, lengths) for text in regions]
+        ordered = sorted(spans, key=lambda sp: (sp.seqid, sp.start))
+        for a, b in zip(ordered, ordered[1:]):
+            if a.seqid == b.seqid and b.start < a.end:
+                raise InputError(None, f"--region {a.seqid}:{a.start + 1}-{a.end} and {b.seqid}:{b.start + 1}-{b.end} "
+                                       f"overlap: their genes would be called twice; give one region covering both")
         pieces = [(sp.seqid, by_id[sp.seqid].codes[sp.start: sp.end], sp.start, f"{sp.seqid}:{sp.start + 1}-{sp.end}")
                   for sp in spans]
     else:
@@ -181,14 +188,15 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
                                   else " without signal models (splice/start/stop motifs only)"), flush=True)
     genes: list[GeneModel] = []
     probs_out: dict | None = {} if probs else None
-    with tempfile.TemporaryDirectory(prefix="dga-predict-") as tmp:
+    tmp = make_dir(None, "dga-predict-")  # removed below, or by the next run if this one is killed
+    try:
         bar = tqdm(total=total, unit="b", unit_scale=True, desc="predict (both strands)", mininterval=1,
                    disable=not sys.stderr.isatty())
         t_inf = time.perf_counter()
         dbar = tqdm(total=total // 2, unit="b", unit_scale=True, desc="decode (HMM)", mininterval=1,
                     disable=decoder != "hmm" or not sys.stderr.isatty())
         for i, (seqid, codes, offset, name) in enumerate(pieces):
-            work = Path(tmp) / str(i)  # each piece's probability files apart
+            work = tmp / str(i)  # each piece's probability files apart
             work.mkdir()
             genes += shift_genes(predict_sequence(lm, seqid, codes, batch_size=bs, device=dev, decoder=decoder,
                                                   probs_out=probs_out, workdir=work, progress=bar.update,
@@ -211,6 +219,8 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
             ppart = Path(probs).with_name(Path(probs).name + ".part.npz")
             np.savez(ppart, **arrays)
             os.replace(ppart, probs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"{n_genes:,} gene models -> {out_path}; inference + decoding {total:,} bases (both strands) in "
           f"{seconds:.1f} s "
           f"= {total / max(seconds, 1e-9):,.0f} bases/s; total {time.perf_counter() - t0:.1f} s")

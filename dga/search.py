@@ -573,12 +573,20 @@ def _worker_loop(study, objective, sc, deadline, log, url, stop) -> int:
     from optuna.exceptions import ExperimentalWarning
 
     ran, failed_in_a_row = 0, 0
-    while not (deadline and time.time() > deadline) and not stop["flag"]:
+    while not stop["flag"]:
+        if deadline and time.time() > deadline:
+            held = counted_trials(study)
+            if held < sc.n_trials:
+                log(f"STOPPED BY THE TIMEOUT: [search] timeout = {sc.timeout:g} s passed with {held} of "
+                    f"{sc.n_trials} trials; {sc.n_trials - held} were not run (run the same command again to "
+                    f"continue the study, or raise or remove the timeout)")
+            break
         with _budget_lock(url, sc.study_name) as release:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
             if counted_trials(study) >= sc.n_trials:
+                log(f"stopping: the study holds its n_trials = {sc.n_trials} trials (complete, pruned or running)")
                 break
 
             started: dict[str, int] = {}

@@ -61,6 +61,9 @@ def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition:
     if storage.startswith("sqlite") or uri.startswith("sqlite"):
         print("note: SQLite stores are fine for workers on one node; across nodes set DGA_OPTUNA_STORAGE="
               "postgresql://... and MLFLOW_TRACKING_URI=http://... (see `dga mlflow-server`)", file=sys.stderr)
+    warning = plain_http_warning(uri)
+    if warning:
+        print(f"dga: warning: {warning}", file=sys.stderr)
     array, final = render_submit(experiment, workers, gpus_per_trial=gpus_per_trial, partition=partition,
                                  overrides=overrides)
     env = {**os.environ, "DGA_OPTUNA_STORAGE": storage, "MLFLOW_TRACKING_URI": uri,
@@ -89,6 +92,18 @@ def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition:
     return 0
 
 
+def plain_http_warning(uri: str) -> str:
+    """A warning when workers would talk to a tracking server over plain http on another host:
+    anyone on that network can read runs and register models there."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme != "http" or parsed.hostname in (None, "localhost", "127.0.0.1", "::1"):
+        return ""
+    return (f"MLFLOW_TRACKING_URI {uri} is plain http on a non-loopback host: anyone who reaches it can register "
+            f"models. Put MLflow's basic authentication or a TLS reverse proxy in front of it (README, Security)")
+
+
 def mlflow_server(backend: str, artifacts: str, host: str, port: int, allowed_hosts: str) -> int:
     """Start `mlflow server` for a cluster (PostgreSQL backend, shared artifact directory) and print
     the tracking URI the workers should use."""
@@ -96,6 +111,9 @@ def mlflow_server(backend: str, artifacts: str, host: str, port: int, allowed_ho
 
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     name = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"dga: warning: the server listens on {host} without authentication; put MLflow's basic "
+              f"authentication or a TLS reverse proxy in front of it (README, Security)", file=sys.stderr)
     print(f"export MLFLOW_TRACKING_URI=http://{name}:{port}", flush=True)
     server_args = ["--backend-store-uri", backend, "--artifacts-destination", str(Path(artifacts).resolve()),
                    "--serve-artifacts", "--host", host, "--port", str(port), "--workers", "2"]

@@ -179,3 +179,14 @@ def test_requeued_trial_resumes_from_its_checkpoint(slurm_cluster, tmp_path, dme
     resumed = {f.data.tags["fold"]: f.data.tags["resumed_from_checkpoint"] for f in folds}
     assert resumed["0"] == "true"  # the fold finished before the requeue was not trained again
     print(f"requeue -> resumed trial completed in {time.perf_counter() - t0:.1f} s; folds resumed: {resumed}")
+
+
+def test_plain_http_to_another_host_is_warned_about():
+    from dga.cli import build_parser
+    from dga.slurm import plain_http_warning
+
+    assert "basic authentication" in plain_http_warning("http://tracking.cluster:5000")
+    for uri in ("http://127.0.0.1:5000", "http://localhost:5000", "https://tracking.cluster", "sqlite:///x/m.db"):
+        assert plain_http_warning(uri) == ""
+    args = build_parser().parse_args(["mlflow-server", "--backend-store-uri", "sqlite:///m.db", "--artifacts", "a"])
+    assert args.host == "127.0.0.1" and args.allowed_hosts == ""  # loopback unless a host is named

@@ -14,7 +14,6 @@ import torch
 
 from dga.config import load_config
 from dga.data.windows import load_or_make_splits
-from dga.model import build_model
 from dga.runner import run_training
 from dga.train import EXIT_DIVERGED, EXIT_PREEMPTED, DistInfo, validate
 
@@ -36,7 +35,6 @@ def _env(workdir):
 
 @pytest.mark.slow
 def test_tiny_model_learns_and_mlflow_has_everything(dmel_store, workdir):
-    import mlflow
     from mlflow import MlflowClient
 
     overrides = {"store": str(dmel_store.path), "epochs": 3, "hidden_size": 32, "bases_per_epoch": 1_200_000,

@@ -91,7 +91,7 @@ def read_fasta(path: str | Path) -> list[FastaRecord]:
         header = raw[start + 1: header_end].decode("utf-8", "replace").strip()
         if not header:
             raise InputError(path, "FASTA header has no sequence id", line_no)
-        seq_id, _, description = header.partition(" ")
+        seq_id, _, description = header.replace("\t", " ").partition(" ")  # the id ends at any whitespace
         if seq_id in seen:
             raise InputError(path, f"duplicate sequence id {seq_id!r} (first seen on line {seen[seq_id]})",
                              line_no)

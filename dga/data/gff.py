@@ -119,6 +119,8 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
             if len(cols) != 9:
                 raise InputError(path, f"expected 9 tab-separated columns, found {len(cols)}", line_no)
             seqid, _source, ftype, start_s, end_s, _score, strand, phase_s, attr_s = cols
+            if "%" in seqid:  # GFF3 %-escapes what column 1 cannot carry
+                seqid = unquote(seqid)
             try:
                 start, end = int(start_s), int(end_s)
             except ValueError:
@@ -150,6 +152,8 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
                 nodes[fid] = _Node(ftype, parents, line_no, strand, seqid)
             if ftype in _UTR_TYPES:
                 ftype = "exon"
+            if gtf and ftype == "stop_codon":
+                ftype = "CDS"  # GTF's CDS stops before the stop codon; GFF3's (and DGA's labels) include it
             if ftype == "exon" or ftype == "CDS":
                 if ftype == "CDS":
                     if not parents:
@@ -191,7 +195,9 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
         strand = next(iter(strands - {".", "?"}), None)
         if strand is None:
             counts["skipped_unstranded"] += 1
+            counts["skipped_unstranded_cds_bases"] += sum(e - s for s, e, _ in segments)
             continue
+        segments = _join_abutting(segments)
         _, overlapped = _merge(exons.get(tid, []))
         merged, _ = _merge(exons.get(tid, []) + [(s, e) for s, e, _ in segments])
         if overlapped:
@@ -212,6 +218,17 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
     counts["transcripts_kept"] = len(kept)
     _count_overlaps(kept, counts)
     return Annotation(kept, counts)
+
+
+def _join_abutting(segments: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """CDS pieces that touch are one piece (a GTF stop_codon after its CDS), with the first one's phase."""
+    out: list[tuple[int, int, int]] = []
+    for s, e, ph in sorted(segments):
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e, out[-1][2])
+        else:
+            out.append((s, e, ph))
+    return out
 
 
 def _count_overlaps(transcripts: list[Transcript], counts: Counter) -> None:

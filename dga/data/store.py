@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from dga.data.encode import encode_labels
 from dga.data.fasta import N_CODE, read_fasta
 from dga.data.gff import read_gff
 from dga.errors import InputError
+from dga.scratch import make_dir
 from dga.labels import CLASS_NAMES
 
 SCHEMA_VERSION = 1
@@ -127,6 +127,11 @@ def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, datase
     for p, what in ((fasta, "FASTA"), (gff, "GFF3")):
         if not p.is_file():
             raise InputError(p, f"no such {what} file")
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is a file: give a directory for the store")
+    if out.is_dir() and not (out / "manifest.json").is_file() and any(out.iterdir()):
+        raise InputError(out, "exists and is not a DGA store (no manifest.json): not replacing it; give a new "
+                              "or empty directory")
     inputs = {"fasta": _input_entry(fasta), "gff": _input_entry(gff)}
     if not force and (out / "manifest.json").is_file():
         try:
@@ -152,7 +157,7 @@ def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, datase
     tracks = encode_labels(annotation.transcripts, offsets, total)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_dir(out.parent, f".{out.name}.tmp-")  # a killed build's leftovers go on the next run
     try:
         seq = np.concatenate([r.codes for r in records])
         arrays = {"seq": seq, "softmask": np.concatenate([r.softmask for r in records]),
@@ -188,12 +193,14 @@ def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, datase
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         os.chmod(tmp, 0o755)
-        if out.exists():
-            trash = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.rename(out, trash)
+        if out.exists() and any(out.iterdir()):  # a store (checked above): replace it
+            trash = make_dir(out.parent, f".{out.name}.old-")
+            os.rename(out, trash / "store")
             os.rename(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)
         else:
+            if out.exists():
+                out.rmdir()  # empty
             os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

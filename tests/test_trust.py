@@ -1,0 +1,130 @@
+"""What a careless user (or a hostile input) can do to DGA on a shared machine: nothing is destroyed that
+DGA did not write, killed runs leave no scratch behind for ever, sequence ids are data (never
+paths), and GTF / unstranded / overlapping-region surprises are handled or said out loud."""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import dga.bundle as bundle
+from conftest import gff_line
+from dga.cli import main
+from dga.config import load_config
+from dga.data.gff import read_gff
+from dga.data.store import prepare_store
+from dga.errors import InputError
+from dga.model import build_model
+from dga.predict import run_predict
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def tiny_bundle(path: Path) -> Path:
+    cfg = load_config(None, {"hidden_size": 8, "num_layers": 1, "bases_per_step": 4, "window": 400,
+                             "val_window": 400})
+    torch.manual_seed(0)
+    return bundle.write(bundle.from_model(build_model(cfg), cfg), path)
+
+
+def gene_lines(seqid="chr", strand="+", gene="g1"):
+    return [gff_line(seqid, "gene", 101, 400, strand, f"ID={gene}"),
+            gff_line(seqid, "mRNA", 101, 400, strand, f"ID={gene}.t;Parent={gene}"),
+            gff_line(seqid, "exon", 101, 400, strand, f"Parent={gene}.t"),
+            gff_line(seqid, "CDS", 131, 370, strand, f"Parent={gene}.t", "0")]
+
+
+# ------------------------------------------------------------------------------ prepare --out
+def test_prepare_never_empties_a_directory_it_did_not_write(make_case, tmp_path, capsys):
+    fasta, gff, _ = make_case({"chr": 1000}, gene_lines())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(mine)]) == 2
+    assert "is not a DGA store" in capsys.readouterr().err and (mine / "thesis.tex").read_text() == "years of work"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "x"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(empty)]) == 0
+    assert (empty / "manifest.json").is_file()
+
+
+def test_a_killed_store_build_is_cleaned_by_the_next_run(make_case, tmp_path):
+    fasta, gff, out = make_case({"chr": 1000}, gene_lines())
+    stale = tmp_path / f".{out.name}.tmp-{dead_pid()}-abc"
+    stale.mkdir()
+    (stale / "seq.npy").write_bytes(b"x" * 1000)
+    prepare_store(fasta, gff, out, log=lambda s: None)
+    assert not stale.exists() and (out / "manifest.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}")]
+
+
+def test_predict_scratch_of_a_killed_run_is_removed(tmp_path):
+    scratch = Path(tempfile.gettempdir()) / f"dga-predict-{dead_pid()}-zz"
+    scratch.mkdir()
+    fa = tmp_path / "x.fa"
+    fa.write_text(">x\n" + "ACGT" * 300 + "\n")
+    assert run_predict(str(fa), str(tiny_bundle(tmp_path / "b")), str(tmp_path / "x.gff3")) == 0
+    assert not scratch.exists()
+
+
+# ------------------------------------------------------------------------------ ids are data
+def test_sequence_ids_that_look_like_paths_stay_data(tmp_path):
+    fa = tmp_path / "odd.fa"
+    seq = "ATGAAACCCGGGTTTAAA" * 100
+    fa.write_text(f">../../escape\n{seq}\n>/abs/path\n{seq}\n>tab\tdescription here\n{seq}\n")
+    out = tmp_path / "o.gff3"
+    assert run_predict(str(fa), str(tiny_bundle(tmp_path / "b")), str(out)) == 0
+    assert not (tmp_path.parent / "escape.fwd.npy").exists() and not Path("/abs").exists()
+    lines = [line for line in out.read_text().splitlines() if line and not line.startswith("#")]
+    assert all(len(line.split("\t")) == 9 for line in lines)
+    regions = [line.split()[1] for line in out.read_text().splitlines() if line.startswith("##sequence-region")]
+    assert regions == ["..%2F..%2Fescape", "%2Fabs%2Fpath", "tab"]
+    # genes on such ids: escaped in column 1 and in IDs, and a GFF3 reader gets the ids back
+    from dga.decode import GeneModel, write_gff3
+
+    lengths = {"../../escape": len(seq), "a;b=c": len(seq)}
+    genes = [GeneModel(sid, "+", 100, 400, exons=[(100, 400)], cds=[(130, 370, 0)]) for sid in lengths]
+    path = tmp_path / "genes.gff3"
+    with open(path, "w") as fh:
+        write_gff3(genes, lengths, fh)
+    assert "\tID=dga.a%3Bb%3Dc.g00001\n" in path.read_text()
+    back = read_gff(path, lengths).transcripts
+    assert sorted(t.seqid for t in back) == sorted(lengths) and all(t.cds == [(130, 370, 0)] for t in back)
+
+
+# ------------------------------------------------------------------------------ surprises
+def test_gtf_stop_codon_is_part_of_the_cds(tmp_path):
+    fa_len = {"chr": 1000}
+    gtf = tmp_path / "a.gtf"
+    attrs = 'gene_id "g1"; transcript_id "t1";'
+    rows = [("transcript", 101, 400), ("exon", 101, 400), ("CDS", 131, 367), ("stop_codon", 368, 370)]
+    gtf.write_text("".join(f"chr\tt\t{f}\t{s}\t{e}\t.\t+\t0\t{attrs}\n" for f, s, e in rows))
+    (t,) = read_gff(gtf, fa_len).transcripts
+    assert t.cds == [(130, 370, 0)]  # one CDS exon, the stop codon included (as GFF3 has it)
+
+
+def test_unstranded_genes_say_how_much_annotation_was_lost(make_case):
+    fasta, gff, out = make_case({"chr": 1000}, gene_lines() + gene_lines(strand=".", gene="g2"))
+    notes = []
+    store = prepare_store(fasta, gff, out, log=notes.append).store
+    assert store.manifest["oddities"]["skipped_unstranded_cds_bases"] == 240
+    assert any("skipped unstranded cds bases: 240" in n for n in notes)
+
+
+def test_overlapping_regions_are_refused(tmp_path):
+    fa = tmp_path / "x.fa"
+    fa.write_text(">x\n" + "ACGT" * 1000 + "\n")
+    with pytest.raises(InputError, match="overlap"):
+        run_predict(str(fa), str(tiny_bundle(tmp_path / "b")), str(tmp_path / "o.gff3"),
+                    regions=["x:1-2000", "x:1500-3000"])
