@@ -300,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"dga: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("dga: interrupted (nothing half-written is left: outputs are written to a temporary name and "
+              "renamed when complete)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -55,6 +55,30 @@ def iter_region_batches(codes: np.ndarray, window: int, margin: int, batch_size:
         yield x, batch
 
 
+def iter_pieces_batches(pieces: list[np.ndarray], window: int, margin: int,
+                        batch_size: int) -> Iterator[tuple[np.ndarray, list[tuple[int, Tile]]]]:
+    """Like `iter_region_batches` over several sequences at once: a batch holds windows of different
+    pieces ((piece index, tile) per row), so thousands of short contigs share batches instead of each
+    being a padded batch of one. Every row is the same window as the piece alone would get."""
+    batch: list[tuple[int, Tile]] = []
+
+    def emit():
+        x = np.full((len(batch), window), 4, dtype=np.uint8)
+        for j, (i, t) in enumerate(batch):
+            chunk = pieces[i][t.start: t.start + window]
+            x[j, : len(chunk)] = chunk
+        return x, list(batch)
+
+    for i, codes in enumerate(pieces):
+        for t in tiles(len(codes), window, margin):
+            batch.append((i, t))
+            if len(batch) == batch_size:
+                yield emit()
+                batch.clear()
+    if batch:
+        yield emit()
+
+
 @torch.no_grad()
 def forward_codes(model: torch.nn.Module, codes: np.ndarray, device: torch.device, bf16: bool = False) -> torch.Tensor:
     """Model logits (float32 [B, W, C]) for a batch of uint8 codes."""

@@ -27,7 +27,7 @@ from dga.data.windows import COMPLEMENT
 from dga.decode import DecodeRules, GeneModel, decode, write_gff3
 from dga.errors import InputError
 from dga.hmm import HMMParams, hmm_decode
-from dga.infer import forward_codes, iter_region_batches
+from dga.infer import forward_codes, iter_pieces_batches
 from dga.labels import N_CLASSES, Label
 from dga.scratch import make_dir
 from dga.signals import SignalModel
@@ -80,12 +80,71 @@ def load_model(uri: str, device: torch.device | None = None, signals: str | None
 def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin: int, batch_size: int,
                  device: torch.device, bf16: bool, out: np.ndarray, progress=None) -> None:
     """Softmax class probabilities for every base of `codes` (one read), written into `out` [L, 4]."""
-    for x, batch in iter_region_batches(codes, window, margin, batch_size):
+    pieces_probs(model, [codes], window, margin, batch_size, device, bf16, [out], progress)
+
+
+def pieces_probs(model: torch.nn.Module, pieces: list[np.ndarray], window: int, margin: int, batch_size: int,
+                 device: torch.device, bf16: bool, outs: list[np.ndarray], progress=None) -> None:
+    """`strand_probs` for several reads at once, their windows sharing batches (many short contigs
+    cost a few full batches, not one padded batch each); results are the same as one by one."""
+    for x, batch in iter_pieces_batches(pieces, window, margin, batch_size):
         probs = torch.softmax(forward_codes(model, x, device, bf16)[..., :N_CLASSES], dim=-1).cpu().numpy()
-        for j, t in enumerate(batch):
-            out[t.keep_from: t.keep_to] = probs[j, t.keep_from - t.start: t.keep_to - t.start]
+        for j, (i, t) in enumerate(batch):
+            outs[i][t.keep_from: t.keep_to] = probs[j, t.keep_from - t.start: t.keep_to - t.start]
         if progress is not None:
-            progress(sum(t.keep_to - t.keep_from for t in batch))
+            progress(sum(t.keep_to - t.keep_from for _, t in batch))
+
+
+IN_MEMORY = 1 << 20  # reads shorter than this keep their probabilities in memory, longer ones memory-mapped
+
+
+def _prob_arrays(n: int, workdir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, reverse) probability arrays [n, 4] float16: in memory when small or when there is
+    no scratch folder, else memory-mapped files named by the process (never by a sequence id)."""
+    if workdir is None or n < IN_MEMORY:
+        return np.zeros((n, N_CLASSES), np.float16), np.zeros((n, N_CLASSES), np.float16)
+    tmp = make_dir(workdir, "dga-predict-")
+    return (np.lib.format.open_memmap(tmp / "fwd.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES)),
+            np.lib.format.open_memmap(tmp / "rev.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES)))
+
+
+def read_both_strands(lm: LoadedModel, pieces: list[np.ndarray], *, batch_size: int, device: torch.device,
+                      workdir: Path | None = None, progress=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(forward read, reverse-complement read) probabilities of each piece, the pieces batched together."""
+    cfg = lm.config
+    window = cfg.effective_val_window
+    margin = int(window * cfg.val_overlap)
+    arrays = [_prob_arrays(len(c), workdir) for c in pieces]
+    pieces_probs(lm.model, pieces, window, margin, batch_size, device, cfg.bf16, [f for f, _ in arrays], progress)
+    pieces_probs(lm.model, [COMPLEMENT[c[::-1]] for c in pieces], window, margin, batch_size, device, cfg.bf16,
+                 [r for _, r in arrays], progress)
+    return arrays
+
+
+def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev: np.ndarray, *,
+                    decoder: str = "hmm", rules: DecodeRules = DecodeRules(), hmm: HMMParams | None = None,
+                    decode_progress=None) -> list[GeneModel]:
+    """Gene models of one sequence from its two reads' probabilities."""
+    n = len(codes)
+    rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
+    gaps = n_runs(codes, N_RUN_MIN)
+    if decoder == "hmm":
+        return hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
+    if lm.config.labels == "stranded":
+        plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
+        plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
+        return decode(plus, seqid, "+", codes=codes, rules=rules) + decode(minus, seqid, "-", codes=codes, rules=rules)
+    both = np.empty((n,), dtype=np.uint8)
+    step = 1 << 20
+    for a in range(0, n, step):  # chunked so the float32 sum never holds the whole sequence
+        both[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]).argmax(axis=1)
+    both[gaps] = Label.INTERGENIC
+    return decode(both, seqid, ".", codes=codes, rules=rules)
+
+
+def check_decoder(decoder: str) -> None:
+    if decoder not in DECODERS:
+        raise InputError(None, f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")
 
 
 def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_size: int = 32,
@@ -95,36 +154,32 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
                      decode_progress=None) -> list[GeneModel]:
     """Gene models of one sequence, both strands: `decoder` "hmm" (Viterbi over gene structures,
     `dga.hmm`, with the model's signal models when it has them) or "rules" (`dga.decode`)."""
-    if decoder not in DECODERS:
-        raise InputError(None, f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")
-    cfg = lm.config
-    window = cfg.effective_val_window
-    margin = int(window * cfg.val_overlap)
-    n = len(codes)
-    # scratch named by the process, never by the sequence id (ids are data, not paths)
-    tmp = make_dir(workdir, "dga-predict-")
-    fwd = np.lib.format.open_memmap(tmp / "fwd.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
-    rev = np.lib.format.open_memmap(tmp / "rev.npy", mode="w+", dtype=np.float16, shape=(n, N_CLASSES))
-    strand_probs(lm.model, codes, window, margin, batch_size, device, cfg.bf16, fwd, progress)
-    strand_probs(lm.model, COMPLEMENT[codes[::-1]], window, margin, batch_size, device, cfg.bf16, rev, progress)
-    rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
-    gaps = n_runs(codes, N_RUN_MIN)
-    if decoder == "hmm":
-        genes = hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
-    elif cfg.labels == "stranded":
-        plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
-        plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
-        genes = decode(plus, seqid, "+", codes=codes, rules=rules) + decode(minus, seqid, "-", codes=codes, rules=rules)
-    else:
-        both = np.empty((n,), dtype=np.uint8)
-        step = 1 << 20
-        for a in range(0, n, step):  # chunked so the float32 sum never holds the whole sequence
-            both[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]).argmax(axis=1)
-        both[gaps] = Label.INTERGENIC
-        genes = decode(both, seqid, ".", codes=codes, rules=rules)
+    check_decoder(decoder)
+    ((fwd, rev),) = read_both_strands(lm, [codes], batch_size=batch_size, device=device, workdir=workdir,
+                                      progress=progress)
+    genes = decode_sequence(lm, seqid, codes, fwd, rev, decoder=decoder, rules=rules, hmm=hmm,
+                            decode_progress=decode_progress)
     if probs_out is not None:
         probs_out[seqid] = (fwd, rev)
     return genes
+
+
+def pack(lengths: list[int], window: int, group_bases: int = 4_000_000) -> list[list[int]]:
+    """Indices of pieces grouped for shared batches: short pieces together up to `group_bases`, each
+    long piece (over 4 windows) alone, in input order."""
+    groups: list[list[int]] = []
+    size = 0
+    for i, n in enumerate(lengths):
+        if n > 4 * window:
+            groups.append([i])
+            size = group_bases  # the next short piece starts a new group
+        elif groups and size + n <= group_bases and all(lengths[j] <= 4 * window for j in groups[-1]):
+            groups[-1].append(i)
+            size += n
+        else:
+            groups.append([i])
+            size = n
+    return groups
 
 
 def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev_fwd: np.ndarray,
@@ -158,6 +213,10 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
     from dga.decode import shift_genes
     from dga.evaluate import parse_region
 
+    check_decoder(decoder)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda, but this machine has no CUDA device torch can use (leave --device "
+                               "at auto to run on the CPU)")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     t0 = time.perf_counter()
@@ -179,6 +238,8 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
     total = 2 * sum(len(codes) for _, codes, _, _ in pieces)
     bs = batch_size or (256 if dev.type == "cuda" else lm.config.val_batch_size)
     out_path = Path(out)
+    if out_path.is_dir() or not out_path.name:
+        raise InputError(out_path, "is a directory: give the GFF3 file to write (-o genes.gff3)")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"model {lm.source}: BiLSTM h{lm.config.hidden_size} x {lm.config.num_layers}, "
           f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, window "
@@ -195,14 +256,15 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
         t_inf = time.perf_counter()
         dbar = tqdm(total=total // 2, unit="b", unit_scale=True, desc="decode (HMM)", mininterval=1,
                     disable=decoder != "hmm" or not sys.stderr.isatty())
-        for i, (seqid, codes, offset, name) in enumerate(pieces):
-            work = tmp / str(i)  # each piece's probability files apart
-            work.mkdir()
-            genes += shift_genes(predict_sequence(lm, seqid, codes, batch_size=bs, device=dev, decoder=decoder,
-                                                  probs_out=probs_out, workdir=work, progress=bar.update,
-                                                  decode_progress=dbar.update), offset)
-            if probs_out is not None:  # filed under the piece's name: regions of one sequence stay apart
-                probs_out[name] = probs_out.pop(seqid)
+        for group in pack([len(p[1]) for p in pieces], lm.config.effective_val_window):
+            reads = read_both_strands(lm, [pieces[i][1] for i in group], batch_size=bs, device=dev, workdir=tmp,
+                                      progress=bar.update)
+            for i, (fwd, rev) in zip(group, reads):
+                seqid, codes, offset, name = pieces[i]
+                genes += shift_genes(decode_sequence(lm, seqid, codes, fwd, rev, decoder=decoder,
+                                                     decode_progress=dbar.update), offset)
+                if probs_out is not None:  # filed under the piece's name: regions of one sequence stay apart
+                    probs_out[name] = (fwd, rev)
         bar.close()
         dbar.close()
         seconds = time.perf_counter() - t_inf

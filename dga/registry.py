@@ -26,6 +26,21 @@ def model_name(cfg: Config, store) -> str:
     return f"dga-{cfg.dataset or store.manifest.get('dataset') or store.path.name}"
 
 
+def registered_version_of(name: str, study: str, trial: int) -> str | None:
+    """The version of `name` registered from this study's trial, if there is one."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for mv in versions:
+        if mv.tags.get("optuna_study") == study and mv.tags.get("optuna_trial") == str(trial):
+            return str(mv.version)
+    return None
+
+
 def promote_if_better(name: str, version: str, objective: str, score: float) -> tuple[bool, float | None, str | None]:
     """Move the `champion` alias to `version` if its CV score beats the current champion's.
 
@@ -98,6 +113,12 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
     dist = dist or setup_distributed(cfg.device, cfg.threads)
     store = store or store_for_config(cfg, dist)
     splits = splits or load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    name = model_name(cfg, store)
+    existing = registered_version_of(name, sc.study_name, best.number)
+    if existing is not None:
+        print(f"\ntrial {best.number} of study {sc.study_name!r} is registered already as {name} v{existing}: "
+              f"nothing to do (the champion alias stays where it is)")
+        return {"name": name, "version": existing, "moved": False, "score": float(best.value)}
     folds = [bundle_io.read(p) for p in fold_bundles(best, base, sc.study_name)]
     if not folds:
         raise InputError(None, f"trial {best.number}'s fold models are missing under "
@@ -105,7 +126,6 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
                                f"folds (run `dga register` where the study's checkpoints are)")
     cv = best.user_attrs.get("cv", {})
     score = float(best.value)
-    name = model_name(cfg, store)
     print(f"\nregistering trial {best.number} (CV {sc.objective} {score:.4f}): retraining on all non-test data "
           f"({cfg.epochs} epochs), tuning the decoder on its {len(folds)} fold model(s), then one evaluation on "
           f"the held-out test region", flush=True)
@@ -143,11 +163,13 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
         model_uri = tracking.log_bundle(folder)
         manifest = store.manifest
         mv_tags = {**tags, "config": json.dumps(cfg.to_dict(), sort_keys=True), "cv_objective": sc.objective,
-                   "cv_score": f"{score:.6f}", "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
+                   "cv_score": repr(score), "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
                    "cv_folds": str(len(folds)), "n_parameters": str(result.n_parameters), "run_id": run.info.run_id,
                    "decoder_tuned_on": ", ".join(dec["regions"]),
                    "inputs": json.dumps(manifest.get("inputs", {}), sort_keys=True)}
-        mv_tags.update({f"cv_{o}": f"{cv[f'cv_{o}_mean']:.6f}" for o in OBJECTIVES if f"cv_{o}_mean" in cv})
+        # full precision: the champion comparison reads these back and must not see a rounded score
+        mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})
+        mv_tags[f"cv_{sc.objective}"] = repr(score)
         mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
         description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "
                        f"{len(folds)} folds; retrained on all non-test data; decoder tuned on the trial's fold "

@@ -223,6 +223,23 @@ def _on_stale_trial(study, trial, max_retry: int, grace: int) -> None:
     RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
 
 
+def make_sampler(sc: SearchConfig, seed: int):
+    import optuna
+
+    return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, len(sc.baselines) + 2))
+            if sc.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed))
+
+
+def sampler_seed_for(sc: SearchConfig, study, worker_only: bool) -> tuple[int, bool]:
+    """(seed, reproducible): `sampler_seed` for the first process of a new study, so one worker
+    and no restart reproduces the same trials; any other worker or a restart draws its own seed,
+    so parallel workers and restarts do not propose the configurations already proposed."""
+    started = any(t.state.name != "WAITING" for t in study.get_trials(deepcopy=False))
+    if not worker_only and not started:
+        return sc.sampler_seed, True
+    return int.from_bytes(os.urandom(4), "little"), False
+
+
 def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True):
     """Create or load the study (RDB storage with heartbeats). With `base`, the study remembers the
     base config and refuses to continue under a different one."""
@@ -251,8 +268,7 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
             if attempt == 4:
                 raise
             time.sleep(1 + attempt)
-    sampler = (optuna.samplers.TPESampler(seed=sc.sampler_seed, n_startup_trials=max(3, len(sc.baselines) + 2))
-               if sc.sampler == "tpe" else optuna.samplers.RandomSampler(seed=sc.sampler_seed))
+    sampler = make_sampler(sc, sc.sampler_seed)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=sc.pruner_startup_trials, n_warmup_steps=0)
               if sc.pruner == "median" else optuna.pruners.NopPruner())
     if not create and sc.study_name not in optuna.study.get_all_study_names(storage=storage):
@@ -444,6 +460,18 @@ def _describe(overrides: dict) -> str:
     return " ".join(parts)
 
 
+class DuplicateConfiguration(Exception):
+    """A proposed configuration was already completed: the trial fails without training."""
+
+
+def _completed_with(study, params: dict, number: int) -> int | None:
+    """The number of a COMPLETE trial with exactly these parameters, if any."""
+    for t in study.get_trials(deepcopy=False):
+        if t.number != number and t.state.name == "COMPLETE" and t.params == params and params:
+            return t.number
+    return None
+
+
 def make_objective(ctx: TrialContext):
     import mlflow
     import optuna
@@ -458,6 +486,13 @@ def make_objective(ctx: TrialContext):
         baseline = trial.user_attrs.get("baseline")
         if not baseline:
             overrides.update({p.name: p.suggest(trial) for p in sc.space})
+            same = _completed_with(trial.study, trial.params, trial.number)
+            if same is not None:  # TPE on a small categorical space can propose a finished configuration
+                trial.set_user_attr("duplicate_of", same)
+                trial.set_user_attr("fail_reason", f"duplicate of complete trial {same}")
+                ctx.log(f"trial {trial.number}: {_describe(overrides)} is trial {same}'s configuration, already "
+                        f"complete: not trained again")
+                raise DuplicateConfiguration(f"same configuration as complete trial {same}")
         # A re-queued trial (its worker died) reuses the fold checkpoints of the trial it retries.
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
         origin = frozen.system_attrs.get("failed_trial", trial.number)
@@ -572,7 +607,9 @@ def _worker_loop(study, objective, sc, deadline, log, url, stop) -> int:
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
-    ran, failed_in_a_row = 0, 0
+    from optuna.trial import TrialState
+
+    ran, failed_in_a_row, duplicates, waiting = 0, 0, 0, False
     while not stop["flag"]:
         if deadline and time.time() > deadline:
             held = counted_trials(study)
@@ -586,8 +623,20 @@ def _worker_loop(study, objective, sc, deadline, log, url, stop) -> int:
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
             if counted_trials(study) >= sc.n_trials:
-                log(f"stopping: the study holds its n_trials = {sc.n_trials} trials (complete, pruned or running)")
-                break
+                running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+                if not running:
+                    log(f"stopping: the study has its n_trials = {sc.n_trials} complete or pruned trials")
+                    break
+                # trials held by other workers, or by a dead one: wait, and take a dead one over once its
+                # heartbeat is stale (fail_stale_trials above fails it; the next pass re-queues it)
+                if not waiting:
+                    log(f"waiting for trial(s) {running}, held by other workers or by a dead one: a trial whose "
+                        f"heartbeat is older than grace_period = {sc.grace_period} s is taken over")
+                waiting = True
+                release()
+                time.sleep(sc.heartbeat_interval)
+                continue
+            waiting = False
 
             started: dict[str, int] = {}
 
@@ -603,6 +652,14 @@ def _worker_loop(study, objective, sc, deadline, log, url, stop) -> int:
             if trial.user_attrs.get("preempted"):
                 _requeue(study, trial)
                 raise Preempted(f"trial {trial.number} preempted and queued again")
+            if trial.user_attrs.get("duplicate_of") is not None:
+                duplicates += 1
+                if duplicates >= 20:
+                    log("20 proposals in a row repeated complete configurations: the search space looks "
+                        "exhausted; this worker stops")
+                    break
+                continue
+            duplicates = 0
             failed_in_a_row = failed_in_a_row + 1 if trial.state.name == "FAIL" else 0
         if failed_in_a_row >= 3:
             log("3 trials in a row failed: this worker stops (the reasons are above and in MLflow)")
@@ -714,12 +771,19 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
     sc = load_search(path, n_trials)
     base = load_config(path, overrides)
     if workers > 1 and not base.threads:
-        base = replace(base, threads=max(1, (os.cpu_count() or 1) // workers))
+        from dga.train import usable_cpus
+
+        base = replace(base, threads=max(1, usable_cpus() // workers))
     folds = list(sc.folds) or list(range(base.k_folds))
     if any(not 0 <= f < base.k_folds for f in folds):
         raise InputError(path, f"[search] folds {folds} must lie in 0..{base.k_folds - 1}")
     tracking.setup()
     study = open_study(sc, base)
+    seed, reproducible = sampler_seed_for(sc, study, worker_only)
+    study.sampler = make_sampler(sc, seed)
+    if not reproducible:
+        print(f"sampler seed {seed} (this process joins a study that has started, or is an extra worker: its own "
+              f"seed keeps its proposals apart from the others')", flush=True)
     if "experiment_file" not in study.user_attrs:
         study.set_user_attr("experiment_file", Path(path).as_posix())
     experiment_id = tracking.experiment_id(sc.mlflow_experiment)

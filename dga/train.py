@@ -22,6 +22,7 @@ import torch.distributed as tdist
 from torch import nn
 
 from dga.config import Config
+from dga.errors import InputError
 from dga.data.store import Store
 from dga.data.windows import COMPLEMENT, EpochBatches, Region, Splits, WindowDataset, batch_loader
 from dga.infer import forward_codes, iter_region_batches
@@ -71,6 +72,19 @@ def _first_slurm_host() -> str:
     return "127.0.0.1"
 
 
+def usable_cpus() -> int:
+    """CPUs this process may really use: its affinity mask (taskset, SLURM's cgroup cpuset), capped by a
+    cgroup v2 CPU quota (containers) when one is set. os.cpu_count() counts the whole machine."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def setup_distributed(device: str = "auto", threads: int = 0) -> DistInfo:
     """Read the launcher's environment (torchrun: RANK/WORLD_SIZE/LOCAL_RANK; srun: SLURM_PROCID/
     SLURM_NTASKS/SLURM_LOCALID), pick the device, and join the process group when world_size > 1."""
@@ -89,13 +103,13 @@ def setup_distributed(device: str = "auto", threads: int = 0) -> DistInfo:
         rank, world, local_rank, local_world = 0, 1, 0, 1
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device = 'cuda' but no CUDA device is available")
+        raise InputError(None, "device = 'cuda' but no CUDA device is available (set device = 'auto' or 'cpu')")
     if use_cuda:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
         dev = torch.device("cuda", local_rank % torch.cuda.device_count())
     else:
         dev = torch.device("cpu")
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
+    torch.set_num_threads(threads or max(1, usable_cpus() // local_world))
     info = DistInfo(rank, world, local_rank, local_world, dev)
     if world > 1 and not tdist.is_initialized():
         env.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -214,13 +228,14 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
     dataset = WindowDataset(store, train_regions, cfg.window, reverse_complement=cfg.reverse_complement,
                             labels=cfg.labels)
     if len(dataset) < cfg.batch_size * dist.world_size:
-        raise ValueError(f"only {len(dataset)} training windows of {cfg.window} bases: fewer than one batch "
-                         f"per rank (batch_size {cfg.batch_size} x {dist.world_size} ranks)")
+        raise InputError(None, f"only {len(dataset)} training windows of {cfg.window} bases: fewer than one batch "
+                               f"per rank (batch_size {cfg.batch_size} x {dist.world_size} ranks); lower window or "
+                               f"batch_size")
     limit = cfg.bases_per_epoch // cfg.window if cfg.bases_per_epoch else 0
     batches = EpochBatches(len(dataset), cfg.batch_size, seed=cfg.seed, rank=dist.rank,
                            world_size=dist.world_size, limit=limit)
     if len(batches) == 0:
-        raise ValueError("bases_per_epoch is too small for one batch per rank")
+        raise InputError(None, "bases_per_epoch is too small for one batch per rank: raise it or set 0 (every window)")
     model = build_model(cfg).to(dist.device)
     n_params = count_parameters(model)
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda"

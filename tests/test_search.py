@@ -159,6 +159,9 @@ def test_two_workers_complete_the_requested_trials_once(two_worker_study):
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     pids = {line.split("]")[0] for line in proc.stdout.splitlines() if line.startswith("[worker ")}
     assert len(pids) == 2  # both workers ran trials
+    # each worker samples with its own seed: no configuration is trained twice
+    configs = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(configs)) == len(configs), configs
 
     parents = runs_of(workdir, "two-workers", "trial")
     assert sorted(r.data.tags["optuna_trial"] for r in parents) == ["0", "1", "2", "3"]  # one run per trial
@@ -321,9 +324,9 @@ def test_kill_9_mid_trial_then_resume(tmp_path, dmel_store):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
-    time.sleep(4)  # past the grace period: trial 1's heartbeat is stale now
+    # at once, while trial 1's heartbeat is still fresh: the rerun waits for it to go stale, takes it over
     again = dga(tmp_path, "search", str(exp))
-    assert "no heartbeat" in again.stdout
+    assert "waiting for trial(s) [1]" in again.stdout and "no heartbeat" in again.stdout
 
     trials = load(tmp_path, "kill").get_trials()
     states = [t.state for t in trials]
@@ -435,13 +438,14 @@ def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path
 
 @pytest.mark.slow
 def test_register_again_keeps_the_champion_unless_better(two_worker_study):
-    """`dga register STUDY` retrains the same best trial: equal CV score, so the alias stays."""
+    """`dga register STUDY` again: the best trial is registered already, so nothing new is made and
+    the alias stays (no new version from the same trial)."""
     workdir, _, _ = two_worker_study
     proc = dga(workdir, "register", "two-workers")
-    assert "champion stays" in proc.stdout and "registered without the alias" in proc.stdout
+    assert "is registered already" in proc.stdout
     c = client(workdir)
     assert str(c.get_model_version_by_alias("dga-fruitfly4-dmel", "champion").version) == "1"
-    assert len(c.search_model_versions("name = 'dga-fruitfly4-dmel'")) == 2
+    assert len(c.search_model_versions("name = 'dga-fruitfly4-dmel'")) == 1
 
 
 @pytest.mark.slow
@@ -455,3 +459,18 @@ def test_trial_folds_as_two_process_torchrun_jobs(tmp_path, dmel_store):
     (fold,) = runs_of(tmp_path, "ddp", "fold")
     assert fold.data.tags["mlflow.parentRunId"] == trial.info.run_id and fold.data.tags["world_size"] == "2"
     assert trial.data.metrics["cv_genic_f1_mean"] == pytest.approx(fold.data.metrics["best_val_genic_f1"])
+
+
+def test_a_completed_configuration_is_never_trained_again(tmp_path, dmel_store):
+    """A categorical space of two configurations and four trials: two complete, the rest are
+    recognised as repeats and cost no training."""
+    exp = write_study(tmp_path / "dup.toml", dmel_store, "dup", n_trials=3, folds="[0]", bases=50_000,
+                      extra="[search.space]\nhidden_size = [8, 16]")
+    proc = dga(tmp_path, "search", str(exp), timeout=600)
+    study = load(tmp_path, "dup")
+    done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert sorted(t.params["hidden_size"] for t in done) == [8, 16]
+    dups = [t for t in study.get_trials() if t.user_attrs.get("duplicate_of") is not None]
+    assert dups and all(t.state.name == "FAIL" for t in dups)
+    assert "already complete: not trained again" in proc.stdout
+    assert "search space looks exhausted" in proc.stdout

@@ -128,3 +128,42 @@ def test_overlapping_regions_are_refused(tmp_path):
     with pytest.raises(InputError, match="overlap"):
         run_predict(str(fa), str(tiny_bundle(tmp_path / "b")), str(tmp_path / "o.gff3"),
                     regions=["x:1-2000", "x:1500-3000"])
+
+
+# ------------------------------------------------------------------------------ no tracebacks
+def test_user_mistakes_end_in_one_line_errors(tmp_path, dmel_store, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fa = tmp_path / "x.fa"
+    fa.write_text(">x\n" + "ACGT" * 300 + "\n")
+    model = str(tiny_bundle(tmp_path / "b"))
+    cases = [
+        (["train", "experiments/none.toml"], "no such"),
+        (["train", str(Path(__file__).parents[1] / "experiments" / "tiny.toml"), "--set", f"store={dmel_store.path}",
+          "--set", "window=4000000", "--set", "tracking=none"], "training windows of 4000000 bases"),
+        (["predict", str(fa), "--model", model, "-o", "."], "is a directory"),
+        (["predict", str(fa), "--model", str(fa), "-o", "o.gff3"], "a single file is not a model"),
+        (["predict", str(fa), "--model", "zoo:../b", "-o", "o.gff3"], "a zoo name is"),
+    ]
+    import torch
+
+    if not torch.cuda.is_available():
+        cases.append((["predict", str(fa), "--model", model, "-o", "o.gff3", "--device", "cuda"], "no CUDA device"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("dga: error:") and message in err and "Traceback" not in err, (argv, err)
+    # Ctrl-C: a one-line message and the shell's 130
+    import dga.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dga.cli, "_zoo", interrupted)
+    assert dga.cli.main(["zoo", "list"]) == 130 and "interrupted" in capsys.readouterr().err
+
+
+def test_threads_follow_the_cpus_the_process_may_use():
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c",
+                          "from dga.train import usable_cpus; print(usable_cpus())"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
