@@ -9,7 +9,8 @@ to the store's held-out test region (never used by training or search). Both too
 region FASTA; their GFF3 are shifted back to chromosome coordinates and scored against the
 reference with `dga evaluate --region`. AUGUSTUS runs `--species=<species> --UTR=on` in `--jobs`
 parallel parts (--predictionStart/--predictionEnd; a gene crossing a part boundary may be cut);
-DGA runs `dga predict` with the machine's cores, once per decoder (--decoders, default hmm,rules). Results: a table on stdout and
+DGA runs `dga predict` with the machine's cores, once per decoder (--decoders, default hmm,rules).
+Results: a table on stdout and
 benchmarks/results/compare_<dataset>.{json,md}.
 """
 

@@ -33,7 +33,8 @@ def probs(models, store, region, cfg) -> np.ndarray:
     window = cfg.effective_val_window
     out = np.zeros((len(codes), N_CLASSES), dtype=np.float32)
     for x, batch in iter_region_batches(codes, window, int(window * cfg.val_overlap), cfg.val_batch_size):
-        p = sum(torch.softmax(forward_codes(m, x, torch.device("cpu"))[..., :N_CLASSES], -1) for m in models) / len(models)
+        cpu = torch.device("cpu")
+        p = sum(torch.softmax(forward_codes(m, x, cpu)[..., :N_CLASSES], -1) for m in models) / len(models)
         for j, t in enumerate(batch):
             out[t.keep_from: t.keep_to] = p[j, t.keep_from - t.start: t.keep_to - t.start].numpy()
     return out

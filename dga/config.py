@@ -61,7 +61,7 @@ class Config:
     deadline_minutes: float = 0.0  # stop training between batches after this long, keeping the best epoch (0 = off)
     checkpoint_dir: str = ""  # default: checkpoints/<run name>
     # --- tracking ---
-    tracking: str = "mlflow"  # mlflow | none (`dga train` writes the same bundle, logs nothing: a GPU host without MLflow)
+    tracking: str = "mlflow"  # mlflow | none (the same bundle, nothing logged: a GPU host without MLflow)
     experiment: str = "dga-train"
     run_name: str = ""
     log_model: bool = True

@@ -155,7 +155,8 @@ def tune(data: list[FoldData], store, gff: str | Path, *, trials: int = 40, seed
         tmp = Path(tmpdir) / "trial.gff3"
 
         def trial_fn(trial) -> float:
-            p = HMMParams(**{**base, **{k: trial.suggest_float(k, lo, hi, log=lg) for k, (lo, hi, lg) in SPACE.items()}})
+            suggested = {k: trial.suggest_float(k, lo, hi, log=lg) for k, (lo, hi, lg) in SPACE.items()}
+            p = HMMParams(**{**base, **suggested})
             r = score(p, tmp)
             r["objective"] = r["exon"] + r[OBJECTIVES[objective]]
             rows.append({"trial": trial.number, "params": asdict(p), **r})

@@ -32,7 +32,6 @@ from dga.labels import N_CLASSES, Label
 from dga.scratch import make_dir
 from dga.signals import SignalModel
 
-
 N_RUN_MIN = 10  # runs of at least this many N (assembly gaps) are never genic
 
 
@@ -201,6 +200,56 @@ def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, r
     return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress)
 
 
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> CUDA when there is one, else CPU; "cuda" without a CUDA device is a user error."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda, but this machine has no CUDA device torch can use (leave --device "
+                               "at auto to run on the CPU)")
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        ("cpu" if device == "auto" else device))
+
+
+def pieces_of(records, regions: list[str] | None) -> list[tuple[str, np.ndarray, int, str]]:
+    """(seqid, codes, offset, name) of every sequence, or of each region ('seqid:start-end', 1-based
+    inclusive); overlapping regions are refused (their genes would be called twice)."""
+    from dga.evaluate import parse_region
+
+    if not regions:
+        return [(r.id, r.codes, 0, r.id) for r in records]
+    lengths = {r.id: len(r) for r in records}
+    by_id = {r.id: r for r in records}
+    spans = [parse_region(text, lengths) for text in regions]
+    ordered = sorted(spans, key=lambda sp: (sp.seqid, sp.start))
+    for a, b in zip(ordered, ordered[1:]):
+        if a.seqid == b.seqid and b.start < a.end:
+            raise InputError(None, f"--region {a.seqid}:{a.start + 1}-{a.end} and {b.seqid}:{b.start + 1}-{b.end} "
+                                   f"overlap: their genes would be called twice; give one region covering both")
+    return [(sp.seqid, by_id[sp.seqid].codes[sp.start: sp.end], sp.start, f"{sp.seqid}:{sp.start + 1}-{sp.end}")
+            for sp in spans]
+
+
+def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, str]], *, device: torch.device,
+                    batch_size: int = 0, decoder: str = "hmm", probs_out: dict | None = None,
+                    workdir: Path | None = None, progress=None, decode_progress=None) -> list[GeneModel]:
+    """Gene models of every piece (in its sequence's coordinates); short pieces share batches.
+    `probs_out`, when given, receives each piece's (forward, reverse-complement) probabilities by name."""
+    from dga.decode import shift_genes
+
+    check_decoder(decoder)
+    bs = batch_size or (256 if device.type == "cuda" else lm.config.val_batch_size)
+    genes: list[GeneModel] = []
+    for group in pack([len(p[1]) for p in pieces], lm.config.effective_val_window):
+        reads = read_both_strands(lm, [pieces[i][1] for i in group], batch_size=bs, device=device, workdir=workdir,
+                                  progress=progress)
+        for i, (fwd, rev) in zip(group, reads):
+            seqid, codes, offset, name = pieces[i]
+            genes += shift_genes(decode_sequence(lm, seqid, codes, fwd, rev, decoder=decoder,
+                                                 decode_progress=decode_progress), offset)
+            if probs_out is not None:  # filed under the piece's name: regions of one sequence stay apart
+                probs_out[name] = (fwd, rev)
+    return genes
+
+
 def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
                 device: str = "auto", decoder: str = "hmm", signals: str | None = None,
                 regions: list[str] | None = None) -> int:
@@ -210,36 +259,18 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
     from tqdm import tqdm
 
     from dga.data.fasta import read_fasta
-    from dga.decode import shift_genes
-    from dga.evaluate import parse_region
 
     check_decoder(decoder)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda, but this machine has no CUDA device torch can use (leave --device "
-                               "at auto to run on the CPU)")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
+    out_path = Path(out)
+    if out_path.is_dir() or not out_path.name:
+        raise InputError(out_path, "is a directory: give the GFF3 file to write (-o genes.gff3)")
     t0 = time.perf_counter()
     lm = load_model(model_uri, dev, signals)
     records = read_fasta(fasta)
     lengths = {r.id: len(r) for r in records}
-    if regions:  # (seqid, codes, offset, name for the probabilities)
-        by_id = {r.id: r for r in records}
-        spans = [parse_region(text, lengths) for text in regions]
-        ordered = sorted(spans, key=lambda sp: (sp.seqid, sp.start))
-        for a, b in zip(ordered, ordered[1:]):
-            if a.seqid == b.seqid and b.start < a.end:
-                raise InputError(None, f"--region {a.seqid}:{a.start + 1}-{a.end} and {b.seqid}:{b.start + 1}-{b.end} "
-                                       f"overlap: their genes would be called twice; give one region covering both")
-        pieces = [(sp.seqid, by_id[sp.seqid].codes[sp.start: sp.end], sp.start, f"{sp.seqid}:{sp.start + 1}-{sp.end}")
-                  for sp in spans]
-    else:
-        pieces = [(r.id, r.codes, 0, r.id) for r in records]
+    pieces = pieces_of(records, regions)
     total = 2 * sum(len(codes) for _, codes, _, _ in pieces)
-    bs = batch_size or (256 if dev.type == "cuda" else lm.config.val_batch_size)
-    out_path = Path(out)
-    if out_path.is_dir() or not out_path.name:
-        raise InputError(out_path, "is a directory: give the GFF3 file to write (-o genes.gff3)")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"model {lm.source}: BiLSTM h{lm.config.hidden_size} x {lm.config.num_layers}, "
           f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, window "
@@ -247,7 +278,6 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
           f"{total // 2:,} bases on {dev}; "
           f"decoder {decoder}" + ("" if decoder == "rules" else " with signal models" if lm.signals is not None
                                   else " without signal models (splice/start/stop motifs only)"), flush=True)
-    genes: list[GeneModel] = []
     probs_out: dict | None = {} if probs else None
     tmp = make_dir(None, "dga-predict-")  # removed below, or by the next run if this one is killed
     try:
@@ -256,15 +286,8 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
         t_inf = time.perf_counter()
         dbar = tqdm(total=total // 2, unit="b", unit_scale=True, desc="decode (HMM)", mininterval=1,
                     disable=decoder != "hmm" or not sys.stderr.isatty())
-        for group in pack([len(p[1]) for p in pieces], lm.config.effective_val_window):
-            reads = read_both_strands(lm, [pieces[i][1] for i in group], batch_size=bs, device=dev, workdir=tmp,
-                                      progress=bar.update)
-            for i, (fwd, rev) in zip(group, reads):
-                seqid, codes, offset, name = pieces[i]
-                genes += shift_genes(decode_sequence(lm, seqid, codes, fwd, rev, decoder=decoder,
-                                                     decode_progress=dbar.update), offset)
-                if probs_out is not None:  # filed under the piece's name: regions of one sequence stay apart
-                    probs_out[name] = (fwd, rev)
+        genes = annotate_pieces(lm, pieces, device=dev, batch_size=batch_size, decoder=decoder, probs_out=probs_out,
+                                workdir=tmp, progress=bar.update, decode_progress=dbar.update)
         bar.close()
         dbar.close()
         seconds = time.perf_counter() - t_inf

@@ -86,9 +86,11 @@ def cv_record(study, trial, sc, fold_models: list) -> dict:
     return {"name": sc.study_name, "trial": trial.number, "objective": sc.objective,
             "cv_mean": float(trial.value), "cv_std": cv.get(f"cv_{sc.objective}_std"),
             "n_folds": len(per_fold), "folds": per_fold, "params": dict(trial.params),
-            "baseline": trial.user_attrs.get("baseline"), "experiment_file": study.user_attrs.get("experiment_file", ""),
+            "baseline": trial.user_attrs.get("baseline"),
+            "experiment_file": study.user_attrs.get("experiment_file", ""),
             "trials_complete": states.count(TrialState.COMPLETE), "trials_pruned": states.count(TrialState.PRUNED),
-            "trials_failed": states.count(TrialState.FAIL), "space": study.user_attrs.get("search", {}).get("space", [])}
+            "trials_failed": states.count(TrialState.FAIL),
+            "space": study.user_attrs.get("search", {}).get("space", [])}
 
 
 def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
@@ -151,7 +153,8 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
         folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True,
                               extra={"study": study_rec, "mlflow": {"run_id": run.info.run_id,
                                                                     "experiment": sc.mlflow_experiment},
-                                     "test_window": {"region": [f"{r.seqid}:{r.start + 1}-{r.end}" for r in splits.test],
+                                     "test_window": {"region": [f"{r.seqid}:{r.start + 1}-{r.end}"
+                                                                for r in splits.test],
                                                      **{k[5:]: v for k, v in test.items()}}})
         tuned = tune_bundle(bundle_io.read(folder), folds, store, splits, trials=sc.decoder_trials,
                             bases=sc.decoder_bases, seed=sc.sampler_seed, log=lambda s: print(s, flush=True))

@@ -11,8 +11,17 @@ from pathlib import Path
 from dga.config import Config, load_config
 from dga.data.windows import load_or_make_splits
 from dga.tracking import write_json
-from dga.train import (EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged, cleanup_distributed, fit,
-                       setup_distributed, store_for_config, training_regions)
+from dga.train import (
+    EXIT_DIVERGED,
+    EXIT_PREEMPTED,
+    Preempted,
+    TrainingDiverged,
+    cleanup_distributed,
+    fit,
+    setup_distributed,
+    store_for_config,
+    training_regions,
+)
 
 
 def run_name(cfg: Config) -> str:

@@ -111,7 +111,8 @@ class SearchConfig:
         return f"sqlite:///{Path('mlruns').resolve()}/optuna.db"
 
     def to_dict(self) -> dict:
-        return {"study_name": self.study_name, "experiment": self.mlflow_experiment, "n_trials": self.n_trials, "objective": self.objective,
+        return {"study_name": self.study_name, "experiment": self.mlflow_experiment, "n_trials": self.n_trials,
+                "objective": self.objective,
                 "sampler": self.sampler, "sampler_seed": self.sampler_seed, "pruner": self.pruner,
                 "folds": list(self.folds), "processes_per_trial": self.processes_per_trial,
                 "decoder_trials": self.decoder_trials, "decoder_bases": self.decoder_bases,
@@ -401,8 +402,12 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
             tracking.log_epoch(record)
             logged.append(record["epoch"])
 
+        def epoch_lines(text: str) -> None:  # a line per epoch with its genic F1, nothing else of fit()'s
+            if text.startswith("epoch"):
+                ctx.log(f"    fold {cfg.fold} {text}")
+
         result = fit(cfg, ctx.store, ctx.splits, ctx.dist, checkpoint=ckpt_dir / "checkpoint.pt", resume=True,
-                     on_epoch=on_epoch, log=lambda s: None)
+                     on_epoch=on_epoch, log=epoch_lines)
         for record in result.history:  # epochs trained before a resume
             if record["epoch"] not in logged:
                 tracking.log_epoch(record)
@@ -606,7 +611,6 @@ def _requeue(study, trial) -> None:
 def _worker_loop(study, objective, sc, deadline, log, url, stop) -> int:
     import optuna
     from optuna.exceptions import ExperimentalWarning
-
     from optuna.trial import TrialState
 
     ran, failed_in_a_row, duplicates, waiting = 0, 0, 0, False

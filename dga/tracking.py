@@ -17,6 +17,7 @@ import numpy as np
 import dga
 from dga.labels import CLASS_NAMES
 
+
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns').resolve()}/mlflow.db"
 
@@ -65,8 +66,8 @@ def run_tags(device: str, world_size: int, store_checksum: str) -> dict[str, str
 def log_store_input(store, context: str = "training") -> None:
     """The store manifest as the run's dataset input (source, digest = store checksum) and as an artifact."""
     import mlflow
-    from mlflow.data.sources import LocalArtifactDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
 
     name = store.manifest.get("dataset") or store.path.name
     mlflow.log_input(MetaDataset(LocalArtifactDatasetSource(str(store.path.resolve())), name=name,

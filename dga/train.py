@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +22,9 @@ import torch.distributed as tdist
 from torch import nn
 
 from dga.config import Config
-from dga.errors import InputError
 from dga.data.store import Store
 from dga.data.windows import COMPLEMENT, EpochBatches, Region, Splits, WindowDataset, batch_loader
+from dga.errors import InputError
 from dga.infer import forward_codes, iter_region_batches
 from dga.labels import N_CLASSES
 from dga.metrics import confusion, metrics_from_confusion

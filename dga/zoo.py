@@ -217,11 +217,11 @@ def score_region(lm, store, gff: str | Path, seqid: str, start: int, end: int) -
 
 def measure(lm, store, splits, gff: Path) -> tuple[dict, dict]:
     """(test section, slice check) of a card: every test region decoded and scored, and 50 kb of the first."""
+    import numpy as np
+
     from dga.decode import shift_genes, write_gff3
     from dga.evaluate import Span, evaluate
     from dga.predict import predict_sequence
-
-    import numpy as np
 
     offsets = {s["id"]: s["offset"] for s in store.seqids}
     lengths = {s["id"]: s["length"] for s in store.seqids}
@@ -333,7 +333,8 @@ def build_entry(name: str, device: str = "auto", log=print) -> int:
         for k in folds:
             res = fit(replace(cfg, fold=k), store, splits, dist, log=lambda s: None)
             scores.append(res.metrics[f"val_{cv['objective']}"])
-            log(f"fold {k}: {cv['objective']} {scores[-1]:.4f} (card {next(f for f in cv['folds'] if f['fold'] == k).get(cv['objective'], float('nan')):.4f})")
+            card_fold = next(f for f in cv["folds"] if f["fold"] == k).get(cv["objective"], float("nan"))
+            log(f"fold {k}: {cv['objective']} {scores[-1]:.4f} (card {card_fold:.4f})")
             fold_bundles.append(bundle_io.read(write_bundle(replace(cfg, fold=k), store, splits, dist, res,
                                                             Path(tmp) / f"fold-{k}", with_signals=False)))
         final = fit(replace(cfg, fold=-1), store, splits, dist, log=lambda s: None)

@@ -6,19 +6,18 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from conftest import gff_line
 
+import dga.bundle as bundle
 from dga.config import load_config
 from dga.data.encode import encode_labels
 from dga.data.gff import read_gff
 from dga.decode import DecodeRules, decode, runs, smooth, write_gff3
-from dga.evaluate import evaluate, parse_region, Span
 from dga.errors import InputError
+from dga.evaluate import Span, evaluate, parse_region
 from dga.labels import Label
 from dga.model import build_model
 from dga.predict import load_model, n_runs, run_predict
-import dga.bundle as bundle
-
-from conftest import gff_line
 
 C, I, U, G = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
 
@@ -304,4 +303,5 @@ def test_evaluate_cli_writes_json_figure_and_mlflow_run(make_case, tmp_path, mon
     c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     (run,) = c.search_runs([c.get_experiment_by_name("dga-evaluate").experiment_id])
     assert run.data.metrics["eval_base_genic_f1"] == 1.0 and run.data.metrics["eval_exon_f1"] == 1.0
-    assert {"eval_confusion.png", "eval_confusion.json", "evaluation.json"} <= {a.path for a in c.list_artifacts(run.info.run_id)}
+    logged = {a.path for a in c.list_artifacts(run.info.run_id)}
+    assert {"eval_confusion.png", "eval_confusion.json", "evaluation.json"} <= logged

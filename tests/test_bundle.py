@@ -125,7 +125,8 @@ def test_a_malicious_registered_model_does_not_run(tmp_path, monkeypatch):
     assert not marker.exists()
     # and the version's files hold no pickled module: only the bundle and MLflow's own metadata
     files = {p.name for p in Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "dl"))).iterdir()}
-    assert files <= {"MLmodel", "registered_model_meta", *bundle_io.REQUIRED, bundle_io.CHECKSUMS, "signals.npz", "card.json"}
+    allowed = {"MLmodel", "registered_model_meta", *bundle_io.REQUIRED, bundle_io.CHECKSUMS, "signals.npz", "card.json"}
+    assert files <= allowed
 
 
 def test_an_unknown_registry_model_is_a_clear_error_and_leaves_no_db(tmp_path, monkeypatch):

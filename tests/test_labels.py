@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-
 from conftest import gff_line as L
 from conftest import prepared
+
 from dga.errors import InputError
 from dga.labels import Label
 

@@ -52,7 +52,8 @@ decoder_bases = 100000
 
 def write_study(path: Path, store, name: str, *, n_trials=4, folds="[0, 1]", epochs=1, bases=200_000,
                 pruner="none", register="false", extra=None) -> Path:
-    extra = extra if extra is not None else '[search.space]\nhidden_size = [8, 16]\nlr = { low = 0.005, high = 0.03, log = true }'
+    default = '[search.space]\nhidden_size = [8, 16]\nlr = { low = 0.005, high = 0.03, log = true }'
+    extra = extra if extra is not None else default
     path.write_text(TINY_STUDY.format(store=store.path, name=name, n_trials=n_trials, folds=folds, epochs=epochs,
                                       bases=bases, pruner=pruner, register=register, extra=extra))
     return path
@@ -70,7 +71,8 @@ def dga(workdir: Path, *args, timeout=600, check=True) -> subprocess.CompletedPr
     proc = subprocess.run([sys.executable, "-m", "dga.cli", *args], cwd=workdir, env=env_for(workdir),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"dga {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"dga {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
     return proc
 
 
@@ -395,8 +397,8 @@ def _chromium(url: str, profile: Path, *args: str) -> str:
 def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path):
     """`dga ui` on the finished study; headless Chromium opens the experiment's runs page and the
     run comparison view. Set DGA_DOCS_SCREENSHOT=docs/mlflow-compare.png to keep its screenshot."""
-    import shutil
     import json
+    import shutil
     import urllib.parse
     import urllib.request
 

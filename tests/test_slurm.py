@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from cluster import Postgres, postgres_missing, slurm_missing, start_slurm, stop_slurm, wait_job
 from test_search import write_study
 

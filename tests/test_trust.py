@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import gff_line
 
 import dga.bundle as bundle
-from conftest import gff_line
 from dga.cli import main
 from dga.config import load_config
 from dga.data.gff import read_gff

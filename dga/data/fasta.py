@@ -1,4 +1,4 @@
-"""FASTA -> uint8 base codes, vectorised with a 256-entry lookup table (no per-base Python loop).
+"""FASTA -> uint8 base codes: records split by Biopython, encoded with a 256-entry lookup table.
 
 Codes: A=0, C=1, G=2, T/U=3, anything else (N and the other IUPAC codes) = 4. Lowercase
 (soft-masked) bases get the same code; the soft mask is kept as a separate boolean track.
@@ -7,7 +7,7 @@ Codes: A=0, C=1, G=2, T/U=3, anything else (N and the other IUPAC codes) = 4. Lo
 from __future__ import annotations
 
 import gzip
-import re
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +27,6 @@ for _ch in _IUPAC + _EXTRA:
 for _i, _ch in enumerate(b"ACGT"):
     CODE_LUT[_ch] = CODE_LUT[_ch + 32] = _i
 CODE_LUT[ord("U")] = CODE_LUT[ord("u")] = 3
-# Only used to locate the first bad character for the error message.
-_INVALID = re.compile(rb"[^" + re.escape(_IUPAC + _IUPAC.lower() + _EXTRA + _EXTRA.lower()) + rb" \t\r\n\v\f]")
 
 
 @dataclass(frozen=True)
@@ -52,12 +50,35 @@ def open_text(path: str | Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
+def _header_line(text: str, k: int) -> int:
+    """1-based line of the k-th record's header (error messages only: a scan over the headers)."""
+    pos = text.find(">")
+    for _ in range(k):
+        pos = text.find("\n>", pos + 1) + 1
+    return text.count("\n", 0, pos) + 1
+
+
+def _bad_character_line(text: str, header_line: int, offset: int) -> tuple[str, int]:
+    """(character, 1-based line) of the `offset`-th sequence character of the record whose header is
+    on `header_line` (the error path only: walks that record's lines)."""
+    lines = text.splitlines()
+    for i in range(header_line, len(lines)):
+        chars = "".join(lines[i].split())
+        if offset < len(chars):
+            return chars[offset], i + 1
+        offset -= len(chars)
+    return "?", header_line
+
+
 def read_fasta(path: str | Path) -> list[FastaRecord]:
-    """Read every record of a (gzipped) FASTA file.
+    """Read every record of a (gzipped) FASTA file: Biopython's `SimpleFastaParser` splits the
+    records, a 256-entry lookup table encodes them (vectorised, no per-base Python loop).
 
     Raises InputError (with file and line) for an empty file, a file that is not FASTA, an
     empty record, a character that is not a nucleotide code, or a duplicate sequence id.
     """
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such FASTA file")
@@ -72,40 +93,25 @@ def read_fasta(path: str | Path) -> list[FastaRecord]:
     if first != b">":
         line = raw[: len(raw) - len(raw.lstrip())].count(b"\n") + 1
         raise InputError(path, f"not a FASTA file: expected a '>' header, found {first!r}", line)
-
-    # Header line starts: byte 0 and every '\n>' (a find loop over records, not bases).
-    starts, pos = [0], raw.find(b"\n>")
-    while pos != -1:
-        starts.append(pos + 1)
-        pos = raw.find(b"\n>", pos + 1)
-    starts[0] = raw.find(b">")
+    text = raw.decode("utf-8", "replace")
     records: list[FastaRecord] = []
-    seen: dict[str, int] = {}
-    line_no = raw.count(b"\n", 0, starts[0]) + 1
-    for i, start in enumerate(starts):
-        header_end = raw.find(b"\n", start)
-        header_end = len(raw) if header_end == -1 else header_end
-        body_end = starts[i + 1] if i + 1 < len(starts) else len(raw)
-        if i:
-            line_no += raw.count(b"\n", starts[i - 1], start)
-        header = raw[start + 1: header_end].decode("utf-8", "replace").strip()
-        if not header:
-            raise InputError(path, "FASTA header has no sequence id", line_no)
-        seq_id, _, description = header.replace("\t", " ").partition(" ")  # the id ends at any whitespace
+    seen: dict[str, int] = {}  # id -> record index
+    for k, (title, seq) in enumerate(SimpleFastaParser(io.StringIO(text))):
+        parts = title.split(None, 1)  # the id ends at any whitespace
+        if not parts:
+            raise InputError(path, "FASTA header has no sequence id", _header_line(text, k))
+        seq_id, description = parts[0], (parts[1] if len(parts) > 1 else "")
         if seq_id in seen:
-            raise InputError(path, f"duplicate sequence id {seq_id!r} (first seen on line {seen[seq_id]})",
-                             line_no)
-        seen[seq_id] = line_no
-        body = raw[header_end + 1: body_end]
-        chars = np.frombuffer(body.translate(None, b" \t\r\n\v\f"), dtype=np.uint8)
+            raise InputError(path, f"duplicate sequence id {seq_id!r} (first seen on line "
+                                   f"{_header_line(text, seen[seq_id])})", _header_line(text, k))
+        seen[seq_id] = k
+        chars = np.frombuffer(seq.encode("utf-8", "replace").translate(None, b" \t\v\f"), dtype=np.uint8)
         if chars.size == 0:
-            raise InputError(path, f"record {seq_id!r} has no sequence", line_no)
+            raise InputError(path, f"record {seq_id!r} has no sequence", _header_line(text, k))
         codes = CODE_LUT[chars]
         if codes.max() == 255:
-            bad = _INVALID.search(body)
-            offset = header_end + 1 + bad.start()
-            raise InputError(path, f"invalid nucleotide character {chr(raw[offset])!r} in record {seq_id!r}",
-                             raw.count(b"\n", 0, offset) + 1)
-        softmask = chars >= ord("a")
-        records.append(FastaRecord(seq_id, description.strip(), codes, softmask))
+            at = int(np.argmax(codes == 255))
+            ch, line = _bad_character_line(text, _header_line(text, k), at)
+            raise InputError(path, f"invalid nucleotide character {ch!r} in record {seq_id!r} (base {at + 1})", line)
+        records.append(FastaRecord(seq_id, description.strip(), codes, chars >= ord("a")))
     return records
