@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean system-deps
+.PHONY: demo test test-fast lint bench clean system-deps
 
 # Debian packages some tests drive: chromium (MLflow UI browser test), genometools (gt gff3validator),
 # slurmctld slurmd slurm-client munge postgresql (the one-node SLURM cluster and PostgreSQL server). Skipped where already present.
@@ -28,6 +28,13 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)   # the tests not marked slow (under 3 minutes on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)        # ruff and mypy, configured in pyproject.toml (CI runs this too)
+	$(BIN)/ruff check dga tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_store.py

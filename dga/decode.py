@@ -205,7 +205,7 @@ def _assemble(seqid: str, strand: str, pieces: list[tuple[int, int, int]], codes
         phased.append((s, e, phase))
         done += e - s
     phased.sort()
-    gene = GeneModel(seqid, strand, exons[0][0], exons[-1][1], [tuple(x) for x in exons], phased,
+    gene = GeneModel(seqid, strand, exons[0][0], exons[-1][1], [(int(a), int(b)) for a, b in exons], phased,
                      before if strand == "+" else after, after if strand == "+" else before,
                      int(stops_by_strand[strand][frame]) if stops_by_strand else 0)
     return gene

@@ -164,11 +164,11 @@ def run_evaluate(ref: str, pred: str, fasta: str, regions: list[str], out_json: 
         run_id = None if mlflow_run == "new" else mlflow_run
         exp = None if run_id else tracking.experiment_id("dga-evaluate")
         with mlflow.start_run(run_id=run_id, experiment_id=exp,
-                              run_name=None if run_id else f"evaluate-{Path(pred).stem}"):
+                              run_name=None if run_id else f"evaluate-{Path(pred).stem}") as run:
             mlflow.log_metrics({f"eval_{k}": v for k, v in flat_metrics(res).items()})
             mlflow.log_params({"eval_reference": str(ref), "eval_prediction": str(pred),
                                "eval_region": ",".join(res["region"])[:500]})
             tracking.log_confusion(cm, "eval_confusion", f"{Path(pred).name} vs reference")
             mlflow.log_dict(res, "evaluation.json")
-            print(f"logged to MLflow run {mlflow.active_run().info.run_id}", file=sys.stderr)
+            print(f"logged to MLflow run {run.info.run_id}", file=sys.stderr)
     return 0

@@ -25,7 +25,7 @@ def _alive(pid: int) -> bool:
 def clean_stale(parent: str | Path, prefix: str) -> list[Path]:
     """Remove `parent/<prefix><pid>-*` folders whose process is gone; returns what was removed."""
     parent = Path(parent)
-    removed = []
+    removed: list[Path] = []
     if not parent.is_dir():
         return removed
     for path in parent.glob(f"{prefix}*"):

@@ -413,6 +413,7 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
                 tracking.log_epoch(record)
         mlflow.log_param("n_parameters", result.n_parameters)
         mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
+        assert result.confusion is not None  # a fold always validates
         tracking.log_confusion(result.confusion, "val_confusion", f"fold {cfg.fold}, best epoch {result.best_epoch}")
         tracking.log_curves(result.history)
         # the fold model as a bundle: registration tunes the winner's decoder on these
@@ -565,7 +566,7 @@ def make_objective(ctx: TrialContext):
                 ctx.log(f"  FAILED: {reason}")
                 raise
 
-    objective.stop = ctx.stop
+    objective.stop = ctx.stop  # type: ignore[attr-defined]  # read by run_worker's SIGTERM handler
     return objective
 
 
@@ -733,7 +734,7 @@ def log_study_summary(study, sc: SearchConfig, experiment_id: str, baseline: dic
     states = [r["state"] for r in rows]
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
                           run_name=None if run_id else "study-summary",
-                          tags=None if run_id else {"dga.kind": "study_summary", "optuna_study": sc.study_name}):
+                          tags=None if run_id else {"dga.kind": "study_summary", "optuna_study": sc.study_name}) as run:
         mlflow.log_dict({"search": sc.to_dict(), "trials": rows}, "trials.json")
         mlflow.log_text(format_table(rows, sc.objective), "trials.txt")
         metrics = {f"n_{s.lower()}": float(states.count(s)) for s in ("COMPLETE", "PRUNED", "FAIL")}
@@ -761,7 +762,7 @@ def log_study_summary(study, sc: SearchConfig, experiment_id: str, baseline: dic
                 fig.tight_layout()
                 mlflow.log_figure(fig, f"optuna/{name}.png")
                 plt.close(fig)
-        return mlflow.active_run().info.run_id
+        return run.info.run_id
 
 
 # --------------------------------------------------------------------------------------- driver

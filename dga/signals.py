@@ -71,7 +71,7 @@ class SignalModel:
         arrays = {f"site_{k}": v.astype(np.float32) for k, v in self.logodds.items()}
         arrays.update({f"window_{k}": np.array(self.window(k)) for k in self.logodds})
         np.savez_compressed(path, coding=self.coding.astype(np.float32), min_intron=np.array(self.min_intron),
-                            counts=np.array(json.dumps(self.counts)), **arrays)
+                            counts=np.array(json.dumps(self.counts)), **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str | Path) -> "SignalModel":
@@ -91,7 +91,8 @@ class SignalModel:
             if coding.shape != (3, 4 ** (ORDER + 1)):
                 raise InputError(path, f"coding table has shape {coding.shape}, expected (3, {4 ** (ORDER + 1)})")
             return cls(lo, coding, json.loads(str(z["counts"])),
-                       int(z["min_intron"]) if "min_intron" in z else DEFAULT_MIN_INTRON, windows)
+                       int(z["min_intron"]) if "min_intron" in z else DEFAULT_MIN_INTRON,
+                       {k: (int(a), int(b)) for k, (a, b) in windows.items()})
 
 
 def _match(codes: np.ndarray, at: np.ndarray, motif: str) -> np.ndarray:
@@ -204,8 +205,8 @@ def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> Sig
                for r in regions]
     rng = np.random.default_rng(seed)
     spans = [(int(s["offset"]), int(s["length"])) for s in store.seqids]
-    sites = {k: [] for k in SITES}
-    bgs = {k: [] for k in SITES}
+    sites: dict[str, list] = {k: [] for k in SITES}
+    bgs: dict[str, list] = {k: [] for k in SITES}
     size = 4 ** (ORDER + 1)
     cds_counts, bg_counts = np.ones((3, size)), np.ones(size)
     readings = list(_readings(store, allowed, spans))

@@ -53,7 +53,9 @@ def experiment_id(name: str) -> str:
     try:
         return mlflow.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # another worker created it first
-        return mlflow.get_experiment_by_name(name).experiment_id
+        created = mlflow.get_experiment_by_name(name)
+        assert created is not None
+        return created.experiment_id
 
 
 def run_tags(device: str, world_size: int, store_checksum: str) -> dict[str, str]:
@@ -67,11 +69,12 @@ def log_store_input(store, context: str = "training") -> None:
     """The store manifest as the run's dataset input (source, digest = store checksum) and as an artifact."""
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 
     name = store.manifest.get("dataset") or store.path.name
-    mlflow.log_input(MetaDataset(LocalArtifactDatasetSource(str(store.path.resolve())), name=name,
-                                 digest=store.checksum), context=context)
+    source = LocalArtifactDatasetSource(str(store.path.resolve()))
+    dataset = MetaDataset(source, name=name, digest=store.checksum)  # type: ignore[abstract]
+    mlflow.log_input(dataset, context=context)
     mlflow.log_dict(store.manifest, "store_manifest.json")
 
 

@@ -207,7 +207,7 @@ def validate(model: nn.Module, store: Store, regions: list[Region], cfg: Config,
         both = both.cpu()
         cm, loss_sum = both[: cm.size].numpy().astype(np.int64).reshape(cm.shape), both[cm.size:]
     model.train(was_training)
-    return cm, float(loss_sum[0] / max(loss_sum[1], 1))
+    return cm, float(loss_sum[0]) / max(float(loss_sum[1]), 1.0)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -346,7 +346,7 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                 record["val_loss"] = val_loss
                 record.update({f"val_{k}": v for k, v in metrics_from_confusion(cm).items()})
                 record["val_confusion"] = cm.tolist()
-                score = record[f"val_{cfg.objective}"]
+                score = float(record[f"val_{cfg.objective}"])
                 if score > best_score:
                     best_score, stale, result.best_epoch = score, 0, epoch + 1
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

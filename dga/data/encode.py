@@ -43,9 +43,8 @@ def _strand_labels(transcripts: list[Transcript], offsets: dict[str, int], n: in
     exon = arrays([(offsets[t.seqid] + s, offsets[t.seqid] + e) for t in transcripts for s, e in t.exons])
     cds = arrays([(offsets[t.seqid] + s, offsets[t.seqid] + e) for t in transcripts for s, e, _ in t.cds])
     labels = np.full(n, Label.INTERGENIC, dtype=np.uint8)
-    labels[_coverage(*span, n)] = Label.INTRON
-    labels[_coverage(*exon, n)] = Label.UTR
-    labels[_coverage(*cds, n)] = Label.CDS
+    for (starts, ends), label in ((span, Label.INTRON), (exon, Label.UTR), (cds, Label.CDS)):
+        labels[_coverage(starts, ends, n)] = label
     return labels
 
 

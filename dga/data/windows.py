@@ -219,5 +219,6 @@ def batch_loader(dataset: WindowDataset, batches: EpochBatches, num_workers: int
     """A DataLoader that fetches whole batches with one vectorised __getitem__ call."""
     from torch.utils.data import DataLoader
 
-    return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=num_workers,
+    return DataLoader(dataset, sampler=batches,  # type: ignore[arg-type]  # a map-style dataset by protocol
+                      batch_size=None, num_workers=num_workers,
                       persistent_workers=num_workers > 0)
