@@ -515,7 +515,11 @@ def make_objective(ctx: TrialContext):
             results: list[FoldResult] = []
             try:
                 cfg = trial_config(ctx.base, overrides)
-                mlflow.log_params(cfg.to_dict())
+                # the trial as the study runs it: its folds, the study's experiment, no model of its own
+                mlflow.log_params({**replace(cfg, experiment=sc.mlflow_experiment, log_model=False,
+                                             run_name=f"trial-{trial.number:03d}").to_dict(),
+                                   "fold": ",".join(map(str, ctx.folds)),
+                                   "checkpoint_dir": str(ctx.checkpoint_root / f"trial-{origin:04d}")})
                 mlflow.set_tags(tracking.run_tags(str(ctx.dist.device), ctx.sc.processes_per_trial,
                                                   ctx.store.checksum))
                 t0 = time.perf_counter()

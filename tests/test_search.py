@@ -172,6 +172,8 @@ def test_two_workers_complete_the_requested_trials_once(two_worker_study):
     for run in parents:
         assert run.info.status == "FINISHED" and run.data.tags["optuna_state"] == "COMPLETE"
         assert run.data.tags["store_checksum"] and run.data.tags["optuna_study"] == "two-workers"
+        p = run.data.params  # the trial as the study ran it, not a lone `dga train` run's defaults
+        assert p["experiment"] == "two-workers" and p["fold"] == "0,1" and p["log_model"] == "False"
         m = run.data.metrics
         assert {"cv_genic_f1_mean", "cv_genic_f1_std", "cv_f1_CDS_mean", "cv_macro_f1_mean"} <= set(m)
         trial = trials[int(run.data.tags["optuna_trial"])]
