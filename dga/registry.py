@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -91,6 +92,27 @@ def cv_record(study, trial, sc, fold_models: list) -> dict:
             "trials_complete": states.count(TrialState.COMPLETE), "trials_pruned": states.count(TrialState.PRUNED),
             "trials_failed": states.count(TrialState.FAIL),
             "space": study.user_attrs.get("search", {}).get("space", [])}
+
+
+def next_steps(name: str, cfg: Config) -> str:
+    """Commands that use the champion, runnable as printed from any directory of a fresh shell."""
+    import shlex
+
+    import mlflow
+
+    uri = f"MLFLOW_TRACKING_URI={shlex.quote(mlflow.get_tracking_uri())}"
+    fasta = ""
+    if cfg.fasta:
+        fasta = str(Path(cfg.fasta).resolve())
+    elif cfg.dataset:
+        from dga.data.sources import resolve
+
+        fasta = str(resolve(cfg.dataset)[0])
+    py = f"import dga.api as dga; m = dga.load('models:/{name}@{ALIAS}'); print(m.source, m.config.hidden_size)"
+    return ("use it (from any directory):\n"
+            f"  {uri} dga predict {shlex.quote(fasta or 'genome.fa')} --model models:/{name}@{ALIAS} "
+            f"-o champion.gff3\n"
+            f"  {uri} python -c {shlex.quote(py)}")
 
 
 def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
@@ -193,8 +215,7 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
     else:
         decision = (f"CV {sc.objective} {score:.4f} <= champion v{old_version}'s {old:.4f}: champion stays; "
                     f"v{version} registered without the alias")
-    print(f"registry: {decision}\nannotate with it: dga predict genome.fa --model models:/{name}@{ALIAS} -o genes.gff3"
-          f"\n(from Python: MLFLOW_TRACKING_URI={mlflow.get_tracking_uri()} and dga.predict.load_model("
-          f"'models:/{name}@{ALIAS}'))")
+    print(f"registry: {decision}")
+    print(next_steps(name, cfg))
     return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
             "test": test, "confusion": np.asarray(cm).tolist(), "bundle": str(folder)}

@@ -157,7 +157,9 @@ def test_gtf_is_read_too(make_case, tmp_path):
     (L("chr", "gene", 0, 10, "+", "ID=g"), "bad coordinates 0..10"),
     (L("chr", "gene", 1, 10, "*", "ID=g"), "unknown strand"),
     (L("chrX", "gene", 1, 10, "+", "ID=g"), "'chrX' is not in the FASTA"),
-    (L("chr", "gene", 1, 201, "+", "ID=g"), "runs past the end of 'chr' \\(length 200\\)"),
+    (L("chr", "gene", 1, 201, "+", "ID=g"),
+     "runs past the end of 'chr' \\(length 200 in the FASTA; to score a stretch of a sequence, give the whole "
+     "sequence's FASTA and --region"),
     (L("chr", "CDS", 1, 10, "+", "ID=c", "0"), "CDS without a parent transcript"),
     (L("chr", "CDS", 1, 10, "+", "Parent=ghost", "0"), "no feature has ID='ghost'"),
     (L("chr", "CDS", 1, 10, "+", "Parent=g", "7"), "phase must be"),

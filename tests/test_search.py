@@ -478,3 +478,19 @@ def test_a_completed_configuration_is_never_trained_again(tmp_path, dmel_store):
     assert dups and all(t.state.name == "FAIL" for t in dups)
     assert "already complete: not trained again" in proc.stdout
     assert "search space looks exhausted" in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_printed_next_steps_run_verbatim(two_worker_study, tmp_path):
+    """What `dga search` prints after registering runs as printed, in a fresh shell elsewhere."""
+    _, proc, _ = two_worker_study
+    lines = proc.stdout.split("use it (from any directory):\n", 1)[1].splitlines()[:2]
+    assert lines[0].strip().split()[1] == "dga" and "python -c" in lines[1]
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    for line in lines:
+        out = subprocess.run(line.strip(), shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, (line, out.stderr[-2000:])
+    assert (tmp_path / "champion.gff3").read_text().startswith("##gff-version 3")
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()

@@ -135,7 +135,9 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
                 raise InputError(path, f"sequence {seqid!r} is not in the FASTA (FASTA has: {known})", line_no)
             if end > seq_lengths[seqid]:
                 raise InputError(path, f"feature {start}..{end} runs past the end of {seqid!r} "
-                                       f"(length {seq_lengths[seqid]})", line_no)
+                                       f"(length {seq_lengths[seqid]} in the FASTA; to score a stretch of a "
+                                       f"sequence, give the whole sequence's FASTA and --region SEQID:START-END)",
+                                 line_no)
             n_features += 1
             gtf = "=" not in attr_s and '"' in attr_s
             attrs = _attributes(attr_s, gtf)
