@@ -23,9 +23,9 @@ gene or an intron, or ending a gene without UTR, costs a fixed log-penalty, and 
 UTR base a class bias (the network's class-weighted training over-calls the rare classes). The
 settings (`HMMParams`) are tuned by `dga tune-decoder` on a model's cross-validation folds.
 A gene cut by the sequence's end is allowed and marked partial.
-The dynamic programme is compiled with numba: about 1.2 s per million bases (both strands, site
-scoring included) on one core, with one byte of back-pointer per state and base; long sequences
-are cut at confident intergenic bases.
+The dynamic programme is compiled with numba, with one byte of back-pointer per state and base;
+long sequences are cut at confident intergenic bases (`benchmarks/compare_augustus.py` times
+prediction and decoding together).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class HMMParams:
     @classmethod
     def without_signals(cls) -> "HMMParams":
         """Settings for a model that has no signal models: the network's probabilities carry the
-        decision alone (measured on A. thaliana fold 0: exon F1 0.13 against 0.04 for the rules)."""
+        decision alone."""
         return cls(gene=-20.0, intron=-8.0, utr_intron=-6.0, no_utr=-3.0, utr_atg=0.0, emission_weight=1.0,
                    bias_cds=0.0, bias_intron=0.0, bias_utr=0.0)
 
@@ -365,9 +365,12 @@ def path_to_genes(path: np.ndarray, seqid: str, offset: int = 0, min_cds: int = 
         cs, ce = cds_segs[0][0], cds_segs[-1][1]
         before = [(s, min(e, cs)) for s, e in exons if s < cs]
         after = [(max(s, ce), e) for s, e in exons if e > ce]
-        gene = GeneModel(seqid, strand, exons[0][0], exons[-1][1], exons, cds,
+        # a gene that runs off an end of the path is partial, and its span reaches that end (it may
+        # begin or end inside an intron there); any other gene spans its first to its last exon
+        at_start, at_end = a == 0, b == len(path)
+        gene = GeneModel(seqid, strand, a if at_start else exons[0][0], b if at_end else exons[-1][1], exons, cds,
                          before if strand == "+" else after, after if strand == "+" else before,
-                         partial=a == 0 or b == len(path))
+                         partial=at_start or at_end)
         genes.append(gene)
     return shift_genes(genes, offset)
 

@@ -13,18 +13,16 @@ class BiLSTMTagger(nn.Module):
     """Bidirectional LSTM tagger.
 
     Input x: float [batch, length, 4] one-hot (N = all zeros); length must be divisible by
-    bases_per_step. Output: float [batch, length, n_outputs] logits where the first 4 are the
-    classes; `phase_head=True` appends 3 CDS codon-position logits (columns 4..6) without
-    changing the call signature.
+    bases_per_step. Output: float [batch, length, 4] class logits.
     With bases_per_step = k the LSTM reads k bases per timestep (4k features) and the head emits
     k bases' logits per timestep, as Helixer does: k-fold fewer recurrent steps at equal cost per step.
     """
 
     def __init__(self, input_size: int = 4, hidden_size: int = 64, num_layers: int = 2, dropout: float = 0.0,
-                 bases_per_step: int = 1, phase_head: bool = False):
+                 bases_per_step: int = 1):
         super().__init__()
-        self.input_size, self.bases_per_step, self.phase_head = input_size, bases_per_step, phase_head
-        self.n_outputs = N_CLASSES + (3 if phase_head else 0)
+        self.input_size, self.bases_per_step = input_size, bases_per_step
+        self.n_outputs = N_CLASSES
         self.lstm = nn.LSTM(input_size * bases_per_step, hidden_size, num_layers, batch_first=True,
                             bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(2 * hidden_size, self.n_outputs * bases_per_step)

@@ -7,10 +7,8 @@ context: the donor's exon and intron bases, the acceptor's polypyrimidine tract,
 of a start. As in AUGUSTUS and GeneMark, in their simplest form:
 - a log-odds weight array matrix per site kind (a position weight matrix of order 2, WAM:
   P(base | two previous bases) at each position; real sites against every other occurrence of the
-  same core motif), scoring each candidate boundary. On A. thaliana fold 0 a first-order WAM raised
-  exon F1 from 0.711 to 0.740 over a plain PWM; order 2 over wider windows (30 bases around a donor,
-  66 around an acceptor, the pyrimidine tract and branch point) raised held-out average precision
-  of real among candidate sites from 0.54 to 0.66 (donor) and 0.54 to 0.61 (acceptor);
+  same core motif), scoring each candidate boundary, over windows of 30 bases around a donor and
+  66 around an acceptor (the pyrimidine tract and branch point);
 - a 3-periodic Markov chain of order 5 (coding vs. all sequence), scoring each base as a codon
   position; it ties the reading frame to the sequence.
 Both are fitted from the store's strand-specific label and codon-position tracks (training region

@@ -1,6 +1,7 @@
 """SLURM scale-out: `dga slurm submit` renders and submits the study's job array (plus a final job that
 summarises the study and registers the best model), and `dga mlflow-server` starts a tracking
-server for a cluster. The job scripts themselves are slurm/train-ddp.sbatch and slurm/search-array.sbatch.
+server for a cluster. The job scripts are package data, dga/sbatch/*.sbatch (linked from slurm/ at the top
+of the repository).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from dga.errors import InputError
 
-SLURM_DIR = Path(__file__).resolve().parents[1] / "slurm"
+SLURM_DIR = Path(__file__).resolve().parent / "sbatch"  # package data (slurm/ at the top links here)
 
 
 def _minutes(m: float) -> str:

@@ -132,7 +132,9 @@ def make_card(b: bundle_io.Bundle, name: str, source: str, test: dict, slice_che
                         "decoder_tuning_hours": round(tuned.get("seconds", 0.0) / 3600, 4)},
             "software": {k: training.get(k) for k in ("dga_version", "git_commit", "torch_version")},
             "parent": prov.get("parent"), "exported_from": source, "intended_use": intended_use,
-            "test_region_looked_at": "once, by `dga zoo export`, after training, selection and decoder tuning"}
+            "test_region_looked_at": "once, by `dga zoo export`, after training, selection and decoder tuning"
+                                     + (f"; earlier: {prov['test_region_disclosure']}"
+                                        if prov.get("test_region_disclosure") else "")}
     for key in ("legacy",):
         if key in prov:
             card[key] = prov[key]

@@ -1,6 +1,7 @@
 """A real one-node SLURM cluster (slurmctld + slurmd + munge on localhost) and a PostgreSQL server on
 loopback, started for the test session. Debian packages: slurmctld slurmd slurm-client munge
-postgresql (installed by `make system-deps`). Recipe and pitfalls: shared/notes/slurm-on-debian.md."""
+postgresql (installed by `make system-deps`). Runs as root: munge needs its key and a running munged
+before slurmctld/slurmd start, and slurm.conf names this host as both controller and node."""
 
 from __future__ import annotations
 

@@ -104,9 +104,10 @@ def test_hmm_turns_reference_probabilities_into_the_annotated_genes(dmel_store, 
         write_gff3(genes, {seqid: n}, fh)
     back = read_gff(out, {seqid: n}).transcripts
     assert {tuple((s, e) for s, e, _ in t.cds) for t in back} == {tuple((s, e) for s, e, _ in g.cds) for g in genes}
-    if shutil.which("gt"):  # genometools; .ci/run installs it
-        proc = subprocess.run(["gt", "gff3validator", str(out)], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
+    if not shutil.which("gt"):  # genometools (`make system-deps` installs it): a check not run shows as skipped
+        pytest.skip("gt (genometools) is not installed: gff3validator not run")
+    proc = subprocess.run(["gt", "gff3validator", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_hmm_gene_models_are_open_reading_frames(dmel):
@@ -118,7 +119,7 @@ def test_hmm_gene_models_are_open_reading_frames(dmel):
     genes = hmm_decode(noisy, None, codes, seqid, params=HMMParams(gene=-10.0), signals=signals)
     assert len(genes) > 20
     partial = [g for g in genes if g.partial]  # cut by the sequence's ends: they may lack a start or stop
-    assert len(partial) <= 2 and all(g.start < 5000 or g.end > n - 5000 for g in partial)
+    assert len(partial) <= 2 and all(g.start == 0 or g.end == n for g in partial)  # only genes at an end
     for g in genes:
         if g.partial:
             continue
