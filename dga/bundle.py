@@ -32,6 +32,7 @@ from typing import Any
 
 from dga.config import Config, load_config
 from dga.errors import InputError
+from dga.scratch import make_dir
 
 FORMAT = 1
 WEIGHTS, CONFIG, SIGNALS, DECODER, PROVENANCE, CARD, CHECKSUMS = (
@@ -116,7 +117,7 @@ def write(bundle: Bundle, folder: str | Path, *, half: bool = False) -> Path:
     if folder.exists() and not is_bundle(folder):
         raise InputError(folder, "exists and is not a DGA bundle (no checksums.json): not overwriting it")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    tmp = make_dir(folder.parent, f".{folder.name}.part-")  # a killed write is cleaned by the next one
     try:
         state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in bundle.state.items()}
         torch.save(state, tmp / WEIGHTS)
@@ -128,6 +129,7 @@ def write(bundle: Bundle, folder: str | Path, *, half: bool = False) -> Path:
         if bundle.card is not None:
             _write_json(tmp / CARD, bundle.card)
         files = sorted(p.name for p in tmp.iterdir())
+        os.chmod(tmp, 0o755)  # readable by the group that shares the registry or the zoo
         _write_json(tmp / CHECKSUMS, {name: sha256(tmp / name) for name in files})
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")

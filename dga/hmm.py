@@ -52,12 +52,16 @@ M_U3, M_U3I, M_C0, M_C1, M_C2, M_I0, M_I1, M_I2, M_U5, M_U5I, M_T2, M_T1, M_T0, 
 # after TA (TAA/TAG) or TG (TGA); - strand in forward order, where stops read TTA/CTA/TCA: phase 0
 # after TT/CT/TC (then A), phase 1 after T (then TA/CA) or C (then TA).
 P_I1T, P_I2TA, P_I2TG, M_I0X, M_I1T, M_I1C = range(33, 39)
-N_STATES = 39
+# Intergenic right after a gene: a chain of min_intergenic - 1 young states (as for introns) before
+# it may become plain intergenic, from which the next gene can start: no two genes closer than the
+# shortest gap between annotated genes of the training region.
+IG_AFTER = 39
+N_STATES = 40
 
 _C, _I, _U, _N = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
 _STRAND_CLASSES = [_U, _I, _C, _C, _C, _I, _I, _I, _U, _I, _C, _C, _C, _C, _C, _C]
-STATE_CLASS = np.array([_N] + _STRAND_CLASSES * 2 + [_I] * 6, dtype=np.int64)
-STATE_STRAND = np.array([0] + [1] * 16 + [-1] * 16 + [1] * 3 + [-1] * 3, dtype=np.int8)
+STATE_CLASS = np.array([_N] + _STRAND_CLASSES * 2 + [_I] * 6 + [_N], dtype=np.int64)
+STATE_STRAND = np.array([0] + [1] * 16 + [-1] * 16 + [1] * 3 + [-1] * 3 + [0], dtype=np.int8)
 INTRON_STATES = np.array([P_U5I, P_I0, P_I1, P_I2, P_U3I, M_U3I, M_I0, M_I1, M_I2, M_U5I,
                           P_I1T, P_I2TA, P_I2TG, M_I0X, M_I1T, M_I1C], dtype=np.int64)
 STATE_CODON = np.full(N_STATES, -1, dtype=np.int64)  # codon position of CDS states, -1 elsewhere
@@ -87,6 +91,8 @@ class HMMParams:
     bias_utr: float = -0.143
     min_intron: float = 0  # shortest intron the decoder may call (bases); 0: the signal model's (the
     # 1st percentile of the training region's introns), 20 without one
+    min_intergenic: float = 0  # shortest gap between two genes (bases); 0: the signal model's (learned
+    # from the training region's gene gaps), 1 without one
     floor: float = 1e-4  # probabilities are clipped here before the log
 
     @classmethod
@@ -107,7 +113,8 @@ class HMMParams:
 
 @njit(cache=True)
 def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand, state_codon, introns, gene,
-             intron, utr_intron, no_utr, utr_atg, min_intron, open_start, open_end):  # pragma: no cover
+             intron, utr_intron, no_utr, utr_atg, min_intron, min_intergenic, open_start,
+             open_end):  # pragma: no cover
     """sc [T, 8]: site scores (`dga.signals.COLUMNS`) of the boundary before each base, < -1e3 where
     the motif is absent, except that the + stop (column 3) and - start (column 7) are moved to the
     codon's first base. `introns` lists the intron states: each is a chain of min_intron - 1 young
@@ -123,7 +130,12 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
     A, C, G, TT = 0, 1, 2, 3
     NEG = -1e30
     CHAIN = -1  # back-pointer of a mature intron state that came from the end of its young chain
+    CHAIN_IG = -2  # the same for the intergenic-after-a-gene state
+    R = S - 1  # that state (IG_AFTER)
     D = max(min_intron - 1, 1)
+    DG = max(min_intergenic - 1, 1)
+    young_ig = np.full(DG, NEG)
+    entry_back_ig = np.zeros(T, dtype=np.int8)
     NI = introns.shape[0]
     young = np.full((NI, D), NEG)
     entry_back = np.zeros((T, NI), dtype=np.int8)
@@ -131,8 +143,8 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
     prev = np.zeros(S, dtype=np.float64)
     cur = np.empty(S, dtype=np.float64)
     for s in range(S):
-        if s == 0:
-            prev[s] = em_ig[0]
+        if s == 0 or s == R:
+            prev[s] = em_ig[0] if s == 0 or open_start else NEG
         elif not open_start:
             prev[s] = NEG
         elif state_strand[s] > 0:
@@ -160,19 +172,24 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
                 cur[s] = score
                 back[t, s] = src
 
-        # intergenic: stays, or a gene ends
+        # intergenic: stays, or (after the young chain of IG_AFTER) the gap since the last gene is
+        # long enough for the next one to start; a gene ends into IG_AFTER's chain
         take(0, prev[0], 0)
-        take(0, prev[9], 9)  # + 3' UTR ends
-        take(0, prev[16] + no_utr, 16)  # + stop codon ends the gene, no 3' UTR
-        take(0, prev[25], 25)  # - 5' UTR ends
-        take(0, prev[32] + no_utr, 32)  # - start codon ends the gene, no 5' UTR
+        take(0, prev[R], R)
+        after = R if min_intergenic > 1 else 0  # no minimum gap: straight back to intergenic
+        take(after, prev[9], 9)  # + 3' UTR ends
+        take(after, prev[16] + no_utr, 16)  # + stop codon ends the gene, no 3' UTR
+        take(after, prev[25], 25)  # - 5' UTR ends
+        take(after, prev[32] + no_utr, 32)  # - start codon ends the gene, no 5' UTR
         # ---- + strand
         take(1, prev[1], 1)
         take(1, prev[0] + gene, 0)
+        take(1, prev[R] + gene, R)
         take(1, prev[2] + p_acc, 2)
         take(2, prev[1] + intron + utr_intron + p_don, 1)
         take(11, prev[1] + p_start, 1)  # start codon at t..t+2
         take(11, prev[0] + gene + no_utr + p_start, 0)
+        take(11, prev[R] + gene + no_utr + p_start, R)
         take(12, prev[11], 11)
         take(13, prev[12], 12)
         take(3, c2, 5)
@@ -204,10 +221,12 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
         # ---- - strand (forward order); an intron opens at its acceptor (CT), closes at its donor
         take(17, prev[17], 17)
         take(17, prev[0] + gene, 0)
+        take(17, prev[R] + gene, R)
         take(17, prev[18] + m_don, 18)
         take(18, prev[17] + intron + utr_intron + m_acc, 17)
         take(27, prev[17] + m_stop, 17)  # stop codon at t..t+2 (forward), codon positions 2, 1, 0
         take(27, prev[0] + gene + no_utr + m_stop, 0)
+        take(27, prev[R] + gene + no_utr + m_stop, R)
         take(28, prev[27], 27)
         take(29, prev[28], 28)
         if not m_in_frame_stop:  # a codon that reads as a stop is never entered as CDS
@@ -253,9 +272,22 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
                 young[i, j] = young[i, j - 1] + e
             young[i, 0] = entry + e
             entry_back[t, i] = src
+        # IG_AFTER (as the introns): what entered at t (a gene ended) starts its young chain; the
+        # mature state keeps its own score or takes the chain's end (entered DG bases ago)
+        if min_intergenic > 1:
+            g_entry, g_src = cur[R], back[t, R]
+            if prev[R] >= young_ig[DG - 1]:
+                cur[R], back[t, R] = prev[R], R
+            else:
+                cur[R], back[t, R] = young_ig[DG - 1], CHAIN_IG
+            for j in range(DG - 1, 0, -1):
+                young_ig[j] = young_ig[j - 1] + em_ig[t]
+            young_ig[0] = g_entry + em_ig[t]
+            entry_back_ig[t] = g_src
         # emissions: the class probability, plus coding content at the state's codon position
         cur[0] += em_ig[t]
-        for s in range(1, S):
+        cur[R] += em_ig[t]
+        for s in range(1, S - 1):
             c = state_class[s]
             plus = state_strand[s] > 0
             cur[s] += em_plus[t, c] if plus else em_minus[t, c]
@@ -270,8 +302,8 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
             prev[s] = cur[s]
     path = np.empty(T, dtype=np.int8)
     s = 0
-    for j in range(S if open_end else 1):
-        if prev[j] > prev[s]:
+    for j in range(S):
+        if (open_end or j == 0 or j == R) and prev[j] > prev[s]:
             s = j
     index = np.full(S, -1, dtype=np.int64)
     for i in range(NI):
@@ -280,7 +312,15 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
     while t >= 0:
         path[t] = s
         b = back[t, s]
-        if b == CHAIN:  # the young chain: bases t-D .. t-1, entered at t-D from entry_back
+        if b == CHAIN_IG:  # IG_AFTER's young chain: bases t-DG .. t-1, entered at t-DG after a gene
+            t0 = t - DG
+            for j in range(max(t0, 0), t):
+                path[j] = s
+            if t0 <= 0:
+                break
+            s = entry_back_ig[t0]
+            t = t0 - 1
+        elif b == CHAIN:  # the young chain: bases t-D .. t-1, entered at t-D from entry_back
             t0 = t - D
             for j in range(max(t0, 0), t):
                 path[j] = s
@@ -329,6 +369,7 @@ def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: 
                     STATE_CODON, INTRON_STATES, params.gene,
                     params.intron, params.utr_intron, params.no_utr, params.utr_atg,
                     int(params.min_intron) or (signals.min_intron if signals is not None else DEFAULT_MIN_INTRON),
+                    int(params.min_intergenic) or (signals.min_intergenic if signals is not None else 1),
                     open_ends[0], open_ends[1])
 
 
@@ -340,7 +381,7 @@ def _segments(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:
 def path_to_genes(path: np.ndarray, seqid: str, offset: int = 0, min_cds: int = 0) -> list[GeneModel]:
     """Gene models from a state path: each maximal run of non-intergenic states is one gene; one that
     runs into either end of the path is marked partial (it may lack its start or stop codon)."""
-    starts, ends, vals = runs((path != IG).astype(np.uint8))
+    starts, ends, vals = runs(((path != IG) & (path != IG_AFTER)).astype(np.uint8))
     genes: list[GeneModel] = []
     for a, b, genic in zip(starts, ends, vals):
         if not genic:

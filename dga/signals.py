@@ -58,6 +58,7 @@ class SignalModel:
     counts: dict[str, int]  # real sites (and coding bases) each part was fitted on
     min_intron: int = 20  # shortest intron the decoder calls: 1st percentile of the training introns
     windows: dict[str, tuple[int, int]] | None = None  # None: `SITES`' windows
+    min_intergenic: int = 1  # shortest gap the decoder leaves between two genes (learned; 1: none)
 
     def window(self, kind: str) -> tuple[int, int]:
         return (self.windows or {}).get(kind, SITES[kind][2])
@@ -69,6 +70,7 @@ class SignalModel:
         arrays = {f"site_{k}": v.astype(np.float32) for k, v in self.logodds.items()}
         arrays.update({f"window_{k}": np.array(self.window(k)) for k in self.logodds})
         np.savez_compressed(path, coding=self.coding.astype(np.float32), min_intron=np.array(self.min_intron),
+                            min_intergenic=np.array(self.min_intergenic),
                             counts=np.array(json.dumps(self.counts)), **arrays)  # type: ignore[arg-type]
 
     @classmethod
@@ -90,7 +92,8 @@ class SignalModel:
                 raise InputError(path, f"coding table has shape {coding.shape}, expected (3, {4 ** (ORDER + 1)})")
             return cls(lo, coding, json.loads(str(z["counts"])),
                        int(z["min_intron"]) if "min_intron" in z else DEFAULT_MIN_INTRON,
-                       {k: (int(a), int(b)) for k, (a, b) in windows.items()})
+                       {k: (int(a), int(b)) for k, (a, b) in windows.items()},
+                       int(z["min_intergenic"]) if "min_intergenic" in z else 1)  # older files: no minimum
 
 
 def _match(codes: np.ndarray, at: np.ndarray, motif: str) -> np.ndarray:
@@ -257,7 +260,26 @@ def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> Sig
     # the decoder's shortest intron: the 1st percentile of the annotated ones (a few very short
     # annotated introns are worth losing against the many spurious short ones a decoder calls)
     min_intron = int(np.percentile(lengths, 1)) if len(lengths) >= 100 else DEFAULT_MIN_INTRON
-    return SignalModel(logodds, coding, counts, max(min_intron, DEFAULT_MIN_INTRON))
+    return SignalModel(logodds, coding, counts, max(min_intron, DEFAULT_MIN_INTRON),
+                       min_intergenic=min_gene_gap(store, allowed))
+
+
+def min_gene_gap(store, allowed: list[tuple[int, int]]) -> int:
+    """The decoder's shortest gap between two genes: the 1st percentile of the intergenic stretches
+    between consecutive annotated genes (either strand) inside the training region, or the shortest
+    one when there are fewer than 100; 1 (no minimum) when there is none."""
+    from dga.decode import runs
+
+    label = store.track("label")
+    gaps = []
+    for a, b in allowed:
+        s, e, v = runs((np.asarray(label[a:b]) != Label.INTERGENIC).astype(np.uint8))
+        inner = (v[1:-1] == 0)  # intergenic runs with a gene on both sides
+        gaps.append((e[1:-1] - s[1:-1])[inner])
+    gaps_all = np.concatenate(gaps) if gaps else np.zeros(0)
+    if len(gaps_all) == 0:
+        return 1
+    return max(1, int(np.percentile(gaps_all, 1)) if len(gaps_all) >= 100 else int(gaps_all.min()))
 
 
 def _table_score(table: np.ndarray, order: int, codes: np.ndarray, pos: np.ndarray, window: tuple[int, int],

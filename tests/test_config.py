@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import pytest
 
 from dga.config import Config, load_config
 from dga.errors import InputError
 from dga.model import build_model, count_parameters
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def test_defaults_file_and_overrides_precedence(tmp_path):
@@ -32,15 +36,13 @@ def test_config_errors_name_the_key(tmp_path, text, overrides, message):
 
 
 def test_seed_config_reproduces_the_prototype_parameter_count():
-    cfg = load_config("experiments/seed.toml")
+    cfg = load_config(EXPERIMENTS / "seed.toml")
     assert (cfg.input_size, cfg.hidden_size, cfg.num_layers, cfg.window) == (15, 20, 4, 20)
     assert count_parameters(build_model(cfg)) == 35_844
 
 
 def test_every_experiment_file_loads():
-    from pathlib import Path
-
-    files = sorted(Path("experiments").glob("*.toml"))
+    files = sorted(EXPERIMENTS.glob("*.toml"))
     assert files
     for f in files:
         load_config(f)

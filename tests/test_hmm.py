@@ -181,3 +181,20 @@ def test_signal_files_from_before_the_wider_windows_still_load(dmel, tmp_path):
     np.savez(tmp_path / "bad.npz", coding=signals.coding, counts=np.array("{}"), **tables)
     with pytest.raises(InputError, match="stop matrix has shape"):
         SignalModel.load(tmp_path / "bad.npz")
+
+
+def test_genes_keep_the_learned_minimum_gap(dmel):
+    """Random probabilities invite genes everywhere; the decoder still leaves at least the shortest
+    gap between annotated genes of the training region between any two genes it calls."""
+    seqid, n, codes, ref, signals = dmel
+    assert signals.min_intergenic > 1  # learned from chr4's annotation
+    noisy = np.random.default_rng(1).dirichlet(np.ones(4), size=n).astype(np.float32)
+    genes = sorted(hmm_decode(noisy, None, codes, seqid, params=HMMParams(gene=-5.0), signals=signals),
+                   key=lambda g: g.start)
+    assert len(genes) > 20
+    gaps = [b.start - a.end for a, b in zip(genes, genes[1:])]
+    assert min(gaps) >= signals.min_intergenic, (min(gaps), signals.min_intergenic)
+    # without the learned minimum, the same probabilities give genes closer than that
+    loose = sorted(hmm_decode(noisy, None, codes, seqid, params=HMMParams(gene=-5.0, min_intergenic=1),
+                              signals=signals), key=lambda g: g.start)
+    assert min(b.start - a.end for a, b in zip(loose, loose[1:])) < signals.min_intergenic

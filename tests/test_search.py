@@ -3,6 +3,7 @@ kill -9 and resume, the registry's champion alias and the experiment file's erro
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -396,16 +397,15 @@ def _chromium(url: str, profile: Path, *args: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None,  # decided before the study fixture is built
+                    reason="Debian's chromium is not installed (make system-deps installs it)")
 def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path):
     """`dga ui` on the finished study; headless Chromium opens the experiment's runs page and the
     run comparison view. Set DGA_DOCS_SCREENSHOT=docs/mlflow-compare.png to keep its screenshot."""
     import json
-    import shutil
     import urllib.parse
     import urllib.request
 
-    if shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
     workdir, _, _ = two_worker_study
     port = _free_port()
     ui = subprocess.Popen([sys.executable, "-m", "dga.cli", "ui", "--port", str(port)], cwd=workdir,

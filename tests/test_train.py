@@ -17,7 +17,7 @@ from dga.data.windows import load_or_make_splits
 from dga.runner import run_training
 from dga.train import EXIT_DIVERGED, EXIT_PREEMPTED, DistInfo, validate
 
-TINY = Path("experiments/tiny.toml").resolve()
+TINY = Path(__file__).resolve().parents[1] / "experiments" / "tiny.toml"
 
 
 @pytest.fixture
