@@ -116,7 +116,8 @@ def evaluate(reference: str | Path, prediction: str | Path, fasta: str | Path,
 
 def trials(study: str, storage: str | None = None) -> "pd.DataFrame":
     """A study's trials (Optuna's own `trials_dataframe`) with each trial's MLflow run id and CV scores."""
-    from dga.search import SearchConfig, open_study
+    from dga.search_space import SearchConfig
+    from dga.study_storage import open_study
 
     st = open_study(SearchConfig(study_name=study, storage=storage or ""), create=False)
     frame = st.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))

@@ -101,8 +101,9 @@ def _tune_decoder(args: argparse.Namespace) -> int:
     folds = list(args.fold_model)
     if args.study:  # the fold models of the study's best trial
         from dga.config import load_config
-        from dga.search import SearchConfig, open_study
+        from dga.search_space import SearchConfig
         from dga.study_files import fold_bundles
+        from dga.study_storage import open_study
 
         study = open_study(SearchConfig(study_name=args.study, storage=args.storage or ""), create=False)
         folds += [str(p) for p in fold_bundles(study.best_trial, load_config(None, study.user_attrs["base_config"]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from dga.train import (
     store_for_config,
     training_regions,
 )
+
+HANDOVER = "handover.json"  # in a fold's checkpoint folder: {"parent_run_id", "tags"} from the search
 
 
 def run_name(cfg: Config) -> str:
@@ -98,8 +99,10 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
     exp_id = tracking.experiment_id(cfg.experiment)
     run_id_file = ckpt_dir / "mlflow_run_id"
     run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
-    # A search running folds as torchrun jobs nests them under its trial run (and tags them).
-    parent = os.environ.get("DGA_PARENT_RUN_ID") or None
+    # A search running folds as torchrun jobs nests them under its trial run (and tags them): its
+    # hand-over file in the checkpoint folder says which run and which tags.
+    handover = json.loads((ckpt_dir / HANDOVER).read_text()) if (ckpt_dir / HANDOVER).is_file() else {}
+    parent = handover.get("parent_run_id")
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
                           run_name=None if run_id else run_name(cfg),
                           parent_run_id=None if run_id else parent) as run:
@@ -108,7 +111,7 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
         if run_id is None:
             mlflow.log_params(cfg.to_dict())
             mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
-            mlflow.set_tags(json.loads(os.environ.get("DGA_RUN_TAGS", "{}")))
+            mlflow.set_tags(handover.get("tags", {}))
             tracking.log_store_input(store)
         try:
             result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume,

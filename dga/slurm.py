@@ -28,7 +28,7 @@ def _minutes(m: float) -> str:
 def render_submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition: str = "",
                   overrides: list[str] | None = None, python: str = "") -> list[list[str]]:
     """The sbatch command lines for a study: the worker array, then the summary/registration job."""
-    from dga.search import load_search
+    from dga.search_space import load_search
 
     sc = load_search(experiment)
     if workers < 1:
@@ -54,7 +54,7 @@ def render_submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, par
 def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition: str = "",
            overrides: list[str] | None = None, dry_run: bool = False) -> int:
     from dga import tracking
-    from dga.search import load_search
+    from dga.search_space import load_search
 
     sc = load_search(experiment)
     storage = sc.storage_url()
@@ -78,7 +78,7 @@ def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition:
         raise InputError(None, "sbatch not found: run this on a SLURM login node (or use --dry-run)")
     # create the study (and its tables) once, before workers race to do it
     from dga.config import load_config
-    from dga.search import open_study
+    from dga.study_storage import open_study
 
     tracking.setup(uri)
     open_study(sc, load_config(experiment, overrides or []))

@@ -16,7 +16,7 @@ import pytest
 from dga.config import load_config
 from dga.data.windows import WindowDataset, load_or_make_splits
 from dga.errors import InputError
-from dga.search import load_search, trial_config
+from dga.search_space import load_search, trial_config
 from dga.train import training_regions
 
 ROOT = Path(__file__).resolve().parents[1]
