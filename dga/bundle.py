@@ -259,6 +259,9 @@ def load(ref: str) -> Bundle:
                            "or runs:/<run id>/model, or a bundle folder written by `dga train`)")
 
 
-def with_decoder(bundle: Bundle, params: dict, tuned: dict | None) -> Bundle:
-    """The same bundle with other decoder settings."""
-    return replace(bundle, decoder={"name": "hmm", "params": dict(params), "tuned": tuned})
+def with_decoder(bundle: Bundle, params: dict, tuned: dict | None, calibration: dict | None = None) -> Bundle:
+    """The same bundle with other decoder settings (and the gene-confidence calibration fitted with them)."""
+    decoder = {"name": "hmm", "params": dict(params), "tuned": tuned}
+    if calibration:
+        decoder["calibration"] = calibration
+    return replace(bundle, decoder=decoder)

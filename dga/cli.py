@@ -85,7 +85,8 @@ def _predict(args: argparse.Namespace) -> int:
     from dga.predict import run_predict
 
     return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
-                       device=args.device, decoder=args.decoder, signals=args.signals, regions=args.region)
+                       device=args.device, decoder=args.decoder, signals=args.signals, regions=args.region,
+                       min_confidence=args.min_confidence)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -252,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", action="append", default=[], metavar="SEQID[:START-END]",
                    help="annotate only here (1-based, inclusive; repeatable, not overlapping); the GFF3 keeps the "
                         "sequence's coordinates")
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="X",
+                   help="drop genes whose confidence (GFF3 column 6: the estimated chance that the whole CDS chain "
+                        "is right, calibrated on the model's validation folds) is below X")
     p.set_defaults(func=_predict)
 
     p = _command(sub, "tune-decoder", "tune a model's HMM decoder settings on its cross-validation fold models "

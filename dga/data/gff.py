@@ -32,6 +32,7 @@ class Transcript:
     exons: list[tuple[int, int]]
     cds: list[tuple[int, int, int]]  # (start, end, GFF phase or -1 when '.')
     order: int  # file order of the transcript's first line: the last tie-breaker
+    score: float | None = None  # column 6 of its mRNA (or gene) line, when a number
 
     @property
     def cds_length(self) -> int:
@@ -57,6 +58,7 @@ class _Node:
     line: int
     strand: str
     seqid: str
+    score: float | None = None
 
 
 def _attributes(text: str, gtf: bool) -> dict[str, str]:
@@ -118,7 +120,7 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
             cols = line.split("\t")
             if len(cols) != 9:
                 raise InputError(path, f"expected 9 tab-separated columns, found {len(cols)}", line_no)
-            seqid, _source, ftype, start_s, end_s, _score, strand, phase_s, attr_s = cols
+            seqid, _source, ftype, start_s, end_s, _score_s, strand, phase_s, attr_s = cols
             if "%" in seqid:  # GFF3 %-escapes what column 1 cannot carry
                 seqid = unquote(seqid)
             try:
@@ -151,7 +153,7 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
                 fid = attrs.get("ID")
                 parents = [p for p in attrs.get("Parent", "").split(",") if p]
             if fid and fid not in nodes:
-                nodes[fid] = _Node(ftype, parents, line_no, strand, seqid)
+                nodes[fid] = _Node(ftype, parents, line_no, strand, seqid, _score(_score_s))
             if ftype in _UTR_TYPES:
                 ftype = "exon"
             if gtf and ftype == "stop_codon":
@@ -209,8 +211,11 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
         elif any(not any(es <= s and e <= ee for es, ee in exons[tid]) for s, e, _ in segments):
             counts["transcripts_cds_outside_exons"] += 1
         seqid = next(iter(child_seqids[tid]))
+        gene_node = nodes.get(gene_id)
+        score = node.score if node is not None and node.score is not None else \
+            (gene_node.score if gene_node is not None else None)
         by_gene[gene_id].append(Transcript(tid, gene_id, seqid, strand, merged, sorted(segments),
-                                           first_line.get(tid, 0) if node is None else node.line))
+                                           first_line.get(tid, 0) if node is None else node.line, score))
     counts["coding_transcripts"] = sum(len(v) for v in by_gene.values())
     counts["coding_genes"] = len(by_gene)
     counts["noncoding_transcripts_skipped"] = counts["transcripts_with_exons_or_cds"] - len(cds)
@@ -220,6 +225,13 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
     counts["transcripts_kept"] = len(kept)
     _count_overlaps(kept, counts)
     return Annotation(kept, counts)
+
+
+def _score(text: str) -> float | None:
+    try:
+        return float(text) if text != "." else None
+    except ValueError:
+        return None
 
 
 def _join_abutting(segments: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
