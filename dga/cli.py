@@ -93,7 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from dga.evaluate import run_evaluate
 
     return run_evaluate(args.ref, args.pred, args.fasta, args.region, out_json=args.json, figure=args.figure,
-                        mlflow_run=args.mlflow_run)
+                        mlflow_run=args.mlflow_run, calibration_figure=args.calibration_figure)
 
 
 def _tune_decoder(args: argparse.Namespace) -> int:
@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate only here (1-based, inclusive; repeatable)")
     p.add_argument("--json", help="write all scores as JSON")
     p.add_argument("--figure", help="write the confusion matrix figure (PNG)")
+    p.add_argument("--calibration-figure", help="write the gene-confidence reliability diagram (PNG)")
     p.add_argument("--mlflow-run", help="log the scores to this MLflow run id ('new' starts one)")
     p.set_defaults(func=_evaluate)
 

@@ -111,6 +111,30 @@ def threshold_curve(conf: np.ndarray, exact: np.ndarray, n_reference: int) -> li
     return out
 
 
+def reliability_figure(cal: dict[str, Any], title: str):
+    """Reliability diagram (fraction exact against mean confidence per bin, gene counts as point
+    size) beside gene-level precision / recall over the confidence threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.3))
+    rows = cal["table"]
+    a.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    a.scatter([r["mean_confidence"] for r in rows], [r["fraction_exact"] for r in rows],
+              s=[10 + 2 * r["genes"] for r in rows], alpha=0.7, label="bins (size: genes)")
+    a.set_xlabel("gene confidence"), a.set_ylabel("fraction exactly right (whole CDS chain)")
+    a.set_title(f"reliability, ECE {cal['ece']:.3f}"), a.legend(loc="upper left")
+    curve = cal["curve"]
+    b.plot([c["threshold"] for c in curve], [c["precision"] for c in curve], "o-", label="precision")
+    b.plot([c["threshold"] for c in curve], [c["recall"] for c in curve], "o-", label="recall")
+    b.set_xlabel("keep genes with confidence >="), b.set_ylim(0, 1), b.legend(), b.set_title("gene level")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def threshold_keeping(conf: np.ndarray, fraction: float) -> float:
     """The confidence threshold that keeps `fraction` of the predicted genes."""
     return float(np.quantile(conf, 1 - fraction)) if len(conf) else 0.0

@@ -164,7 +164,8 @@ def flat_metrics(res: dict) -> dict[str, float]:
 
 
 def run_evaluate(ref: str, pred: str, fasta: str, regions: list[str], out_json: str | None = None,
-                 figure: str | None = None, mlflow_run: str | None = None) -> int:
+                 figure: str | None = None, mlflow_run: str | None = None,
+                 calibration_figure: str | None = None) -> int:
     from dga.data.fasta import read_fasta
 
     lengths = {r.id: len(r) for r in read_fasta(fasta)}
@@ -183,6 +184,14 @@ def run_evaluate(ref: str, pred: str, fasta: str, regions: list[str], out_json: 
         fig.savefig(figure, dpi=110)
         plt.close(fig)
         print(f"confusion matrix figure -> {figure}")
+    if calibration_figure:
+        if "calibration" not in res:
+            raise InputError(Path(pred), "has no gene confidences (GFF3 column 6) to draw a reliability diagram of")
+        from dga.confidence import reliability_figure
+
+        reliability_figure(res["calibration"], f"{Path(pred).name}: gene confidence vs exactness").savefig(
+            calibration_figure, dpi=110)
+        print(f"reliability diagram -> {calibration_figure}")
     if mlflow_run:
         import mlflow
 

@@ -180,9 +180,18 @@ def render_card(c: dict) -> str:
               f"exon level: sensitivity {ex['sensitivity']:.3f}, precision {ex['precision']:.3f}, F1 {ex['f1']:.3f}",
               f"gene level: sensitivity {ge['sensitivity']:.3f}, precision {ge['precision']:.3f}, F1 {ge['f1']:.3f}",
               f"confusion (rows reference CDS/intron/UTR/intergenic): {c['test']['confusion']}",
+              *_calibration_lines(c["test"].get("calibration")),
               f"the test region was looked at {c.get('test_region_looked_at', 'by the export')}",
               "", "## Intended use and limits", "", c["intended_use"]]
     return "\n".join(lines)
+
+
+def _calibration_lines(cal: dict | None) -> list[str]:
+    if not cal:
+        return []
+    return [f"gene confidence: expected calibration error {cal['ece']:.3f} over {cal['genes']:,} predicted genes; "
+            f"gene precision {cal['precision_all']:.3f} for all, {cal['precision_at_80pct']:.3f} for the 80 % most "
+            f"confident (confidence >= {cal['threshold_keeping_80pct']:.3f})"]
 
 
 def list_table() -> str:
@@ -241,6 +250,8 @@ def measure(lm, store, splits, gff: Path) -> tuple[dict, dict]:
     sl = score_region(lm, store, gff, first.seqid, first.start, end)
     test = {"region": full["region"], "base": full["base"], "exon": full["exon"], "gene": full["gene"],
             "confusion": full["confusion"]}
+    if "calibration" in full:
+        test["calibration"] = full["calibration"]
     return test, {"region": f"{first.seqid}:{first.start + 1}-{end}", "genic_f1": sl["base"]["genic_f1"]}
 
 
