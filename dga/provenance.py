@@ -52,8 +52,10 @@ def training_record(cfg, result, dist, stop_reason: str = "") -> dict[str, Any]:
     """What fit() did: epochs, best epoch, wall time, bases seen, device; the per-epoch history."""
     history = [{k: v for k, v in r.items() if k != "val_confusion"} for r in result.history]
     steps_bases = sum(r.get("train_bases_per_s", 0.0) * r.get("epoch_seconds", 0.0) for r in result.history)
+    # wall time from the per-epoch records, so a run resumed from its checkpoint counts every epoch
+    seconds = sum(r.get("epoch_seconds", 0.0) + r.get("val_seconds", 0.0) for r in result.history)
     return {"epochs_run": len(result.history), "best_epoch": result.best_epoch,
-            "train_seconds": round(result.train_seconds, 2), "bases_seen": int(steps_bases),
+            "train_seconds": round(seconds, 2), "bases_seen": int(steps_bases),
             "device": _device_name(dist.device), "world_size": dist.world_size, "host": socket.gethostname(),
             "n_parameters": result.n_parameters, "stopped": stop_reason or "completed",
             "validation": dict(result.metrics), "history": history,

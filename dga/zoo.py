@@ -154,8 +154,9 @@ def render_card(c: dict) -> str:
         if cv["folds"]:
             cv_line += "; per fold: " + ", ".join(
                 f"fold {f['fold']} {f.get(cv['objective'], float('nan')):.4f}" for f in cv["folds"])
-    found = (f"study {fb['study']!r} trial {fb['trial']} of {fb['trials_complete']} complete "
-             f"({fb['experiment_file']}); {fb['selection']}" if fb.get("study") else fb["selection"])
+    found = (f"study {fb['study']!r} ({fb['experiment_file']}), trial {fb['trial']}: {fb['selection']}; the study "
+             f"had {fb['trials_complete']} complete, {fb['trials_pruned']} pruned and {fb['trials_failed']} failed "
+             f"trials" if fb.get("study") else fb["selection"])
     td = c["training_data"]
     lines = [f"# zoo:{c['name']}: {c['species']}", "",
              f"- model: BiLSTM hidden {cfg['hidden_size']} x {cfg['num_layers']} layers, {cfg['bases_per_step']} "
@@ -164,8 +165,9 @@ def render_card(c: dict) -> str:
              f"- data: {c['dataset']} (store {td['store_checksum']}), {td['trained_on']}; test region "
              f"{', '.join(c['test']['region'])} never trained or tuned on",
              f"- found by: {found}", cv_line,
-             f"- compute: {c['compute']['device']}, {c['compute']['train_hours']:.3f} h training, "
-             f"{c['compute']['bases_seen']:,} training bases",
+             f"- compute: {c['compute']['device']}, {c['compute']['train_hours'] * 60:.1f} minutes training "
+             f"({c['compute']['epochs_run']} epochs, {c['compute']['bases_seen']:,} training bases), "
+             f"{c['compute'].get('decoder_tuning_hours', 0) * 60:.1f} minutes tuning the decoder",
              f"- decoder: {c['decoder']['name']}; signal models from "
              f"{', '.join(f'{v:,} {k}' for k, v in c['decoder']['signals'].items()) or 'none'}; "
              f"tuned on {c['decoder']['tuned_on']}",
