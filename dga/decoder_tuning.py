@@ -47,15 +47,6 @@ class FoldData:
     lm: Any  # dga.predict.LoadedModel (config, signals fitted on this fold model's training region)
 
 
-def reference_gff(cfg) -> Path:
-    """The annotation a config's store was built from (its own GFF3 or the packaged dataset's)."""
-    if cfg.gff:
-        return Path(cfg.gff)
-    from dga.data.sources import resolve
-
-    return resolve(cfg.dataset)[1]
-
-
 def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
     """Fold models must be the target's configuration on its data and split, one per fold."""
     if not folds:
@@ -111,7 +102,7 @@ def fold_data(folds: list[Bundle], store, splits, bases: int, log: Callable[[str
     return out
 
 
-def tune(data: list[FoldData], store, gff: str | Path, *, trials: int = 40, seed: int = 0,
+def tune(data: list[FoldData], store, ref: list, *, trials: int = 40, seed: int = 0,
          objective: str = "exon+subgenic", start: dict | None = None,
          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Search the decoder settings on the folds' data; returns the tuning record (best params, its
@@ -130,7 +121,6 @@ def tune(data: list[FoldData], store, gff: str | Path, *, trials: int = 40, seed
     t0 = time.perf_counter()
     lengths = {s["id"]: s["length"] for s in store.seqids}
     offsets = {s["id"]: s["offset"] for s in store.seqids}
-    ref = read_gff(gff, lengths).transcripts
     ref_lab = encode_labels(ref, offsets, sum(lengths.values())).merged  # once, not per trial
     spans = [Span(d.seqid, d.start, d.end) for d in data]
     gaps = [n_runs(d.codes, N_RUN_MIN) for d in data]
@@ -214,10 +204,12 @@ def fit_gene_calibration(data: list[FoldData], params, ref: list, spans: list) -
 def tune_bundle(target: Bundle, folds: list[Bundle], store, splits, *, trials: int = 40, bases: int = 3_000_000,
                 seed: int = 0, objective: str = "exon+subgenic", log: Callable[[str], None] = print) -> Bundle:
     """`target` with decoder settings tuned on `folds`' validation folds (its fold models)."""
+    from dga.data.store import reference_transcripts
+
     check_fold_models(target, folds)
     t = time.perf_counter()
     data = fold_data(folds, store, splits, bases, log)
-    record = tune(data, store, reference_gff(target.config), trials=trials, seed=seed, objective=objective,
+    record = tune(data, store, reference_transcripts(store), trials=trials, seed=seed, objective=objective,
                   start=target.decoder.get("params"), log=log)
     record["seconds"] = round(time.perf_counter() - t, 1)
     log(f"decoder tuned on {len(record['folds'])} fold(s) ({record['bases']:,} bases, {trials} trials, "
@@ -230,7 +222,7 @@ def run_tune_decoder(model: str, fold_models: list[str], out: str | None, *, tri
     """`dga tune-decoder`: tune MODEL's decoder on its fold models and write the bundle with the
     tuned settings to OUT (default: MODEL's folder)."""
     import dga.bundle as bundle_io
-    from dga.data.windows import load_or_make_splits
+    from dga.data.windows import splits_for
     from dga.train import DistInfo, store_for_config
 
     target = bundle_io.load(model)
@@ -239,7 +231,7 @@ def run_tune_decoder(model: str, fold_models: list[str], out: str | None, *, tri
         raise InputError(None, f"{model} is not a folder: say where the tuned bundle goes with -o/--out")
     folds = [bundle_io.load(p) for p in fold_models]
     store = store_for_config(target.config, DistInfo())
-    splits = load_or_make_splits(store, target.config.k_folds, target.config.test_fraction, target.config.split_seed)
+    splits = splits_for(store, target.config)
     tuned = tune_bundle(target, folds, store, splits, trials=trials, bases=bases, seed=seed, objective=objective)
     bundle_io.write(tuned, dest)
     print(f"tuned decoder settings written to {dest}/decoder.json")

@@ -75,12 +75,14 @@ def register_model_version(model_uri: str, name: str, tags: dict[str, str], desc
     return mv.version
 
 
-def cv_record(study, trial, sc, fold_models: list) -> dict:
+def cv_record(study, trial, sc, fold_models: list, splits=None) -> dict:
     """The study's part of a bundle's provenance: which trial, its CV mean and spread, each fold."""
     from optuna.trial import TrialState
 
     cv = trial.user_attrs.get("cv", {})
-    per_fold = [{"fold": b.config.fold, **{k[4:]: v for k, v in b.provenance.get("training", {})
+    per_fold = [{"fold": b.config.fold, **({"name": splits.fold_name(b.config.fold)} if splits is not None and
+                                           splits.fold_names else {}),
+                 **{k[4:]: v for k, v in b.provenance.get("training", {})
                                           .get("validation", {}).items() if k.startswith("val_")}}
                 for b in fold_models]
     states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -123,7 +125,7 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
     import dga.bundle as bundle_io
     from dga import tracking
     from dga.config import load_config
-    from dga.data.windows import load_or_make_splits
+    from dga.data.windows import splits_for
     from dga.decoder_tuning import tune_bundle
     from dga.runner import write_bundle
     from dga.study_files import fold_bundles, study_checkpoint_root
@@ -136,7 +138,7 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
                   run_name=f"{sc.study_name}-trial-{best.number:03d}-final")
     dist = dist or setup_distributed(cfg.device, cfg.threads)
     store = store or store_for_config(cfg, dist)
-    splits = splits or load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    splits = splits or splits_for(store, cfg)
     name = model_name(cfg, store)
     existing = registered_version_of(name, sc.study_name, best.number)
     if existing is not None:
@@ -171,7 +173,7 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
         mlflow.log_metrics({**test, **{k: v for k, v in cv.items()}, "train_seconds": result.train_seconds})
         mlflow.log_param("n_parameters", result.n_parameters)
         tracking.log_confusion(cm, "test_confusion", f"held-out test region, trial {best.number} retrained")
-        study_rec = cv_record(study, best, sc, folds)
+        study_rec = cv_record(study, best, sc, folds, splits)
         folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True,
                               extra={"study": study_rec, "mlflow": {"run_id": run.info.run_id,
                                                                     "experiment": sc.mlflow_experiment},

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from dga.config import Config, load_config
-from dga.data.windows import load_or_make_splits
+from dga.data.windows import splits_for
 from dga.tracking import write_json
 from dga.train import (
     EXIT_DIVERGED,
@@ -41,7 +41,7 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
     say = print if dist.is_main else (lambda *_: None)
     try:
         store = store_for_config(cfg, dist, log=say)
-        splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+        splits = splits_for(store, cfg)
         ckpt_dir = Path(cfg.checkpoint_dir or Path("checkpoints") / run_name(cfg))
         checkpoint = ckpt_dir / "checkpoint.pt"
         if not dist.is_main:

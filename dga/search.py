@@ -38,7 +38,7 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
                worker_only: bool = False, register: bool | None = None) -> int:
     """`dga search`: create or load the study, run trials in `workers` processes, summarise, register."""
     from dga import tracking
-    from dga.data.windows import load_or_make_splits
+    from dga.data.windows import splits_for
     from dga.train import setup_distributed, store_for_config
 
     sc = load_search(path, n_trials)
@@ -62,7 +62,7 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
     experiment_id = tracking.experiment_id(sc.mlflow_experiment)
     dist = setup_distributed(base.device, base.threads if sc.processes_per_trial == 1 else 1)
     store = store_for_config(base, dist)
-    splits = load_or_make_splits(store, base.k_folds, base.test_fraction, base.split_seed)
+    splits = splits_for(store, base)
     if not worker_only:
         print(f"study {sc.study_name!r}: {sc.n_trials} trials, {len(folds)}-fold CV on {store.path} "
               f"(objective: mean {sc.objective}), Optuna {sc.storage_url()}, MLflow {tracking.default_tracking_uri()} "

@@ -12,7 +12,8 @@ from dga.config import FIELD_NAMES, OBJECTIVES, Config, coerce, load_config, rea
 from dga.errors import InputError
 
 # Fields a trial may not change: they define the data, the folds and where things go.
-FIXED_FIELDS = {"dataset", "fasta", "gff", "store", "k_folds", "test_fraction", "split_seed", "fold",
+FIXED_FIELDS = {"dataset", "fasta", "gff", "store", "genomes", "split", "k_folds", "test_fraction", "split_seed",
+                "fold",
                 "checkpoint_dir", "experiment", "run_name", "log_model", "tracking"}
 # Runtime fields that may differ between workers (and between runs of the same study).
 RUNTIME_FIELDS = {"device", "bf16", "num_workers", "threads", "checkpoint_dir", "experiment", "run_name",

@@ -210,11 +210,15 @@ def make_objective(ctx: TrialContext):
                     ckpt_dir = Path(fcfg.checkpoint_dir)
                     _fresh_checkpoint(ckpt_dir, fcfg)
                     fold_tags = {**tags, "fold": str(fold), "dga.kind": "fold"}
+                    if ctx.splits.fold_names:  # leave-one-genome-out: the fold is a genome
+                        fold_tags["genome"] = ctx.splits.fold_name(fold)
                     if sc.processes_per_trial > 1:
                         res = _fold_as_torchrun(ctx, fcfg, ckpt_dir, fold_tags, run.info.run_id)
                     else:
                         res = _fold_in_process(ctx, fcfg, ckpt_dir, fold_tags)
                     results.append(res)
+                    if ctx.splits.fold_names:  # each held-out genome's score on the trial's run
+                        mlflow.log_metric(f"{sc.objective}_{ctx.splits.fold_name(fold)}", res.metrics[metric])
                     running = float(np.mean([r.metrics[metric] for r in results]))
                     mlflow.log_metric(f"cv_running_{sc.objective}", running, step=step)
                     trial.report(running, step)

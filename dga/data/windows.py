@@ -43,6 +43,11 @@ class Splits:
     seed: int
     folds: tuple[tuple[Region, ...], ...]
     test: tuple[Region, ...]
+    by: str = "blocks"  # blocks: k contiguous blocks per sequence; genome: one fold per genome
+    fold_names: tuple[str, ...] = ()  # with by = "genome": each fold's genome
+
+    def fold_name(self, fold: int) -> str:
+        return self.fold_names[fold] if self.fold_names else f"fold {fold}"
 
     def validation(self, fold: int) -> list[Region]:
         return list(self.folds[fold])
@@ -52,13 +57,15 @@ class Splits:
         return [r for i, regions in enumerate(self.folds) if i != fold for r in regions]
 
     def to_dict(self) -> dict:
-        return {"k": self.k, "test_fraction": self.test_fraction, "seed": self.seed,
+        return {"k": self.k, "test_fraction": self.test_fraction, "seed": self.seed, "by": self.by,
+                "fold_names": list(self.fold_names),
                 "folds": [[asdict(r) for r in f] for f in self.folds], "test": [asdict(r) for r in self.test]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Splits":
         return cls(d["k"], d["test_fraction"], d["seed"],
-                   tuple(tuple(Region(**r) for r in f) for f in d["folds"]), tuple(Region(**r) for r in d["test"]))
+                   tuple(tuple(Region(**r) for r in f) for f in d["folds"]), tuple(Region(**r) for r in d["test"]),
+                   d.get("by", "blocks"), tuple(d.get("fold_names", ())))
 
 
 def nearest_intergenic(labels: np.ndarray, pos: int) -> int:
@@ -79,8 +86,13 @@ def nearest_intergenic(labels: np.ndarray, pos: int) -> int:
         radius *= 8
 
 
-def make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, seed: int = 0) -> Splits:
-    """Blocked k-fold splits with a held-out test tail on every sequence (deterministic)."""
+def make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, seed: int = 0, by: str = "blocks") -> Splits:
+    """Blocked k-fold splits with a held-out test tail on every sequence (deterministic); with
+    `by="genome"`, one fold per genome of the store instead (leave-one-genome-out), the same test tails."""
+    if by == "genome":
+        return genome_splits(store, k, test_fraction, seed)
+    if by != "blocks":
+        raise ValueError(f"split must be 'blocks' or 'genome', got {by!r}")
     if k < 2:
         raise ValueError(f"k must be >= 2, got {k}")
     if not 0.0 <= test_fraction < 1.0:
@@ -104,18 +116,50 @@ def make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, seed: int 
     return Splits(k, test_fraction, seed, tuple(tuple(f) for f in folds), tuple(test))
 
 
-def load_or_make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, seed: int = 0) -> Splits:
-    """The split file for (k, test_fraction, seed) inside the store, written once (atomically)."""
-    path = store.path / "splits" / f"k{k}_test{test_fraction:g}_seed{seed}.json"
+def genome_splits(store: Store, k: int, test_fraction: float, seed: int) -> Splits:
+    """Leave-one-genome-out: fold i is every non-test base of genome i; each sequence keeps its
+    held-out test tail (cut at an intergenic base, as for blocks)."""
+    from dga.errors import InputError
+
+    genomes = store.genomes
+    if len(genomes) < 2:
+        raise InputError(store.path, "split = 'genome' needs a store of several genomes (dga prepare --genome ...)")
+    if k != len(genomes):
+        raise InputError(store.path, f"split = 'genome': k_folds must equal the number of genomes ({len(genomes)}: "
+                                     f"{', '.join(genomes)}), got {k}")
+    labels = store.track("label")
+    folds: list[list[Region]] = [[] for _ in genomes]
+    test: list[Region] = []
+    for s in store.seqids:
+        lab = labels[s["offset"]: s["offset"] + s["length"]]
+        n = s["length"]
+        test_start = n if test_fraction == 0 else nearest_intergenic(lab, int(round(n * (1 - test_fraction))))
+        if test_start < n:
+            test.append(Region(s["id"], test_start, n))
+        if test_start > 0:
+            folds[genomes.index(s["genome"])].append(Region(s["id"], 0, test_start))
+    return Splits(k, test_fraction, seed, tuple(tuple(f) for f in folds), tuple(test), "genome", tuple(genomes))
+
+
+def load_or_make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, seed: int = 0,
+                        by: str = "blocks") -> Splits:
+    """The split file for (k, test_fraction, seed, by) inside the store, written once (atomically)."""
+    kind = "" if by == "blocks" else f"_{by}"
+    path = store.path / "splits" / f"k{k}_test{test_fraction:g}_seed{seed}{kind}.json"
     if path.is_file():
         return Splits.from_dict(json.loads(path.read_text()))
-    splits = make_splits(store, k, test_fraction, seed)
+    splits = make_splits(store, k, test_fraction, seed, by)
     path.parent.mkdir(exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".splits-")
     with os.fdopen(fd, "w") as fh:
         json.dump(splits.to_dict(), fh, indent=1)
     os.replace(tmp, path)  # several workers may race here: all write the same content
     return splits
+
+
+def splits_for(store: Store, cfg) -> Splits:
+    """The split a training config asks for (`k_folds`, `test_fraction`, `split_seed`, `split`)."""
+    return load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed, cfg.split)
 
 
 class WindowDataset:

@@ -1,0 +1,73 @@
+"""Several genomes in one store: sequence ids that repeat between genomes stay apart, every sequence
+knows its genome, and the leave-one-genome-out split never trains on the genome it validates on."""
+
+import numpy as np
+import pytest
+
+from conftest import gff_line
+from dga.cli import main
+from dga.data.store import GenomeInput, prepare_genomes, reference_transcripts
+from dga.data.windows import load_or_make_splits
+from dga.errors import InputError
+from dga.labels import Label
+
+
+def gene(seqid, start, end, gid):
+    return [gff_line(seqid, "gene", start, end, "+", f"ID={gid}"),
+            gff_line(seqid, "mRNA", start, end, "+", f"ID={gid}.t;Parent={gid}"),
+            gff_line(seqid, "exon", start, end, "+", f"Parent={gid}.t"),
+            gff_line(seqid, "CDS", start, end, "+", f"Parent={gid}.t", "0")]
+
+
+@pytest.fixture
+def two_genomes(make_case, tmp_path):
+    """Genomes a and b, both with a sequence called chr1 (and b a chr2), genes in different places."""
+    fa_a, gff_a, _ = make_case({"chr1": 2000}, gene("chr1", 101, 400, "ga"), "a")
+    fa_b, gff_b, _ = make_case({"chr1": 3000, "chr2": 1000}, gene("chr1", 1001, 1600, "gb") +
+                               gene("chr2", 201, 500, "gc"), "b")
+    return [GenomeInput("a", fa_a, gff_a), GenomeInput("b", fa_b, gff_b)]
+
+
+def test_colliding_sequence_ids_stay_apart(two_genomes, tmp_path):
+    store = prepare_genomes(two_genomes, tmp_path / "ab", log=lambda s: None).store
+    assert [s["id"] for s in store.seqids] == ["a|chr1", "b|chr1", "b|chr2"]
+    assert [s["genome"] for s in store.seqids] == ["a", "b", "b"] and store.genomes == ["a", "b"]
+    assert [s["source_id"] for s in store.seqids] == ["chr1", "chr1", "chr2"]
+    label = np.asarray(store.track("label"))
+    a, b = store.seqids[0]["offset"], store.seqids[1]["offset"]
+    # each genome's chr1 carries its own gene, nothing of the other's
+    assert (label[a + 100: a + 400] == Label.CDS).all() and (label[a + 1000: a + 1600] == Label.INTERGENIC).all()
+    assert (label[b + 1000: b + 1600] == Label.CDS).all() and (label[b + 100: b + 400] == Label.INTERGENIC).all()
+    ref = reference_transcripts(store)
+    assert sorted((t.seqid, t.cds[0][0]) for t in ref) == [("a|chr1", 100), ("b|chr1", 1000), ("b|chr2", 200)]
+    assert set(store.manifest["inputs"]) == {"fasta:a", "gff:a", "fasta:b", "gff:b"}
+
+
+def test_leave_one_genome_out_never_trains_on_the_held_out_genome(two_genomes, tmp_path):
+    store = prepare_genomes(two_genomes, tmp_path / "ab", log=lambda s: None).store
+    splits = load_or_make_splits(store, 2, 0.1, 0, by="genome")
+    assert splits.by == "genome" and splits.fold_names == ("a", "b")
+    genome_of = {s["id"]: s["genome"] for s in store.seqids}
+    for fold, name in enumerate(splits.fold_names):
+        assert {genome_of[r.seqid] for r in splits.validation(fold)} == {name}
+        assert name not in {genome_of[r.seqid] for r in splits.training(fold)}
+        # the held-out genome is validated whole (apart from its test tails)
+        held = sum(len(r) for r in splits.validation(fold))
+        assert held == sum(s["length"] for s in store.seqids if s["genome"] == name) - \
+            sum(len(r) for r in splits.test if genome_of[r.seqid] == name)
+    assert {r.seqid for r in splits.test} == set(genome_of)  # every sequence keeps its test tail
+    assert all(r.start > 0.85 * s["length"] for r in splits.test for s in store.seqids if s["id"] == r.seqid)
+    with pytest.raises(InputError, match="k_folds must equal the number of genomes"):
+        load_or_make_splits(store, 3, 0.1, 0, by="genome")
+
+
+def test_prepare_several_genomes_from_the_command_line(two_genomes, tmp_path, capsys):
+    a, b = two_genomes
+    out = tmp_path / "cli"
+    assert main(["prepare", "--genome", f"a={a.fasta},{a.gff}", "--genome", f"b={b.fasta},{b.gff}",
+                 "--out", str(out)]) == 0
+    assert "prepared" in capsys.readouterr().out
+    assert main(["prepare", "--genome", "bad", "--out", str(tmp_path / "x")]) == 2
+    assert main(["prepare", "--genome", f"a={a.fasta},{a.gff}", "--genome", f"a={b.fasta},{b.gff}",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "genome names must be unique" in capsys.readouterr().err
