@@ -49,14 +49,18 @@ def load(model: str, device: str = "auto") -> "LoadedModel":
     return load_model(model, resolve_device(device))
 
 
+def _looks_like_dna(text: str) -> bool:
+    return bool(text) and not set(text.upper()) - set("ACGTURYSWKMBDHVN-")
+
+
 def _records(sequences: Any):
     """FASTA path, {id: sequence string}, or a single sequence string -> FASTA records."""
     import numpy as np
 
     from dga.data.fasta import CODE_LUT, FastaRecord, read_fasta
 
-    if isinstance(sequences, (str, Path)) and Path(sequences).is_file():
-        return read_fasta(sequences)
+    if isinstance(sequences, Path) or (isinstance(sequences, str) and not _looks_like_dna(sequences)):
+        return read_fasta(sequences)  # a FASTA path (a missing file is a clear error there)
     if isinstance(sequences, str):
         sequences = {"seq": sequences}
     out = []
