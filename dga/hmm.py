@@ -6,13 +6,15 @@ rarely exact: a CDS exon is only right if both ends sit on the right base. This 
 finds the single best *valid* annotation (Viterbi), in the spirit of AUGUSTUS's and Tiberius's
 HMM layers: the path may only change state where the DNA carries the signal for it.
 
-States (39), both strands in one pass, in forward coordinates:
+States (40), both strands in one pass, in forward coordinates:
   intergenic;
   + strand: 5' UTR exon, 5' UTR intron, start codon (3 states), CDS at codon position 0/1/2,
             intron of phase 0/1/2 (the codon position the next CDS base will have), stop codon
             (3 states), 3' UTR exon, 3' UTR intron;
   - strand: the same sixteen, met in forward order 3' UTR -> stop -> CDS -> start -> 5' UTR;
-  3 + 3 copies of the codon-splitting introns that remember a stop's first base(s) before them.
+  3 + 3 copies of the codon-splitting introns that remember a stop's first base(s) before them;
+  intergenic right after a gene (IG_AFTER), young for the learned minimum gap between genes.
+The allowed transitions are listed by name in `TRANSITIONS` (and drawn in the README).
 Signals (read on the gene's strand): a CDS starts with ATG and ends with TAA/TAG/TGA, each codon
 contiguous, and no in-frame stop occurs, inside an exon or split by an intron;
 introns start GT or GC and end AG, and are at least `min_intron` long (a chain of states). Every
@@ -57,6 +59,35 @@ P_I1T, P_I2TA, P_I2TG, M_I0X, M_I1T, M_I1C = range(33, 39)
 # shortest gap between annotated genes of the training region.
 IG_AFTER = 39
 N_STATES = 40
+
+# Every transition the Viterbi kernel allows (from, to), to be read against the state diagram in the
+# README; `tests/test_hmm.py` checks the kernel's code and decoded paths against it. Self-loops of
+# the intron states and IG_AFTER come from their young chains; gene ends go to IG_AFTER (to IG
+# when no minimum gap between genes was learned).
+_INTRONS_ALL = (P_U5I, P_I0, P_I1, P_I2, P_U3I, M_U3I, M_I0, M_I1, M_I2, M_U5I, P_I1T, P_I2TA, P_I2TG, M_I0X, M_I1T,
+                M_I1C)
+TRANSITIONS: frozenset[tuple[int, int]] = frozenset({
+    # intergenic, and where a gene may start (from IG, or from IG_AFTER once the gap is long enough)
+    (IG, IG), (IG_AFTER, IG_AFTER), (IG_AFTER, IG),
+    *((src, dst) for src in (IG, IG_AFTER) for dst in (P_U5, P_S0, M_U3, M_T2)),
+    # gene ends
+    *((src, dst) for src in (P_U3, P_T2, M_U5, M_S0) for dst in (IG_AFTER, IG)),
+    # + strand, 5' -> 3'
+    (P_U5, P_U5), (P_U5, P_U5I), (P_U5I, P_U5), (P_U5, P_S0),
+    (P_S0, P_S1), (P_S1, P_S2), (P_S2, P_C0), (P_S2, P_I0),
+    (P_C0, P_C1), (P_C1, P_C2), (P_C2, P_C0), (P_C2, P_T0),
+    (P_C2, P_I0), (P_C0, P_I1), (P_C0, P_I1T), (P_C1, P_I2), (P_C1, P_I2TA), (P_C1, P_I2TG),
+    (P_I0, P_C0), (P_I0, P_T0), (P_I1, P_C1), (P_I1T, P_C1), (P_I2, P_C2), (P_I2TA, P_C2), (P_I2TG, P_C2),
+    (P_T0, P_T1), (P_T1, P_T2), (P_T2, P_U3), (P_U3, P_U3), (P_U3, P_U3I), (P_U3I, P_U3),
+    # - strand in forward order: 3' UTR, stop codon, CDS (positions 2 -> 1 -> 0), start codon, 5' UTR
+    (M_U3, M_U3), (M_U3, M_U3I), (M_U3I, M_U3), (M_U3, M_T2),
+    (M_T2, M_T1), (M_T1, M_T0), (M_T0, M_C2), (M_T0, M_I2),
+    (M_C2, M_C1), (M_C1, M_C0), (M_C0, M_C2), (M_C0, M_S2),
+    (M_C0, M_I2), (M_C2, M_I1), (M_C2, M_I1T), (M_C2, M_I1C), (M_C1, M_I0), (M_C1, M_I0X),
+    (M_I2, M_C2), (M_I2, M_S2), (M_I1, M_C1), (M_I1T, M_C1), (M_I1C, M_C1), (M_I0, M_C0), (M_I0X, M_C0),
+    (M_S2, M_S1), (M_S1, M_S0), (M_S0, M_U5), (M_U5, M_U5), (M_U5, M_U5I), (M_U5I, M_U5),
+    *((i, i) for i in _INTRONS_ALL),
+})
 
 _C, _I, _U, _N = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
 _STRAND_CLASSES = [_U, _I, _C, _C, _C, _I, _I, _I, _U, _I, _C, _C, _C, _C, _C, _C]
@@ -131,7 +162,7 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
     NEG = -1e30
     CHAIN = -1  # back-pointer of a mature intron state that came from the end of its young chain
     CHAIN_IG = -2  # the same for the intergenic-after-a-gene state
-    R = S - 1  # that state (IG_AFTER)
+    R = IG_AFTER
     D = max(min_intron - 1, 1)
     DG = max(min_intergenic - 1, 1)
     young_ig = np.full(DG, NEG)
@@ -156,7 +187,7 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
         m_acc, m_don, m_stop, m_start = sc[t, 4], sc[t, 5], sc[t, 6], sc[t, 7]
         # + strand: the codon read at t-3..t-1 is a stop (then CDS position 2 at t-1 must not go on)
         p_in_frame_stop = t >= 3 and sc[t - 3, 3] > -1e3
-        c2 = NEG if p_in_frame_stop else prev[5]
+        c2 = NEG if p_in_frame_stop else prev[P_C2]
         # - strand: the codon at t..t+2 reads as a stop (then it cannot be CDS inside the gene)
         m_in_frame_stop = m_stop > -1e3
         b1 = codes[t - 1]  # the last base before an intron that opens at t, and the one before it
@@ -174,89 +205,89 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
 
         # intergenic: stays, or (after the young chain of IG_AFTER) the gap since the last gene is
         # long enough for the next one to start; a gene ends into IG_AFTER's chain
-        take(0, prev[0], 0)
-        take(0, prev[R], R)
-        after = R if min_intergenic > 1 else 0  # no minimum gap: straight back to intergenic
-        take(after, prev[9], 9)  # + 3' UTR ends
-        take(after, prev[16] + no_utr, 16)  # + stop codon ends the gene, no 3' UTR
-        take(after, prev[25], 25)  # - 5' UTR ends
-        take(after, prev[32] + no_utr, 32)  # - start codon ends the gene, no 5' UTR
+        take(IG, prev[IG], IG)
+        take(IG, prev[R], R)
+        after = R if min_intergenic > 1 else IG  # no minimum gap: straight back to intergenic
+        take(after, prev[P_U3], P_U3)  # + 3' UTR ends
+        take(after, prev[P_T2] + no_utr, P_T2)  # + stop codon ends the gene, no 3' UTR
+        take(after, prev[M_U5], M_U5)  # - 5' UTR ends
+        take(after, prev[M_S0] + no_utr, M_S0)  # - start codon ends the gene, no 5' UTR
         # ---- + strand
-        take(1, prev[1], 1)
-        take(1, prev[0] + gene, 0)
-        take(1, prev[R] + gene, R)
-        take(1, prev[2] + p_acc, 2)
-        take(2, prev[1] + intron + utr_intron + p_don, 1)
-        take(11, prev[1] + p_start, 1)  # start codon at t..t+2
-        take(11, prev[0] + gene + no_utr + p_start, 0)
-        take(11, prev[R] + gene + no_utr + p_start, R)
-        take(12, prev[11], 11)
-        take(13, prev[12], 12)
-        take(3, c2, 5)
-        take(3, prev[13], 13)
-        take(3, prev[6] + p_acc, 6)
-        take(4, prev[3], 3)
-        take(4, prev[7] + p_acc, 7)
+        take(P_U5, prev[P_U5], P_U5)
+        take(P_U5, prev[IG] + gene, IG)
+        take(P_U5, prev[R] + gene, R)
+        take(P_U5, prev[P_U5I] + p_acc, P_U5I)
+        take(P_U5I, prev[P_U5] + intron + utr_intron + p_don, P_U5)
+        take(P_S0, prev[P_U5] + p_start, P_U5)  # start codon at t..t+2
+        take(P_S0, prev[IG] + gene + no_utr + p_start, IG)
+        take(P_S0, prev[R] + gene + no_utr + p_start, R)
+        take(P_S1, prev[P_S0], P_S0)
+        take(P_S2, prev[P_S1], P_S1)
+        take(P_C0, c2, P_C2)
+        take(P_C0, prev[P_S2], P_S2)
+        take(P_C0, prev[P_I0] + p_acc, P_I0)
+        take(P_C1, prev[P_C0], P_C0)
+        take(P_C1, prev[P_I1] + p_acc, P_I1)
         if not ((n0 == A and (n1 == A or n1 == G)) or (n0 == G and n1 == A)):  # T|AA, T|AG, T|GA
-            take(4, prev[P_I1T] + p_acc, P_I1T)
-        take(5, prev[4], 4)
-        take(5, prev[8] + p_acc, 8)
+            take(P_C1, prev[P_I1T] + p_acc, P_I1T)
+        take(P_C2, prev[P_C1], P_C1)
+        take(P_C2, prev[P_I2] + p_acc, P_I2)
         if n0 != A and n0 != G:  # TA|A, TA|G
-            take(5, prev[P_I2TA] + p_acc, P_I2TA)
+            take(P_C2, prev[P_I2TA] + p_acc, P_I2TA)
         if n0 != A:  # TG|A
-            take(5, prev[P_I2TG] + p_acc, P_I2TG)
-        take(6, c2 + intron + p_don, 5)
-        take(6, prev[13] + intron + p_don, 13)
-        take(P_I1T if b1 == TT else 7, prev[3] + intron + p_don, 3)
-        take(P_I2TA if b2 == TT and b1 == A else P_I2TG if b2 == TT and b1 == G else 8,
-             prev[4] + intron + p_don, 4)
-        take(14, c2 + p_stop, 5)  # stop codon at t..t+2
-        take(14, prev[6] + p_acc + p_stop, 6)
-        take(15, prev[14], 14)
-        take(16, prev[15], 15)
-        take(9, prev[9], 9)
-        take(9, prev[16], 16)
-        take(9, prev[10] + p_acc, 10)
-        take(10, prev[9] + intron + utr_intron + p_don, 9)
+            take(P_C2, prev[P_I2TG] + p_acc, P_I2TG)
+        take(P_I0, c2 + intron + p_don, P_C2)
+        take(P_I0, prev[P_S2] + intron + p_don, P_S2)
+        take(P_I1T if b1 == TT else P_I1, prev[P_C0] + intron + p_don, P_C0)
+        take(P_I2TA if b2 == TT and b1 == A else P_I2TG if b2 == TT and b1 == G else P_I2,
+             prev[P_C1] + intron + p_don, P_C1)
+        take(P_T0, c2 + p_stop, P_C2)  # stop codon at t..t+2
+        take(P_T0, prev[P_I0] + p_acc + p_stop, P_I0)
+        take(P_T1, prev[P_T0], P_T0)
+        take(P_T2, prev[P_T1], P_T1)
+        take(P_U3, prev[P_U3], P_U3)
+        take(P_U3, prev[P_T2], P_T2)
+        take(P_U3, prev[P_U3I] + p_acc, P_U3I)
+        take(P_U3I, prev[P_U3] + intron + utr_intron + p_don, P_U3)
         # ---- - strand (forward order); an intron opens at its acceptor (CT), closes at its donor
-        take(17, prev[17], 17)
-        take(17, prev[0] + gene, 0)
-        take(17, prev[R] + gene, R)
-        take(17, prev[18] + m_don, 18)
-        take(18, prev[17] + intron + utr_intron + m_acc, 17)
-        take(27, prev[17] + m_stop, 17)  # stop codon at t..t+2 (forward), codon positions 2, 1, 0
-        take(27, prev[0] + gene + no_utr + m_stop, 0)
-        take(27, prev[R] + gene + no_utr + m_stop, R)
-        take(28, prev[27], 27)
-        take(29, prev[28], 28)
+        take(M_U3, prev[M_U3], M_U3)
+        take(M_U3, prev[IG] + gene, IG)
+        take(M_U3, prev[R] + gene, R)
+        take(M_U3, prev[M_U3I] + m_don, M_U3I)
+        take(M_U3I, prev[M_U3] + intron + utr_intron + m_acc, M_U3)
+        take(M_T2, prev[M_U3] + m_stop, M_U3)  # stop codon at t..t+2 (forward), codon positions 2, 1, 0
+        take(M_T2, prev[IG] + gene + no_utr + m_stop, IG)
+        take(M_T2, prev[R] + gene + no_utr + m_stop, R)
+        take(M_T1, prev[M_T2], M_T2)
+        take(M_T0, prev[M_T1], M_T1)
         if not m_in_frame_stop:  # a codon that reads as a stop is never entered as CDS
-            take(21, prev[19], 19)
-            take(21, prev[29], 29)
-            take(21, prev[24] + m_don, 24)
-        take(20, prev[21], 21)
-        take(20, prev[23] + m_don, 23)
+            take(M_C2, prev[M_C0], M_C0)
+            take(M_C2, prev[M_T0], M_T0)
+            take(M_C2, prev[M_I2] + m_don, M_I2)
+        take(M_C1, prev[M_C2], M_C2)
+        take(M_C1, prev[M_I1] + m_don, M_I1)
         if not (n0 == TT and n1 == A) and not (n0 == C and n1 == A):  # T|TA, T|CA
-            take(20, prev[M_I1T] + m_don, M_I1T)
+            take(M_C1, prev[M_I1T] + m_don, M_I1T)
         if not (n0 == TT and n1 == A):  # C|TA
-            take(20, prev[M_I1C] + m_don, M_I1C)
-        take(19, prev[20], 20)
-        take(19, prev[22] + m_don, 22)
+            take(M_C1, prev[M_I1C] + m_don, M_I1C)
+        take(M_C0, prev[M_C1], M_C1)
+        take(M_C0, prev[M_I0] + m_don, M_I0)
         if n0 != A:  # TT|A, CT|A, TC|A
-            take(19, prev[M_I0X] + m_don, M_I0X)
+            take(M_C0, prev[M_I0X] + m_don, M_I0X)
         # next CDS base has position 0: from position 1
-        take(M_I0X if (b2 == TT and (b1 == TT or b1 == C)) or (b2 == C and b1 == TT) else 22,
-             prev[20] + intron + m_acc, 20)
-        take(M_I1T if b1 == TT else M_I1C if b1 == C else 23, prev[21] + intron + m_acc, 21)
-        take(24, prev[19] + intron + m_acc, 19)
-        take(24, prev[29] + intron + m_acc, 29)
-        take(30, prev[19] + m_start, 19)  # start codon (CAT forward) at t..t+2
-        take(30, prev[24] + m_don + m_start, 24)
-        take(31, prev[30], 30)
-        take(32, prev[31], 31)
-        take(25, prev[25], 25)
-        take(25, prev[32], 32)
-        take(25, prev[26] + m_don, 26)
-        take(26, prev[25] + intron + utr_intron + m_acc, 25)
+        take(M_I0X if (b2 == TT and (b1 == TT or b1 == C)) or (b2 == C and b1 == TT) else M_I0,
+             prev[M_C1] + intron + m_acc, M_C1)
+        take(M_I1T if b1 == TT else M_I1C if b1 == C else M_I1, prev[M_C2] + intron + m_acc, M_C2)
+        take(M_I2, prev[M_C0] + intron + m_acc, M_C0)
+        take(M_I2, prev[M_T0] + intron + m_acc, M_T0)
+        take(M_S2, prev[M_C0] + m_start, M_C0)  # start codon (CAT forward) at t..t+2
+        take(M_S2, prev[M_I2] + m_don + m_start, M_I2)
+        take(M_S1, prev[M_S2], M_S2)
+        take(M_S0, prev[M_S1], M_S1)
+        take(M_U5, prev[M_U5], M_U5)
+        take(M_U5, prev[M_S0], M_S0)
+        take(M_U5, prev[M_U5I] + m_don, M_U5I)
+        take(M_U5I, prev[M_U5] + intron + utr_intron + m_acc, M_U5)
         # introns: what entered at t starts the young chain; the mature state keeps its own
         # score or takes the chain's end (entered D bases ago)
         for i in range(NI):
@@ -295,9 +326,9 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
             if k >= 0:
                 cur[s] += cod[t, k] if plus else cod[t, 3 + k]
         if p_start > -1e3:  # an ATG starts at t: in a 5' UTR it is an upstream ATG
-            cur[1] += utr_atg
+            cur[P_U5] += utr_atg
         if m_start > -1e3:  # a - strand ATG (CAT forward) at t..t+2
-            cur[25] += utr_atg
+            cur[M_U5] += utr_atg
         for s in range(S):
             prev[s] = cur[s]
     path = np.empty(T, dtype=np.int8)

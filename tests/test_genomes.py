@@ -3,8 +3,8 @@ knows its genome, and the leave-one-genome-out split never trains on the genome 
 
 import numpy as np
 import pytest
-
 from conftest import gff_line
+
 from dga.cli import main
 from dga.data.store import GenomeInput, prepare_genomes, reference_transcripts
 from dga.data.windows import load_or_make_splits

@@ -218,3 +218,31 @@ def test_genes_from_reference_probabilities_score_near_one(dmel_store, dmel):
         assert all(0 <= v <= 1 for v in g.exon_scores + g.cds_scores)
     noisy = np.random.default_rng(2).dirichlet(np.ones(4), size=n).astype(np.float32)
     assert np.median([g.score for g in score_genes(genes, noisy, noisy)]) < 0.5
+
+
+def test_the_kernel_allows_exactly_the_transitions_of_the_table(dmel, dmel_store):
+    """The Viterbi kernel's `take(dst, prev[src] ...)` lines, read from its source, are the table
+    `hmm.TRANSITIONS`; and decoded paths (noise and reference probabilities) only use those."""
+    import inspect
+    import re
+
+    from dga import hmm
+
+    src = inspect.getsource(hmm._viterbi.py_func)
+    body = src[src.index("# intergenic: stays"): src.index("# introns: what entered")]
+    used = set()
+    for m in re.finditer(r"take\((.*?),\s*(?:prev\[(\w+)\]|c2)[^\n]*?,\s*(\w+)\)", body, re.S):
+        for dst in re.findall(r"\b([A-Z][A-Z0-9_]*|after)\b", m.group(1)):
+            if dst in ("A", "C", "G", "TT"):
+                continue
+            source = {"R": "IG_AFTER"}.get(m.group(3), m.group(3))
+            for d in (["IG_AFTER", "IG"] if dst == "after" else [{"R": "IG_AFTER"}.get(dst, dst)]):
+                used.add((getattr(hmm, source), getattr(hmm, d)))
+    chains = {(s, s) for s in hmm.INTRON_STATES} | {(hmm.IG_AFTER, hmm.IG_AFTER)}
+    assert used | chains == set(hmm.TRANSITIONS)
+    seqid, n, codes, ref, signals = dmel
+    noisy = np.random.default_rng(3).dirichlet(np.ones(4), size=n).astype(np.float32)
+    for probs in (noisy, one_hot(np.asarray(dmel_store.track("label")))):
+        path = hmm.viterbi_path(probs, None, codes, HMMParams(gene=-5.0), signals)
+        pairs = set(zip(path[:-1].tolist(), path[1:].tolist()))
+        assert pairs <= set(hmm.TRANSITIONS), sorted(pairs - set(hmm.TRANSITIONS))
