@@ -13,11 +13,20 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dga.config import OBJECTIVES, Config
 from dga.errors import InputError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+    from dga.search_space import SearchConfig
+    from dga.train import DistInfo
 from dga.metrics import metrics_from_confusion
 
 ALIAS = "champion"
@@ -117,7 +126,8 @@ def next_steps(name: str, cfg: Config) -> str:
             f"  {uri} python -c {shlex.quote(py)}")
 
 
-def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
+def register_best(study: "optuna.Study", sc: "SearchConfig", *, dist: "DistInfo | None" = None,
+                  store: "Store | None" = None, splits: "Splits | None" = None) -> dict:
     """Retrain the study's best configuration on all non-test data, tune its decoder on the trial's
     fold models (validation folds only), test it once, and register the bundle."""
     import mlflow
@@ -132,6 +142,7 @@ def register_best(study, sc, *, dist=None, store=None, splits=None) -> dict:
     from dga.train import fit, setup_distributed, store_for_config, validate
 
     best = study.best_trial
+    assert best.value is not None  # best_trial is a COMPLETE trial
     base = load_config(None, study.user_attrs["base_config"])
     overrides = {**best.user_attrs.get("overrides", {}), **best.params}
     cfg = replace(load_config(None, {**base.to_dict(), **overrides}), fold=-1, log_model=True,

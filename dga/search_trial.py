@@ -11,15 +11,17 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import numpy as np
 
 from dga.config import Config
+from dga.data.store import Store
+from dga.data.windows import Splits
 from dga.runner import HANDOVER
 from dga.search_space import RUNTIME_FIELDS, SearchConfig, trial_config
 from dga.study_files import fold_checkpoint_dir
-from dga.train import EXIT_PREEMPTED, Preempted
+from dga.train import EXIT_PREEMPTED, DistInfo, Preempted
 
 
 @dataclass
@@ -32,16 +34,19 @@ class FoldResult:
 
 @dataclass
 class TrialContext:
+    """What every trial of one worker shares: the search settings, the base config, the data and
+    its split, the process group, where MLflow and the checkpoints go."""
+
     sc: SearchConfig
     base: Config
-    store: Any
-    splits: Any
-    dist: Any
+    store: Store
+    splits: Splits
+    dist: DistInfo
     experiment_id: str
     checkpoint_root: Path
     folds: list[int] = field(default_factory=list)
-    log: Any = print
-    stop: dict = field(default_factory=lambda: {"flag": False})  # set by SIGTERM between folds
+    log: Callable[[str], None] = print
+    stop: dict[str, bool] = field(default_factory=lambda: {"flag": False})  # set by SIGTERM between folds
 
 
 def _fold_checkpoint_dir(ctx: TrialContext, origin: int, fold: int) -> Path:

@@ -20,10 +20,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from dga.data.store import Store
 
 import numpy as np
 
-from dga.data.windows import COMPLEMENT
+from dga.data.windows import COMPLEMENT, Region
 from dga.errors import InputError
 from dga.labels import Label
 
@@ -197,13 +201,14 @@ def _wam_score(table: np.ndarray, rows: np.ndarray, order: int) -> np.ndarray:
     return np.where(ok, vals, 0.0).sum(1).astype(np.float32)
 
 
-def fit_signals(store, regions, background: int = 200_000, seed: int = 0) -> SignalModel:
+def fit_signals(store: "Store", regions: "Sequence[Region] | Sequence[tuple[int, int]]", background: int = 200_000,
+                seed: int = 0) -> SignalModel:
     """Fit the site tables and the coding chain on `regions` (the training region: `Region`s, or
     (start, end) spans in the store's global coordinates), both strands. Background: up to
     `background` random occurrences of each core motif in those regions."""
     offsets = {s["id"]: int(s["offset"]) for s in store.seqids}
-    allowed = [(offsets[r.seqid] + r.start, offsets[r.seqid] + r.end) if hasattr(r, "seqid") else tuple(r)
-               for r in regions]
+    allowed = [(offsets[r.seqid] + r.start, offsets[r.seqid] + r.end) if isinstance(r, Region)
+               else (int(r[0]), int(r[1])) for r in regions]
     rng = np.random.default_rng(seed)
     spans = [(int(s["offset"]), int(s["length"])) for s in store.seqids]
     sites: dict[str, list] = {k: [] for k in SITES}
@@ -369,7 +374,8 @@ def coding_scores(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
-def save_signals(store, regions, path: str | Path, log=print) -> SignalModel:
+def save_signals(store: "Store", regions: "Sequence[Region] | Sequence[tuple[int, int]]", path: str | Path,
+                 log: Callable[[str], None] = print) -> SignalModel:
     """Fit on `regions` (the model's training region) and write `path` atomically."""
     import os
     import time
