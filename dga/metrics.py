@@ -22,7 +22,7 @@ def confusion(truth: np.ndarray, pred: np.ndarray, n: int = N_CLASSES) -> np.nda
 
 
 def _f1(tp: float, fp: float, fn: float) -> float:
-    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+    return 0.0 if tp == 0 else float(2 * tp / (2 * tp + fp + fn))  # plain floats: checkpoints hold them
 
 
 def _composite_f1(cm: np.ndarray, classes) -> float:

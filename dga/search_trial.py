@@ -60,7 +60,10 @@ def _fresh_checkpoint(ckpt_dir: Path, cfg: Config) -> None:
     if ckpt.is_file():
         import torch
 
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("config") or {}
+        try:
+            saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("config") or {}
+        except Exception:  # unreadable as plain data (an older DGA's, or altered): start the fold over
+            saved = {}
         mine = cfg.to_dict()
         if any(saved.get(k) != v for k, v in mine.items() if k not in RUNTIME_FIELDS):
             shutil.rmtree(ckpt_dir)

@@ -251,7 +251,11 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
     result = FitResult(model, n_parameters=n_params)
     start_epoch, best_score, best_state, stale = 0, -math.inf, None, 0
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=dist.device, weights_only=True)  # tensors and plain data only
+        try:  # tensors and plain data only: a checkpoint cannot run code
+            state = torch.load(checkpoint, map_location=dist.device, weights_only=True)
+        except Exception as exc:
+            raise InputError(checkpoint, f"cannot be read as a plain checkpoint ({type(exc).__name__}): written by "
+                                         f"an older DGA or altered; remove it to start this run over") from None
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -43,7 +43,7 @@ sampler = "random"
 pruner = "{pruner}"
 pruner_startup_trials = 2
 heartbeat_interval = 1
-grace_period = 3
+grace_period = {grace}
 register = {register}
 decoder_trials = 3
 decoder_bases = 100000
@@ -52,11 +52,12 @@ decoder_bases = 100000
 
 
 def write_study(path: Path, store, name: str, *, n_trials=4, folds="[0, 1]", epochs=1, bases=200_000,
-                pruner="none", register="false", extra=None) -> Path:
+                pruner="none", register="false", extra=None, grace=3) -> Path:
     default = '[search.space]\nhidden_size = [8, 16]\nlr = { low = 0.005, high = 0.03, log = true }'
     extra = extra if extra is not None else default
     path.write_text(TINY_STUDY.format(store=store.path, name=name, n_trials=n_trials, folds=folds, epochs=epochs,
-                                      bases=bases, pruner=pruner, register=register, extra=extra))
+                                      bases=bases, pruner=pruner, register=register, extra=extra,
+                                      grace=grace))
     return path
 
 
@@ -305,7 +306,7 @@ def test_kill_9_mid_trial_then_resume(tmp_path, dmel_store):
     from optuna.trial import TrialState
 
     exp = write_study(tmp_path / "kill.toml", dmel_store, "kill", n_trials=2, folds="[0, 1, 2, 3]", epochs=2,
-                      bases=300_000)
+                      bases=300_000, grace=12)  # long enough that the rerun starts while the heartbeat is fresh
     cmd = [sys.executable, "-m", "dga.cli", "search", str(exp)]
     log = open(tmp_path / "first-run.log", "w")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env_for(tmp_path), stdout=log, stderr=subprocess.STDOUT,
@@ -329,9 +330,11 @@ def test_kill_9_mid_trial_then_resume(tmp_path, dmel_store):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
-    # at once, while trial 1's heartbeat is still fresh: the rerun waits for it to go stale, takes it over
+    # at once, while trial 1's heartbeat is fresh: the rerun waits for it to go stale, takes the trial over
+    # and resumes its folds from their checkpoints
     again = dga(tmp_path, "search", str(exp))
-    assert "waiting for trial(s) [1]" in again.stdout and "no heartbeat" in again.stdout
+    assert "waiting for trial(s) [1]" in again.stdout and "no heartbeat" in again.stdout, again.stdout[-3000:]
+    assert "FAILED:" not in again.stdout, again.stdout[-3000:]
 
     trials = load(tmp_path, "kill").get_trials()
     states = [t.state for t in trials]
