@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -143,8 +142,7 @@ def main() -> None:
                    "--seconds", str(args.seconds), "--batch-scale", str(args.batch_scale)]
             if args.force_dist:
                 cmd.append("--force-dist")
-            env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True)  # the same interpreter, dga installed
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode != 0 or not lines:
                 print(f"{preset} x{p}: FAILED\n{proc.stderr[-2000:]}")
