@@ -202,10 +202,10 @@ def make_objective(ctx: TrialContext):
             try:
                 cfg = trial_config(ctx.base, overrides)
                 # the trial as the study runs it: its folds, the study's experiment, no model of its own
-                mlflow.log_params({**replace(cfg, experiment=sc.mlflow_experiment, log_model=False,
-                                             run_name=f"trial-{trial.number:03d}").to_dict(),
-                                   "fold": ",".join(map(str, ctx.folds)),
-                                   "checkpoint_dir": str(ctx.checkpoint_root / f"trial-{origin:04d}")})
+                # (run name and checkpoint folder are the study's, so that only searched values differ
+                # between trial runs and MLflow's comparison view shows those)
+                mlflow.log_params({**replace(cfg, experiment=sc.mlflow_experiment, log_model=False).to_dict(),
+                                   "fold": ",".join(map(str, ctx.folds)), "checkpoint_dir": str(ctx.checkpoint_root)})
                 mlflow.set_tags(tracking.run_tags(str(ctx.dist.device), ctx.sc.processes_per_trial,
                                                   ctx.store.checksum))
                 t0 = time.perf_counter()
