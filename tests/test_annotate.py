@@ -284,6 +284,7 @@ def test_evaluate_hand_made_cases(make_case, tmp_path):
     assert none["base"]["genic_f1"] == 0.0 and none["exon"]["n_pred"] == 0 and none["exon"]["sensitivity"] == 0.0
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_json_figure_and_mlflow_run(make_case, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
