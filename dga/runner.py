@@ -1,4 +1,4 @@
-"""`dga train`: config -> store -> splits -> fit (DDP-aware) -> MLflow run on rank 0."""
+"""`dga train`: config -> store -> splits -> fit (DDP-aware) -> the bundle, and its MLflow run on rank 0."""
 
 from __future__ import annotations
 
