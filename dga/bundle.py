@@ -20,7 +20,6 @@ or a download cannot run code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -95,11 +94,9 @@ def from_model(model, config: Config, *, signals=None, decoder: dict | None = No
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from dga.data.store import sha256_file
+
+    return sha256_file(path)
 
 
 def is_bundle(folder: Path) -> bool:

@@ -97,16 +97,10 @@ def make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, seed: int 
         raise ValueError(f"k must be >= 2, got {k}")
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    labels = store.track("label")
     rng = np.random.default_rng(seed)
     folds: list[list[Region]] = [[] for _ in range(k)]
     test: list[Region] = []
-    for s in store.seqids:
-        lab = labels[s["offset"]: s["offset"] + s["length"]]
-        n = s["length"]
-        test_start = n if test_fraction == 0 else nearest_intergenic(lab, int(round(n * (1 - test_fraction))))
-        if test_start < n:
-            test.append(Region(s["id"], test_start, n))
+    for s, lab, test_start in _test_tails(store, test_fraction, test):
         cuts = [0] + [nearest_intergenic(lab, int(round(test_start * j / k))) for j in range(1, k)] + [test_start]
         cuts = list(np.maximum.accumulate(np.minimum(cuts, test_start)))
         order = rng.permutation(k)
@@ -114,6 +108,19 @@ def make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, seed: int 
             if cuts[block + 1] > cuts[block]:
                 folds[fold].append(Region(s["id"], int(cuts[block]), int(cuts[block + 1])))
     return Splits(k, test_fraction, seed, tuple(tuple(f) for f in folds), tuple(test))
+
+
+def _test_tails(store: Store, test_fraction: float, test: list[Region]):
+    """Each sequence with its labels and where its held-out tail starts (the last `test_fraction`,
+    moved to the nearest intergenic base); the tails are appended to `test`."""
+    labels = store.track("label")
+    for s in store.seqids:
+        lab = labels[s["offset"]: s["offset"] + s["length"]]
+        n = s["length"]
+        test_start = n if test_fraction == 0 else nearest_intergenic(lab, int(round(n * (1 - test_fraction))))
+        if test_start < n:
+            test.append(Region(s["id"], test_start, n))
+        yield s, lab, test_start
 
 
 def genome_splits(store: Store, k: int, test_fraction: float, seed: int) -> Splits:
@@ -127,15 +134,9 @@ def genome_splits(store: Store, k: int, test_fraction: float, seed: int) -> Spli
     if k != len(genomes):
         raise InputError(store.path, f"split = 'genome': k_folds must equal the number of genomes ({len(genomes)}: "
                                      f"{', '.join(genomes)}), got {k}")
-    labels = store.track("label")
     folds: list[list[Region]] = [[] for _ in genomes]
     test: list[Region] = []
-    for s in store.seqids:
-        lab = labels[s["offset"]: s["offset"] + s["length"]]
-        n = s["length"]
-        test_start = n if test_fraction == 0 else nearest_intergenic(lab, int(round(n * (1 - test_fraction))))
-        if test_start < n:
-            test.append(Region(s["id"], test_start, n))
+    for s, _, test_start in _test_tails(store, test_fraction, test):
         if test_start > 0:
             folds[genomes.index(s["genome"])].append(Region(s["id"], 0, test_start))
     return Splits(k, test_fraction, seed, tuple(tuple(f) for f in folds), tuple(test), "genome", tuple(genomes))
