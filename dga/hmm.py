@@ -371,9 +371,18 @@ def _log_emissions(probs: np.ndarray, params: HMMParams) -> np.ndarray:
     return em
 
 
+def signal_tables(codes: np.ndarray, signals: SignalModel | None, gc_donor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The sequence's unweighted site scores [L, 8] and coding scores [L, 6] (`dga.signals`). Pieces
+    joined with runs of N longer than any site window score exactly as each piece alone, so many short
+    contigs can be scored in one call and sliced (`hmm_decode(tables=...)`)."""
+    cod = np.zeros((len(codes), 6), dtype=np.float32) if signals is None else coding_scores(codes, signals.coding)
+    return site_scores(codes, signals, gc_donor), cod
+
+
 def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray,
                  params: HMMParams = HMMParams(), signals: SignalModel | None = None,
-                 open_ends: tuple[bool, bool] = (True, True)) -> np.ndarray:
+                 open_ends: tuple[bool, bool] = (True, True),
+                 tables: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Best state path [L] (int8, states as above). `plus_probs` / `minus_probs` [L, 4] are the class
     probabilities that + / - strand states see (`minus_probs` None: the same, a strand-agnostic model).
     `open_ends`: whether the path may begin / end inside a gene (False where the sequence was cut)."""
@@ -383,15 +392,15 @@ def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: 
     em_m = em_p if minus_probs is None else _log_emissions(minus_probs, params)
     # intergenic on both strands: the weaker of the two reads' evidence for "no gene here"
     em_ig = np.minimum(em_p[:, Label.INTERGENIC], em_m[:, Label.INTERGENIC])
-    sc = site_scores(codes, signals, params.gc_donor)
+    raw_sc, raw_cod = tables if tables is not None else signal_tables(codes, signals, params.gc_donor)
+    sc = np.array(raw_sc, dtype=np.float32)  # a copy: weighted and shifted below
     if signals is not None:
         present = sc > NO_SITE
         splice = np.zeros(sc.shape[1], dtype=bool)
         splice[[0, 1, 4, 5]] = True  # donor / acceptor columns (`dga.signals.COLUMNS`); the rest start / stop
         sc[present & splice] *= params.site_weight
         sc[present & ~splice] *= params.codon_site_weight
-    cod = np.zeros((len(codes), 6), dtype=np.float32) if signals is None else \
-        coding_scores(codes, signals.coding) * np.float32(params.coding_weight)
+    cod = np.asarray(raw_cod, dtype=np.float32) * np.float32(params.coding_weight if signals is not None else 0.0)
     # the + stop and - start scores move to the codon's first base, where the path enters the codon
     for col in (3, 7):
         sc[:-3, col] = sc[3:, col]
@@ -471,7 +480,8 @@ def cut_points(p_intergenic: np.ndarray, chunk: int, min_run: int = 2000, thresh
 
 def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray, seqid: str, *,
                params: HMMParams = HMMParams(), signals: SignalModel | None = None, offset: int = 0,
-               chunk: int = 4_000_000, min_cds: int = 30, progress=None) -> list[GeneModel]:
+               chunk: int = 4_000_000, min_cds: int = 30, progress=None,
+               tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Gene models of one sequence by Viterbi decoding, in pieces cut at confident intergenic bases
     (memory: about 250 bytes per base of the largest piece, ~4 Mb by default). `progress(bases)`
     is called after each piece."""
@@ -483,7 +493,8 @@ def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np
     genes: list[GeneModel] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         path = viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b],
-                            params, signals, (a == 0, b == n))
+                            params, signals, (a == 0, b == n),
+                            None if tables is None else (tables[0][a:b], tables[1][a:b]))
         genes += path_to_genes(path, seqid, offset + a, min_cds)
         if progress is not None:
             progress(b - a)

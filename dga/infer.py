@@ -55,15 +55,19 @@ def iter_region_batches(codes: np.ndarray, window: int, margin: int, batch_size:
         yield x, batch
 
 
-def iter_pieces_batches(pieces: list[np.ndarray], window: int, margin: int,
-                        batch_size: int) -> Iterator[tuple[np.ndarray, list[tuple[int, Tile]]]]:
+def iter_pieces_batches(pieces: list[np.ndarray], window: int, margin: int, batch_size: int,
+                        multiple: int = 1) -> Iterator[tuple[np.ndarray, list[tuple[int, Tile]]]]:
     """Like `iter_region_batches` over several sequences at once: a batch holds windows of different
     pieces ((piece index, tile) per row), so thousands of short contigs share batches instead of each
-    being a padded batch of one. Every row is the same window as the piece alone would get."""
+    being a padded batch of one. A batch of pieces shorter than the window is only as wide as its
+    longest piece (rounded up to `multiple`, the model's bases per step), not padded to the window;
+    each row's length goes with it (`row_lengths`), so the model reads a short piece as exactly itself."""
     batch: list[tuple[int, Tile]] = []
 
     def emit():
-        x = np.full((len(batch), window), 4, dtype=np.uint8)
+        longest = max(min(window, len(pieces[i]) - t.start) for i, t in batch)
+        width = window if longest >= window else -(-longest // multiple) * multiple
+        x = np.full((len(batch), width), 4, dtype=np.uint8)
         for j, (i, t) in enumerate(batch):
             chunk = pieces[i][t.start: t.start + window]
             x[j, : len(chunk)] = chunk
@@ -80,8 +84,11 @@ def iter_pieces_batches(pieces: list[np.ndarray], window: int, margin: int,
 
 
 @torch.no_grad()
-def forward_codes(model: torch.nn.Module, codes: np.ndarray, device: torch.device, bf16: bool = False) -> torch.Tensor:
-    """Model logits (float32 [B, W, C]) for a batch of uint8 codes."""
+def forward_codes(model: torch.nn.Module, codes: np.ndarray, device: torch.device, bf16: bool = False,
+                  lengths: np.ndarray | None = None) -> torch.Tensor:
+    """Model logits (float32 [B, W, C]) for a batch of uint8 codes (rows of `lengths` bases, if given)."""
     x = torch.from_numpy(ONEHOT[codes]).to(device, non_blocking=True)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
-        return model(x).float()
+        if lengths is None:
+            return model(x).float()
+        return model(x, torch.from_numpy(np.asarray(lengths, dtype=np.int64))).float()

@@ -27,12 +27,21 @@ class BiLSTMTagger(nn.Module):
                             bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(2 * hidden_size, self.n_outputs * bases_per_step)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """`lengths` (bases per row, optional): rows shorter than the batch are read as sequences of
+        that length (packed), so padding after a short sequence never reaches its backward pass."""
         b, length, channels = x.shape
         if channels < self.input_size:  # ACGT one-hot into the seed's wider IUPAC input: extra channels zero
             x = nn.functional.pad(x, (0, self.input_size - channels))
         k = self.bases_per_step
-        out, _ = self.lstm(x.reshape(b, length // k, k * self.input_size))
+        steps = x.reshape(b, length // k, k * self.input_size)
+        if lengths is None or bool((lengths >= length).all()):
+            out, _ = self.lstm(steps)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(steps, ((lengths + k - 1) // k).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=length // k)
         return self.head(out).reshape(b, length, self.n_outputs)
 
 

@@ -86,8 +86,10 @@ def pieces_probs(model: torch.nn.Module, pieces: list[np.ndarray], window: int, 
                  device: torch.device, bf16: bool, outs: list[np.ndarray], progress=None) -> None:
     """`strand_probs` for several reads at once, their windows sharing batches (many short contigs
     cost a few full batches, not one padded batch each); results are the same as one by one."""
-    for x, batch in iter_pieces_batches(pieces, window, margin, batch_size):
-        probs = torch.softmax(forward_codes(model, x, device, bf16)[..., :N_CLASSES], dim=-1).cpu().numpy()
+    multiple = getattr(model, "bases_per_step", 1)
+    for x, batch in iter_pieces_batches(pieces, window, margin, batch_size, multiple):
+        lengths = np.array([min(x.shape[1], len(pieces[i]) - t.start) for i, t in batch])
+        probs = torch.softmax(forward_codes(model, x, device, bf16, lengths)[..., :N_CLASSES], dim=-1).cpu().numpy()
         for j, (i, t) in enumerate(batch):
             outs[i][t.keep_from: t.keep_to] = probs[j, t.keep_from - t.start: t.keep_to - t.start]
         if progress is not None:
@@ -114,9 +116,11 @@ def read_both_strands(lm: LoadedModel, pieces: list[np.ndarray], *, batch_size: 
     window = cfg.effective_val_window
     margin = int(window * cfg.val_overlap)
     arrays = [_prob_arrays(len(c), workdir) for c in pieces]
-    pieces_probs(lm.model, pieces, window, margin, batch_size, device, cfg.bf16, [f for f, _ in arrays], progress)
-    pieces_probs(lm.model, [COMPLEMENT[c[::-1]] for c in pieces], window, margin, batch_size, device, cfg.bf16,
-                 [r for _, r in arrays], progress)
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))  # similar lengths share a batch: less padding
+    pieces_probs(lm.model, [pieces[i] for i in order], window, margin, batch_size, device, cfg.bf16,
+                 [arrays[i][0] for i in order], progress)
+    pieces_probs(lm.model, [COMPLEMENT[pieces[i][::-1]] for i in order], window, margin, batch_size, device,
+                 cfg.bf16, [arrays[i][1] for i in order], progress)
     return arrays
 
 
@@ -132,7 +136,7 @@ class _MeanOfReads:
 
 def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev: np.ndarray, *,
                     decoder: str = "hmm", rules: DecodeRules = DecodeRules(), hmm: HMMParams | None = None,
-                    decode_progress=None) -> list[GeneModel]:
+                    decode_progress=None, tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Gene models of one sequence from its two reads' probabilities, each with its confidence
     (`dga.confidence`, calibrated by the bundle's calibration when it has one)."""
     from dga.confidence import score_genes
@@ -141,7 +145,7 @@ def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndar
     rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
     gaps = n_runs(codes, N_RUN_MIN)
     if decoder == "hmm":
-        genes = hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress)
+        genes = hmm_genes(lm, seqid, codes, fwd, rev_fwd, gaps, hmm or lm.hmm, decode_progress, tables)
     elif lm.config.labels == "stranded":
         plus, minus = fwd.argmax(axis=1).astype(np.uint8), rev_fwd.argmax(axis=1).astype(np.uint8)
         plus[gaps], minus[gaps] = Label.INTERGENIC, Label.INTERGENIC
@@ -201,7 +205,8 @@ def pack(lengths: list[int], window: int, group_bases: int = 4_000_000) -> list[
 
 
 def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev_fwd: np.ndarray,
-               gaps: np.ndarray, params: HMMParams, progress=None) -> list[GeneModel]:
+              gaps: np.ndarray, params: HMMParams, progress=None,
+              tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Viterbi decoding; assembly gaps are certain intergenic on both reads."""
     ig = np.zeros(N_CLASSES, dtype=np.float32)
     ig[Label.INTERGENIC] = 1.0
@@ -216,7 +221,7 @@ def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, r
         plus[gaps] = ig
     if lm.signals is None:
         params = HMMParams.without_signals()
-    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress)
+    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress, tables=tables)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -247,6 +252,23 @@ def pieces_of(records, regions: list[str] | None) -> list[tuple[str, np.ndarray,
             for sp in spans]
 
 
+SPACER = 256  # N bases between short pieces scored together: longer than any site window
+
+
+def _group_tables(lm: LoadedModel, pieces: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Site and coding scores of many short pieces from one call on them joined by runs of N (the
+    same numbers as each alone: windows read N beyond a sequence's end either way), sliced back."""
+    from dga.hmm import signal_tables
+
+    joined = np.concatenate([np.concatenate([c, np.full(SPACER, 4, np.uint8)]) for c in pieces])
+    sc, cod = signal_tables(joined, lm.signals, lm.hmm.gc_donor)
+    out, pos = [], 0
+    for c in pieces:
+        out.append((sc[pos: pos + len(c)], cod[pos: pos + len(c)]))
+        pos += len(c) + SPACER
+    return out
+
+
 def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, str]], *, device: torch.device,
                     batch_size: int = 0, decoder: str = "hmm", probs_out: dict | None = None,
                     workdir: Path | None = None, progress=None, decode_progress=None,
@@ -262,10 +284,12 @@ def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, st
     for group in pack([len(p[1]) for p in pieces], lm.config.effective_val_window):
         reads = read_both_strands(lm, [pieces[i][1] for i in group], batch_size=bs, device=device, workdir=workdir,
                                   progress=progress)
-        for i, (fwd, rev) in zip(group, reads):
+        tables = _group_tables(lm, [pieces[i][1] for i in group]) if decoder == "hmm" and len(group) > 1 else None
+        for k, (i, (fwd, rev)) in enumerate(zip(group, reads)):
             seqid, codes, offset, name = pieces[i]
             genes += shift_genes([g for g in decode_sequence(lm, seqid, codes, fwd, rev, decoder=decoder,
-                                                             decode_progress=decode_progress)
+                                                             decode_progress=decode_progress,
+                                                             tables=None if tables is None else tables[k])
                                   if g.score is None or g.score >= min_confidence], offset)
             if probs_out is not None:  # filed under the piece's name: regions of one sequence stay apart
                 probs_out[name] = (fwd, rev)
