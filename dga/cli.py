@@ -84,7 +84,8 @@ def _ui(args: argparse.Namespace) -> int:
     print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
     print(f"Optuna's own dashboard for the same studies: pip install optuna-dashboard && "
           f"optuna-dashboard {optuna_url}", flush=True)
-    server_args = ["--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    server_args = ["--backend-store-uri", uri, "--registry-store-uri", uri, "--host", args.host, "--port",
+                   str(args.port), "--workers", "1"]
     if uri.startswith("sqlite:///"):
         server_args += ["--default-artifact-root", (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()]
     exec_mlflow_server(server_args)

@@ -116,7 +116,8 @@ def mlflow_server(backend: str, artifacts: str, host: str, port: int, allowed_ho
         print(f"dga: warning: the server listens on {host} without authentication; put MLflow's basic "
               f"authentication or a TLS reverse proxy in front of it (README, Security)", file=sys.stderr)
     print(f"export MLFLOW_TRACKING_URI=http://{name}:{port}", flush=True)
-    server_args = ["--backend-store-uri", backend, "--artifacts-destination", str(Path(artifacts).resolve()),
+    server_args = ["--backend-store-uri", backend, "--registry-store-uri", backend,
+                   "--artifacts-destination", str(Path(artifacts).resolve()),
                    "--serve-artifacts", "--host", host, "--port", str(port), "--workers", "2"]
     if allowed_hosts:
         server_args += ["--allowed-hosts", allowed_hosts]

@@ -203,7 +203,10 @@ def exec_mlflow_server(args: list[str]) -> None:
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if mlflow_bin is None:
         raise InputError(None, "the mlflow command is not installed (pip install mlflow==3.17.2)")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # MLflow's own deprecation warnings (Starlette's WSGI middleware) are nothing a DGA user can act on
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS")
+           or "ignore::DeprecationWarning,ignore:starlette.middleware.wsgi is deprecated"}
     os.execve(mlflow_bin, [mlflow_bin, "server", *args], env)
 
 
