@@ -154,6 +154,8 @@ def tune(data: list[FoldData], store, ref: list, *, trials: int = 40, seed: int 
                 f"gene F1 {r['gene']:.3f}, sub-genic {r['subgenic']:.3f}, genic {r['genic']:.3f})")
             return r["objective"]
 
+        log(f"decoder trials: {trials}, each decoding {sum(d.end - d.start for d in data):,} bases (the first one "
+            "also loads or compiles the numba decoder, up to half a minute after an update)")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
         first = {**base, **(start or {})}
