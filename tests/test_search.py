@@ -217,6 +217,7 @@ def test_search_registers_a_loadable_champion(two_worker_study):
     assert lm.model(x).shape[:2] == (2, 400)
 
 
+@pytest.mark.slow
 def test_champion_decodes_with_its_own_tuned_decoder_and_exports_to_the_zoo(two_worker_study, tmp_path):
     """study -> best trial -> registered bundle (decoder tuned on that trial's fold models) -> zoo
     export -> zoo import -> predict: the zoo entry and the registry give the same GFF3."""
@@ -468,6 +469,7 @@ def test_trial_folds_as_two_process_torchrun_jobs(tmp_path, dmel_store):
     assert trial.data.metrics["cv_genic_f1_mean"] == pytest.approx(fold.data.metrics["best_val_genic_f1"])
 
 
+@pytest.mark.slow
 def test_a_completed_configuration_is_never_trained_again(tmp_path, dmel_store):
     """A categorical space of two configurations and four trials: two complete, the rest are
     recognised as repeats and cost no training."""

@@ -80,6 +80,7 @@ def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
     assert abs(res["base"]["genic_f1"] - card["slice_check"]["genic_f1"]) <= 0.02
 
 
+@pytest.mark.slow
 def test_zoo_cli_list_show_import_and_predict(tmp_path, monkeypatch):
     env = {"PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin"}
 
