@@ -20,6 +20,13 @@ or a download cannot run code.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from dga.signals import SignalModel
+
 import json
 import os
 import re
@@ -63,7 +70,7 @@ class Bundle:
 
         return HMMParams.from_dict(self.decoder.get("params"))
 
-    def build_model(self, device=None):
+    def build_model(self, device: "torch.device | None" = None) -> "torch.nn.Module":
         """The network in eval mode, rebuilt from the config and loaded strictly (float32)."""
         import torch
 
@@ -86,8 +93,8 @@ def default_decoder() -> dict[str, Any]:
     return {"name": "hmm", "params": asdict(HMMParams()), "tuned": None}
 
 
-def from_model(model, config: Config, *, signals=None, decoder: dict | None = None,
-               provenance: dict | None = None) -> Bundle:
+def from_model(model: "torch.nn.Module", config: Config, *, signals: "SignalModel | None" = None,
+               decoder: dict | None = None, provenance: dict | None = None) -> Bundle:
     """A bundle of a trained `nn.Module` (weights copied to the CPU)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return Bundle(state, config, decoder or default_decoder(), dict(provenance or {}), signals)

@@ -11,6 +11,13 @@ The best settings are written into the bundle being shipped, with a record of wh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+    from dga.hmm import HMMParams
+
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -66,7 +73,8 @@ def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
                                    f"{', '.join(f'{k} {theirs.get(k)!r} != {mine[k]!r}' for k in diff[:5])}")
 
 
-def fold_data(folds: list[Bundle], store, splits, bases: int, log: Callable[[str], None] = print) -> list[FoldData]:
+def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,
+              log: Callable[[str], None] = print) -> list[FoldData]:
     """Each fold model's probabilities over the first `bases` of its validation fold, both reads,
     and signal models fitted on its own training region."""
     import torch
@@ -102,7 +110,7 @@ def fold_data(folds: list[Bundle], store, splits, bases: int, log: Callable[[str
     return out
 
 
-def tune(data: list[FoldData], store, ref: list, *, trials: int = 40, seed: int = 0,
+def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, seed: int = 0,
          objective: str = "exon+subgenic", start: dict | None = None,
          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Search the decoder settings on the folds' data; returns the tuning record (best params, its
@@ -175,7 +183,7 @@ def tune(data: list[FoldData], store, ref: list, *, trials: int = 40, seed: int 
             "fold_models": [d.lm.source for d in data], "test_region_used": False}
 
 
-def fit_gene_calibration(data: list[FoldData], params, ref: list, spans: list) -> dict[str, Any]:
+def fit_gene_calibration(data: list[FoldData], params: "HMMParams", ref: list, spans: list) -> dict[str, Any]:
     """Isotonic calibration of the genes' raw confidence against exactness (whole CDS chain in the
     reference), on the folds decoded with `params`: validation folds only."""
     from dga.confidence import fit_calibration, score_genes
@@ -203,8 +211,9 @@ def fit_gene_calibration(data: list[FoldData], params, ref: list, spans: list) -
     return cal
 
 
-def tune_bundle(target: Bundle, folds: list[Bundle], store, splits, *, trials: int = 40, bases: int = 3_000_000,
-                seed: int = 0, objective: str = "exon+subgenic", log: Callable[[str], None] = print) -> Bundle:
+def tune_bundle(target: Bundle, folds: list[Bundle], store: "Store", splits: "Splits", *, trials: int = 40,
+                bases: int = 3_000_000, seed: int = 0, objective: str = "exon+subgenic",
+                log: Callable[[str], None] = print) -> Bundle:
     """`target` with decoder settings tuned on `folds`' validation folds (its fold models)."""
     from dga.data.store import reference_transcripts
 

@@ -33,6 +33,7 @@ prediction and decoding together).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Callable, Optional
 
 import numpy as np
 from numba import njit
@@ -40,6 +41,8 @@ from numba import njit
 from dga.decode import GeneModel, runs, shift_genes
 from dga.labels import Label
 from dga.signals import DEFAULT_MIN_INTRON, NO_SITE, SignalModel, coding_scores, site_scores
+
+Progress = Optional[Callable[[int], object]]  # called with the bases just done
 
 IG = 0
 # + strand, 5'->3': 5' UTR exon / intron, start codon (3 states), CDS at codon position 0/1/2,
@@ -480,7 +483,7 @@ def cut_points(p_intergenic: np.ndarray, chunk: int, min_run: int = 2000, thresh
 
 def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray, seqid: str, *,
                params: HMMParams = HMMParams(), signals: SignalModel | None = None, offset: int = 0,
-               chunk: int = 4_000_000, min_cds: int = 30, progress=None,
+               chunk: int = 4_000_000, min_cds: int = 30, progress: Progress = None,
                tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Gene models of one sequence by Viterbi decoding, in pieces cut at confident intergenic bases
     (memory: about 250 bytes per base of the largest piece, ~4 Mb by default). `progress(bases)`

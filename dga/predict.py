@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ from dga.infer import forward_codes, iter_pieces_batches
 from dga.labels import N_CLASSES, Label
 from dga.scratch import make_dir
 from dga.signals import SignalModel
+
+Progress = Optional[Callable[[int], object]]  # called with the bases just done
 
 N_RUN_MIN = 10  # runs of at least this many N (assembly gaps) are never genic
 
@@ -77,13 +80,13 @@ def load_model(uri: str, device: torch.device | None = None, signals: str | None
 
 
 def strand_probs(model: torch.nn.Module, codes: np.ndarray, window: int, margin: int, batch_size: int,
-                 device: torch.device, bf16: bool, out: np.ndarray, progress=None) -> None:
+                 device: torch.device, bf16: bool, out: np.ndarray, progress: Progress = None) -> None:
     """Softmax class probabilities for every base of `codes` (one read), written into `out` [L, 4]."""
     pieces_probs(model, [codes], window, margin, batch_size, device, bf16, [out], progress)
 
 
 def pieces_probs(model: torch.nn.Module, pieces: list[np.ndarray], window: int, margin: int, batch_size: int,
-                 device: torch.device, bf16: bool, outs: list[np.ndarray], progress=None) -> None:
+                 device: torch.device, bf16: bool, outs: list[np.ndarray], progress: Progress = None) -> None:
     """`strand_probs` for several reads at once, their windows sharing batches (many short contigs
     cost a few full batches, not one padded batch each); results are the same as one by one."""
     multiple = getattr(model, "bases_per_step", 1)
@@ -110,7 +113,7 @@ def _prob_arrays(n: int, workdir: Path | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_both_strands(lm: LoadedModel, pieces: list[np.ndarray], *, batch_size: int, device: torch.device,
-                      workdir: Path | None = None, progress=None) -> list[tuple[np.ndarray, np.ndarray]]:
+                      workdir: Path | None = None, progress: Progress = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(forward read, reverse-complement read) probabilities of each piece, the pieces batched together."""
     cfg = lm.config
     window = cfg.effective_val_window
@@ -136,7 +139,8 @@ class _MeanOfReads:
 
 def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev: np.ndarray, *,
                     decoder: str = "hmm", rules: DecodeRules = DecodeRules(), hmm: HMMParams | None = None,
-                    decode_progress=None, tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
+                    decode_progress: Progress = None,
+                    tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Gene models of one sequence from its two reads' probabilities, each with its confidence
     (`dga.confidence`, calibrated by the bundle's calibration when it has one)."""
     from dga.confidence import score_genes
@@ -172,8 +176,8 @@ def check_decoder(decoder: str) -> None:
 def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_size: int = 32,
                      device: torch.device = torch.device("cpu"), decoder: str = "hmm",
                      rules: DecodeRules = DecodeRules(), hmm: HMMParams | None = None,
-                     probs_out: dict | None = None, workdir: Path | None = None, progress=None,
-                     decode_progress=None) -> list[GeneModel]:
+                     probs_out: dict | None = None, workdir: Path | None = None, progress: Progress = None,
+                     decode_progress: Progress = None) -> list[GeneModel]:
     """Gene models of one sequence, both strands: `decoder` "hmm" (Viterbi over gene structures,
     `dga.hmm`, with the model's signal models when it has them) or "rules" (`dga.decode`)."""
     check_decoder(decoder)
@@ -205,7 +209,7 @@ def pack(lengths: list[int], window: int, group_bases: int = 4_000_000) -> list[
 
 
 def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev_fwd: np.ndarray,
-              gaps: np.ndarray, params: HMMParams, progress=None,
+              gaps: np.ndarray, params: HMMParams, progress: Progress = None,
               tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Viterbi decoding; assembly gaps are certain intergenic on both reads."""
     ig = np.zeros(N_CLASSES, dtype=np.float32)
@@ -233,7 +237,7 @@ def resolve_device(device: str) -> torch.device:
                         ("cpu" if device == "auto" else device))
 
 
-def pieces_of(records, regions: list[str] | None) -> list[tuple[str, np.ndarray, int, str]]:
+def pieces_of(records: list, regions: list[str] | None) -> list[tuple[str, np.ndarray, int, str]]:
     """(seqid, codes, offset, name) of every sequence, or of each region ('seqid:start-end', 1-based
     inclusive); overlapping regions are refused (their genes would be called twice)."""
     from dga.evaluate import parse_region
@@ -271,7 +275,7 @@ def _group_tables(lm: LoadedModel, pieces: list[np.ndarray]) -> list[tuple[np.nd
 
 def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, str]], *, device: torch.device,
                     batch_size: int = 0, decoder: str = "hmm", probs_out: dict | None = None,
-                    workdir: Path | None = None, progress=None, decode_progress=None,
+                    workdir: Path | None = None, progress: Progress = None, decode_progress: Progress = None,
                     min_confidence: float = 0.0) -> list[GeneModel]:
     """Gene models of every piece (in its sequence's coordinates); short pieces share batches; genes
     whose confidence is below `min_confidence` are dropped. `probs_out`, when given, receives each

@@ -4,6 +4,14 @@ splits, fit result); no MLflow here, so `dga train` with `tracking = "none"` rec
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dga.config import Config
+    from dga.data.store import Store
+    from dga.data.windows import Region, Splits
+    from dga.train import DistInfo, FitResult
+
 import platform
 import socket
 import subprocess
@@ -30,11 +38,11 @@ def software() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def region_text(r) -> str:
+def region_text(r: "Region") -> str:
     return f"{r.seqid}:{r.start + 1}-{r.end}"
 
 
-def data_record(store, splits, cfg) -> dict[str, Any]:
+def data_record(store: "Store", splits: "Splits", cfg: "Config") -> dict[str, Any]:
     """Dataset, store checksum, input files (name, size, SHA-256; no machine paths) and the split."""
     inputs = {k: {kk: vv for kk, vv in v.items() if kk != "path"} for k, v in store.manifest.get("inputs", {}).items()}
     training = "all non-test data (every fold)" if cfg.fold < 0 else \
@@ -48,7 +56,7 @@ def data_record(store, splits, cfg) -> dict[str, Any]:
             "validation_fold": cfg.fold}
 
 
-def training_record(cfg, result, dist, stop_reason: str = "") -> dict[str, Any]:
+def training_record(cfg: "Config", result: "FitResult", dist: "DistInfo", stop_reason: str = "") -> dict[str, Any]:
     """What fit() did: epochs, best epoch, wall time, bases seen, device; the per-epoch history."""
     history = [{k: v for k, v in r.items() if k != "val_confusion"} for r in result.history]
     steps_bases = sum(r.get("train_bases_per_s", 0.0) * r.get("epoch_seconds", 0.0) for r in result.history)

@@ -32,7 +32,7 @@ from dga.metrics import metrics_from_confusion
 ALIAS = "champion"
 
 
-def model_name(cfg: Config, store) -> str:
+def model_name(cfg: Config, store: "Store") -> str:
     return f"dga-{cfg.dataset or store.manifest.get('dataset') or store.path.name}"
 
 
@@ -84,11 +84,13 @@ def register_model_version(model_uri: str, name: str, tags: dict[str, str], desc
     return mv.version
 
 
-def cv_record(study, trial, sc, fold_models: list, splits=None) -> dict:
+def cv_record(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", sc: "SearchConfig",
+              fold_models: list, splits: "Splits | None" = None) -> dict:
     """The study's part of a bundle's provenance: which trial, its CV mean and spread, each fold."""
     from optuna.trial import TrialState
 
     cv = trial.user_attrs.get("cv", {})
+    assert trial.value is not None  # a COMPLETE trial
     per_fold = [{"fold": b.config.fold, **({"name": splits.fold_name(b.config.fold)} if splits is not None and
                                            splits.fold_names else {}),
                  **{k[4:]: v for k, v in b.provenance.get("training", {})

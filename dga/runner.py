@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+    from dga.train import DistInfo, FitResult
+
 import json
 import sys
 import time
@@ -65,7 +72,8 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
         cleanup_distributed()
 
 
-def write_bundle(cfg: Config, store, splits, dist, result, ckpt_dir: Path, *, with_signals: bool,
+def write_bundle(cfg: Config, store: "Store", splits: "Splits", dist: "DistInfo", result: "FitResult",
+                 ckpt_dir: Path, *, with_signals: bool,
                  extra: dict | None = None) -> Path:
     """The trained model as a bundle in `ckpt_dir/bundle` (signal models fitted on its training region)."""
     from dga import bundle

@@ -3,6 +3,11 @@ held by dead workers, re-queueing preempted ones."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import optuna
+
 import signal
 import time
 import warnings
@@ -12,7 +17,8 @@ from dga.study_storage import budget_lock, counted_trials
 from dga.train import Preempted
 
 
-def run_worker(study, objective, sc: SearchConfig, deadline: float, log=print) -> int:
+def run_worker(study: "optuna.Study", objective: Callable, sc: SearchConfig, deadline: float,
+               log: Callable[[str], None] = print) -> int:
     """Run trials until the study holds n_trials COMPLETE/PRUNED/RUNNING trials or the deadline passes.
     Returns the number of trials this worker ran; raises Preempted after a SIGTERM mid-trial
     (the trial is checkpointed and queued again)."""

@@ -269,7 +269,7 @@ def fit_signals(store: "Store", regions: "Sequence[Region] | Sequence[tuple[int,
                        min_intergenic=min_gene_gap(store, allowed))
 
 
-def min_gene_gap(store, allowed: list[tuple[int, int]]) -> int:
+def min_gene_gap(store: "Store", allowed: list[tuple[int, int]]) -> int:
     """The decoder's shortest gap between two genes: the 1st percentile of the intergenic stretches
     between consecutive annotated genes (either strand) inside the training region, or the shortest
     one when there are fewer than 100; 1 (no minimum) when there is none."""

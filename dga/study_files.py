@@ -4,6 +4,11 @@ its final model's. Shared by the search (which writes them) and registration / d
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
 from pathlib import Path
 
 from dga.config import Config
@@ -19,7 +24,7 @@ def fold_checkpoint_dir(root: Path, origin: int, fold: int) -> Path:
     return root / f"trial-{origin:04d}" / f"fold-{fold}"
 
 
-def fold_bundles(trial, base: Config, study_name: str) -> list[Path]:
+def fold_bundles(trial: "optuna.trial.FrozenTrial", base: Config, study_name: str) -> list[Path]:
     """The bundle folders of a trial's fold models (written by cross-validation), by fold."""
     origin = trial.system_attrs.get("failed_trial", trial.number)
     root = study_checkpoint_root(base, study_name) / f"trial-{origin:04d}"

@@ -3,6 +3,11 @@ process uses, the lock that keeps a study at exactly `n_trials`, and stale-trial
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
 import contextlib
 import fcntl
 import functools
@@ -56,7 +61,7 @@ def make_sampler(sc: SearchConfig, seed: int):
             if sc.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed))
 
 
-def sampler_seed_for(sc: SearchConfig, study, worker_only: bool) -> tuple[int, bool]:
+def sampler_seed_for(sc: SearchConfig, study: "optuna.Study", worker_only: bool) -> tuple[int, bool]:
     """(seed, reproducible): `sampler_seed` for the first process of a new study, so one worker
     and no restart reproduces the same trials; any other worker or a restart draws its own seed,
     so parallel workers and restarts do not propose the configurations already proposed."""
@@ -163,7 +168,7 @@ def budget_lock(url: str, study_name: str = ""):
         yield lambda: None
 
 
-def counted_trials(study) -> int:
+def counted_trials(study: "optuna.Study") -> int:
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,

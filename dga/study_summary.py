@@ -3,6 +3,14 @@ with Optuna's plots."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+
 import warnings
 
 import numpy as np
@@ -13,7 +21,7 @@ from dga.search_space import SearchConfig
 from dga.search_trial import describe
 
 
-def all_intergenic_cv(store, splits, folds: list[int], labels: str) -> dict[str, float]:
+def all_intergenic_cv(store: "Store", splits: "Splits", folds: list[int], labels: str) -> dict[str, float]:
     """CV metrics of calling every base intergenic, on the same folds (the floor any model must beat)."""
     offsets = {s["id"]: s["offset"] for s in store.seqids}
     tracks = ["label"] if labels == "merged" else ["label_plus", "label_minus"]
@@ -29,7 +37,7 @@ def all_intergenic_cv(store, splits, folds: list[int], labels: str) -> dict[str,
     return {k: float(np.mean([m[k] for m in per_fold])) for k in per_fold[0]}
 
 
-def trial_table(study) -> list[dict]:
+def trial_table(study: "optuna.Study") -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         overrides = {**t.user_attrs.get("overrides", {}), **t.params}
@@ -56,7 +64,7 @@ def format_table(rows: list[dict], objective: str) -> str:
     return "\n".join(lines)
 
 
-def log_study_summary(study, sc: SearchConfig, experiment_id: str, baseline: dict[str, float]) -> str:
+def log_study_summary(study: "optuna.Study", sc: SearchConfig, experiment_id: str, baseline: dict[str, float]) -> str:
     """(Re)write the `study-summary` run: Optuna's plots, the trial table, best score and baselines."""
     import matplotlib
 

@@ -6,6 +6,11 @@ artifacts in mlruns/artifacts. MLFLOW_TRACKING_URI overrides it (e.g. a cluster 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dga.data.store import Store
+
 import json
 import os
 import socket
@@ -65,7 +70,7 @@ def run_tags(device: str, world_size: int, store_checksum: str) -> dict[str, str
             "store_checksum": store_checksum}
 
 
-def log_store_input(store, context: str = "training") -> None:
+def log_store_input(store: "Store", context: str = "training") -> None:
     """The store manifest as the run's dataset input (source, digest = store checksum) and as an artifact."""
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset

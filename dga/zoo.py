@@ -10,6 +10,13 @@ only hand-written field is the intended-use text. Everything that takes a model 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+    from dga.predict import LoadedModel
+
 import json
 import tempfile
 from dataclasses import replace
@@ -103,8 +110,8 @@ def _tuned_on(decoder: dict) -> str:
     if not t:
         return "not tuned for this model: dga.hmm.HMMParams defaults"
     return (f"{', '.join(t['regions'])}: validation folds only, each decoded with its own fold model; Optuna TPE, "
-            f"{t['trials']} trials, {t['objective']} {t['start_value']:.4f} (defaults) -> {t['value']:.4f} "
-            f"(`dga tune-decoder`)")
+            f"{t['trials']} trials, {t['objective']} {t['start_value']:.4f} (the settings it started from) -> "
+            f"{t['value']:.4f} (`dga tune-decoder`)")
 
 
 def make_card(b: bundle_io.Bundle, name: str, source: str, test: dict, slice_check: dict,
@@ -239,7 +246,7 @@ def _decode_and_score(lm, store, ref, spans: list) -> dict:
         return score_transcripts(_reference(ref, lengths), _transcripts(pred, lengths), lengths, spans)
 
 
-def score_region(lm, store, ref, seqid: str, start: int, end: int) -> dict:
+def score_region(lm: "LoadedModel", store: "Store", ref: "list | str | Path", seqid: str, start: int, end: int) -> dict:
     """One stretch of a sequence decoded and scored (the card's slice check); `ref` a GFF3 path or
     the store's reference transcripts."""
     from dga.evaluate import Span
@@ -247,7 +254,7 @@ def score_region(lm, store, ref, seqid: str, start: int, end: int) -> dict:
     return _decode_and_score(lm, store, ref, [Span(seqid, start, end)])
 
 
-def measure(lm, store, splits, ref) -> tuple[dict, dict]:
+def measure(lm: "LoadedModel", store: "Store", splits: "Splits", ref: "list | str | Path") -> tuple[dict, dict]:
     """(test section, slice check) of a card: every test region decoded and scored (pooled, and per
     genome in a store of several), and 50 kb of the first."""
     from dga.evaluate import Span
@@ -275,7 +282,8 @@ def measure(lm, store, splits, ref) -> tuple[dict, dict]:
 
 
 # --------------------------------------------------------------------------------- export / import
-def export(model_ref: str, name: str, intended_use: str, *, half: bool = False, log=print) -> Path:
+def export(model_ref: str, name: str, intended_use: str, *, half: bool = False,
+           log: Callable[[str], None] = print) -> Path:
     """`dga zoo export`: a zoo entry from a bundle (registered model, folder, or entry), measured on
     the held-out test region once, its card generated from the bundle's run data."""
     from dga.data.store import reference_transcripts
@@ -334,7 +342,7 @@ def import_entry(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------- build
-def build_entry(name: str, device: str = "auto", log=print) -> int:
+def build_entry(name: str, device: str = "auto", log: Callable[[str], None] = print) -> int:
     """`dga zoo build NAME`: re-run the card's pipeline for its configuration (train the fold models
     the card's CV used, retrain on all non-test data, tune the decoder on the fold models, decode the
     test region) and check the rebuilt CV score against the fold spread the card measured."""

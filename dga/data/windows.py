@@ -8,6 +8,11 @@ blocks to folds. Windows never straddle a region boundary: each lies inside one 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dga.config import Config
+
 import json
 import os
 import tempfile
@@ -158,7 +163,7 @@ def load_or_make_splits(store: Store, k: int = 5, test_fraction: float = 0.1, se
     return splits
 
 
-def splits_for(store: Store, cfg) -> Splits:
+def splits_for(store: Store, cfg: "Config") -> Splits:
     """The split a training config asks for (`k_folds`, `test_fraction`, `split_seed`, `split`)."""
     return load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed, cfg.split)
 
