@@ -79,8 +79,7 @@ def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,
     and signal models fitted on its own training region."""
     import torch
 
-    from dga.data.windows import COMPLEMENT
-    from dga.predict import loaded, strand_probs
+    from dga.predict import loaded, read_both_strands
     from dga.signals import fit_signals
     from dga.train import training_regions
 
@@ -89,7 +88,7 @@ def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,
     for b in folds:
         lm = loaded(b)
         cfg = lm.config
-        w = cfg.effective_val_window
+        lm.signals = fit_signals(store, training_regions(cfg, splits))  # once per fold model
         left = bases
         for r in splits.validation(cfg.fold):
             if left <= 0:
@@ -98,14 +97,8 @@ def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,
             left -= e - a
             codes = np.asarray(store.track("seq")[offsets[r.seqid] + a: offsets[r.seqid] + e])
             t = time.perf_counter()
-            fwd = np.zeros((len(codes), 4), np.float16)
-            rev = np.zeros((len(codes), 4), np.float16)
-            for c, dst in ((codes, fwd), (COMPLEMENT[codes[::-1]], rev)):
-                strand_probs(lm.model, c, w, int(w * cfg.val_overlap), cfg.val_batch_size, torch.device("cpu"),
-                             False, dst)
-            lm.signals = fit_signals(store, training_regions(cfg, splits))
-            log(f"fold {cfg.fold}: {r.seqid}:{a + 1}-{e} probabilities and signal models in "
-                f"{time.perf_counter() - t:.0f} s")
+            ((fwd, rev),) = read_both_strands(lm, [codes], batch_size=cfg.val_batch_size, device=torch.device("cpu"))
+            log(f"fold {cfg.fold}: {r.seqid}:{a + 1}-{e} probabilities in {time.perf_counter() - t:.0f} s")
             out.append(FoldData(cfg.fold, r.seqid, a, e, codes, fwd, rev[::-1], lm))
     return out
 
@@ -119,7 +112,7 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
 
     from dga.data.encode import encode_labels
     from dga.data.gff import read_gff
-    from dga.decode import write_gff3
+    from dga.decode import shift_genes, write_gff3
     from dga.evaluate import Span, score_transcripts
     from dga.hmm import HMMParams
     from dga.predict import N_RUN_MIN, hmm_genes, n_runs
@@ -136,8 +129,6 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
     def score(params: HMMParams, tmp: Path) -> dict[str, float]:
         genes = []
         for d, g in zip(data, gaps):
-            from dga.decode import shift_genes
-
             genes += shift_genes(hmm_genes(d.lm, d.seqid, d.codes, d.fwd, d.rev_fwd, g, params), d.start)
         with open(tmp, "w") as fh:  # scored through a GFF3 file: exactly what `dga evaluate` sees
             write_gff3(genes, lengths, fh)
@@ -186,19 +177,16 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
 def fit_gene_calibration(data: list[FoldData], params: "HMMParams", ref: list, spans: list) -> dict[str, Any]:
     """Isotonic calibration of the genes' raw confidence against exactness (whole CDS chain in the
     reference), on the folds decoded with `params`: validation folds only."""
-    from dga.confidence import fit_calibration, score_genes
+    from dga.confidence import fit_calibration
     from dga.decode import shift_genes
     from dga.evaluate import _chains
-    from dga.predict import N_RUN_MIN, _MeanOfReads, hmm_genes, n_runs
+    from dga.predict import N_RUN_MIN, hmm_genes, n_runs, scored
 
     ref_chains = _chains(ref, spans)
     raw, exact = [], []
     for d in data:
         genes = hmm_genes(d.lm, d.seqid, d.codes, d.fwd, d.rev_fwd, n_runs(d.codes, N_RUN_MIN), params)
-        stranded = d.lm.config.labels == "stranded"
-        scored = score_genes(genes, d.fwd if stranded else _MeanOfReads(d.fwd, d.rev_fwd),
-                             d.rev_fwd if stranded else None)
-        for g in shift_genes(scored, d.start):
+        for g in shift_genes(scored(d.lm, genes, d.fwd, d.rev_fwd, calibrate=False), d.start):
             if g.partial:
                 continue  # cut by the stretch's ends: not comparable with whole reference genes
             raw.append(g.raw_score)

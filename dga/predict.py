@@ -143,8 +143,6 @@ def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndar
                     tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Gene models of one sequence from its two reads' probabilities, each with its confidence
     (`dga.confidence`, calibrated by the bundle's calibration when it has one)."""
-    from dga.confidence import score_genes
-
     n = len(codes)
     rev_fwd = rev[::-1]  # the reverse-complement read in forward coordinates
     gaps = n_runs(codes, N_RUN_MIN)
@@ -162,7 +160,16 @@ def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndar
             both[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]).argmax(axis=1)
         both[gaps] = Label.INTERGENIC
         genes = decode(both, seqid, ".", codes=codes, rules=rules)
-    calibration = lm.bundle.decoder.get("calibration") if lm.bundle is not None else None
+    return scored(lm, genes, fwd, rev_fwd)
+
+
+def scored(lm: LoadedModel, genes: list[GeneModel], fwd: np.ndarray, rev_fwd: np.ndarray, *,
+           calibrate: bool = True) -> list[GeneModel]:
+    """Genes with their confidence read from the reads the model decodes them from (its own strand's
+    read for a strand-aware model, the mean of both otherwise), calibrated when asked and possible."""
+    from dga.confidence import score_genes
+
+    calibration = lm.bundle.decoder.get("calibration") if calibrate and lm.bundle is not None else None
     if lm.config.labels == "stranded":
         return score_genes(genes, fwd, rev_fwd, calibration=calibration)
     return score_genes(genes, _MeanOfReads(fwd, rev_fwd), None, calibration=calibration)
