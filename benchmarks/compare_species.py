@@ -7,7 +7,7 @@ all scored by the same evaluation in the same run.
 
 For each species: (1) the lineage model as given; (2) the single-species model, made by the product
 itself: a `dga search` study of one fixed trial (the lineage model's configuration) on that species'
-chromosome (4-fold blocked CV), registered (retrained on all its non-test data, decoder tuned on
+chromosome (3-fold blocked CV, as the lineage study), registered (retrained on all its non-test data, decoder tuned on
 its fold models), in a tracking store of its own under --out; (3) AUGUSTUS 3.5 `--species=fly
 --UTR=on` on the uppercase region (soft-masking off). The test tail is the store's held-out last
 10 % (cut at an intergenic base: the same region in the single-species and in the lineage store).
@@ -40,7 +40,7 @@ def single_species_model(species: str, cfg, work: Path) -> tuple[str, dict, floa
     the tracking environment and the wall time."""
     study = work / species
     study.mkdir(parents=True, exist_ok=True)
-    lines = [f'dataset = "{species}"', 'k_folds = 4', 'test_fraction = 0.1', f'store = "{study / "store"}"',
+    lines = [f'dataset = "{species}"', 'k_folds = 3', 'test_fraction = 0.1', f'store = "{study / "store"}"',
              f'checkpoint_dir = "{study / "checkpoints"}"']
     lines += [f"{k} = {toml_value(getattr(cfg, k))}" for k in TUNED]
     lines += ["[search]", f'study_name = "{species}-alone"', "n_trials = 1", "decoder_trials = 60",
@@ -75,7 +75,7 @@ def main() -> None:
     for species in args.species:
         fasta, gff, _ = resolve(species)
         store = prepare_store(fasta, gff, work / species / "store", dataset=species, log=lambda s: None).store
-        (tail,) = load_or_make_splits(store, 4, 0.1, 0).test
+        (tail,) = load_or_make_splits(store, 3, 0.1, 0).test
         records = {r.id: r for r in read_fasta(fasta)}
         lengths = {k: len(r) for k, r in records.items()}
         region = f"{tail.seqid}:{tail.start + 1}-{tail.end}"

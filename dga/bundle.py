@@ -59,6 +59,7 @@ class Bundle:
     signals: Any = None  # dga.signals.SignalModel or None
     card: dict[str, Any] | None = None
     source: str = ""  # the reference it was loaded from
+    weights_sha256: str = ""  # of weights.pt as stored (set when read from disk): a fine-tuned model's parent id
 
     @property
     def n_parameters(self) -> int:
@@ -210,7 +211,7 @@ def read(folder: str | Path, source: str = "") -> Bundle:
         raise InputError(folder, f"bundle format {provenance['format']} is newer than this DGA reads ({FORMAT})")
     signals = SignalModel.load(folder / SIGNALS) if SIGNALS in listing else None
     card = load_json(CARD) if CARD in listing else None
-    return Bundle(state, cfg, decoder, provenance, signals, card, source or str(folder))
+    return Bundle(state, cfg, decoder, provenance, signals, card, source or str(folder), listing[WEIGHTS])
 
 
 # ------------------------------------------------------------------------------------- references

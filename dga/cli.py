@@ -253,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "predict", "annotate a genome: FASTA -> GFF3 gene models (both strands)",
                  "dga predict genome.fa --model zoo:athaliana -o genes.gff3 --region chr1:1-5000000")
-    p.add_argument("fasta", help="genome FASTA (plain or .gz)")
+    p.add_argument("fasta", nargs="+", metavar="[NAME=]FASTA",
+                   help="genome FASTA (plain or .gz); several go into one GFF3 with ids NAME|SEQID (NAME: the "
+                        "file name up to its first dot, unless given)")
     p.add_argument("--model", required=True, help=models)
     p.add_argument("-o", "--out", required=True, help="output GFF3 file")
     p.add_argument("--probs", help="also write per-base class probabilities (.npz; both reads)")
@@ -292,10 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "evaluate", "score a predicted GFF3 against a reference (base, exon, gene level)",
                  "dga evaluate --ref ref.gff3 --pred genes.gff3 --fasta genome.fa --region chr1:27400001-30427671")
-    p.add_argument("--ref", required=True, help="reference GFF3 (e.g. RefSeq)")
-    p.add_argument("--pred", required=True, help="predicted GFF3 (DGA, AUGUSTUS, any tool)")
-    p.add_argument("--fasta", required=True, help="the genome FASTA the GFF3 files describe (ids and lengths); for a "
-                                                  "slice, give the whole sequence's FASTA and --region")
+    p.add_argument("--ref", required=True, action="append", metavar="[NAME=]GFF3",
+                   help="reference GFF3 (e.g. RefSeq); with several genomes, one per genome: NAME=GFF3")
+    p.add_argument("--pred", required=True, action="append", metavar="[NAME=]GFF3",
+                   help="predicted GFF3 (DGA, AUGUSTUS, any tool); with several genomes, one GFF3 with ids "
+                        "NAME|SEQID (what `dga predict` writes for several FASTA files) or one per genome")
+    p.add_argument("--fasta", required=True, action="append", metavar="[NAME=]FASTA",
+                   help="the genome FASTA the GFF3 files describe (ids and lengths); for a slice, give the whole "
+                        "sequence's FASTA and --region; repeat for several genomes (scores per genome and pooled)")
     p.add_argument("--region", action="append", default=[], metavar="SEQID[:START-END]",
                    help="evaluate only here (1-based, inclusive; repeatable)")
     p.add_argument("--json", help="write all scores as JSON")

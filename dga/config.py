@@ -37,6 +37,8 @@ class Config:
     num_layers: int = 2
     dropout: float = 0.0
     bases_per_step: int = 1  # bases read per LSTM timestep (Helixer-style); window must divide by it
+    init_from: str = ""  # fine-tune: start from this model (zoo:NAME, models:/name@alias, a bundle folder)
+    freeze_layers: int = 0  # fine-tune: keep the first N LSTM layers of init_from fixed
     # --- training ---
     window: int = 2000
     batch_size: int = 32
@@ -80,6 +82,7 @@ class Config:
             "num_layers": self.num_layers >= 1,
             "dropout": 0.0 <= self.dropout < 1.0,
             "bases_per_step": self.bases_per_step >= 1,
+            "freeze_layers": self.freeze_layers >= 0 and bool(self.init_from or not self.freeze_layers),
             "window": self.window >= 1 and self.window % self.bases_per_step == 0,
             "batch_size": self.batch_size >= 1,
             "lr": 0.0 < self.lr < 10.0,
@@ -126,6 +129,7 @@ _HINTS = {
     "objective": " | ".join(OBJECTIVES),
     "tracking": "mlflow | none",
     "split": "blocks | genome",
+    "freeze_layers": ">= 0, and only with init_from",
 }
 FIELD_NAMES = {f.name for f in fields(Config)}
 _TYPES = {f.name: f.type for f in fields(Config)}
@@ -189,6 +193,16 @@ def read_experiment(path: str | Path) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Config:
     """Config from an experiment file's top-level keys plus overrides (either `key=value` strings or a dict)."""
+    values = config_values(path, overrides)
+    try:
+        return Config(**values)
+    except InputError as exc:
+        raise InputError(path, str(exc)) from None
+
+
+def config_values(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """The typed values the user set (experiment file, then overrides): what `load_config` builds on."""
     values: dict[str, Any] = {}
     if path is not None:
         raw = read_experiment(path)
@@ -200,8 +214,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         values.update({k: coerce(k, v, "override") for k, v in overrides.items()})
     elif overrides:
         values.update(parse_overrides(overrides))
-    try:
-        return Config(**values)
-    except InputError as exc:
-        raise InputError(path, str(exc)) from None
+    return values
 

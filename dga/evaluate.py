@@ -163,15 +163,63 @@ def flat_metrics(res: dict) -> dict[str, float]:
     return out
 
 
-def run_evaluate(ref: str, pred: str, fasta: str, regions: list[str], out_json: str | None = None,
-                 figure: str | None = None, mlflow_run: str | None = None,
-                 calibration_figure: str | None = None) -> int:
-    from dga.data.fasta import read_fasta
+def _named_transcripts(args: list[str], what: str, lengths: dict[str, int], genomes: list[str]) -> list[Transcript]:
+    """Transcripts of one GFF3 whose ids are the FASTA's (qualified `NAME|SEQID` ones for several
+    genomes), or of one GFF3 per genome (`NAME=PATH`), their ids qualified here."""
+    from dataclasses import replace
 
-    lengths = {r.id: len(r) for r in read_fasta(fasta)}
-    spans = [parse_region(r, lengths) for r in regions] if regions else None
-    res = evaluate(ref, pred, lengths, spans)
-    print(format_report(res, f"{pred} vs {ref}"))
+    from dga.data.genome_files import SEP, named_paths, qualify
+
+    if len(args) == 1:
+        return _transcripts(named_paths(args, what)[0][1], lengths)
+    pairs = named_paths(args, what)
+    unknown = [n for n, _ in pairs if n not in genomes]
+    if unknown:
+        raise InputError(None, f"--{what} names {unknown} match no --fasta genome (have {genomes})")
+    out = []
+    for name, path in pairs:
+        own = {sid[len(name) + 1:]: n for sid, n in lengths.items() if sid.startswith(name + SEP)}
+        out += [replace(t, seqid=qualify(name, t.seqid)) for t in _transcripts(path, own)]
+    return out
+
+
+def evaluate_genomes(refs: list[str], preds: list[str], fastas: list[str], regions: list[str] | None = None) -> dict:
+    """`evaluate` over one genome or several (`[NAME=]PATH` arguments, ids `NAME|SEQID`): pooled
+    scores, and with several genomes each genome's own under "per_genome"."""
+    from dga.data.genome_files import genome_of, read_fastas
+
+    records, genomes = read_fastas(fastas)
+    lengths = {r.id: len(r) for r in records}
+    spans = [parse_region(r, lengths) for r in regions] if regions else [Span(s, 0, n) for s, n in lengths.items()]
+    ref_t = _named_transcripts(refs, "ref", lengths, genomes)
+    pred_t = _named_transcripts(preds, "pred", lengths, genomes)
+    res = score_transcripts(ref_t, pred_t, lengths, spans)
+    if genomes:
+        res["per_genome"] = {name: score_transcripts(ref_t, pred_t, lengths, mine)
+                             for name in genomes if (mine := [sp for sp in spans
+                                                              if genome_of(sp.seqid, genomes) == name])}
+    return res
+
+
+def format_per_genome(res: dict) -> str:
+    lines = ["", "per genome:", f"{'genome':<24}{'bases':>12}{'genic F1':>10}{'exon F1':>10}{'gene F1':>10}"]
+    for name, r in res["per_genome"].items():
+        lines.append(f"{name:<24}{r['bases']:>12,}{r['base']['genic_f1']:>10.4f}{r['exon']['f1']:>10.4f}"
+                     f"{r['gene']['f1']:>10.4f}")
+    return "\n".join(lines)
+
+
+def run_evaluate(ref: str | list[str], pred: str | list[str], fasta: str | list[str], regions: list[str],
+                 out_json: str | None = None, figure: str | None = None, mlflow_run: str | None = None,
+                 calibration_figure: str | None = None) -> int:
+    def as_list(v: str | list[str]) -> list[str]:
+        return [v] if isinstance(v, str) else list(v)
+
+    res = evaluate_genomes(as_list(ref), as_list(pred), as_list(fasta), regions)
+    ref, pred = ", ".join(as_list(ref)), ", ".join(as_list(pred))
+    print(format_report(res, f"{pred} vs {ref}" + (" (all genomes pooled)" if "per_genome" in res else "")))
+    if "per_genome" in res:
+        print(format_per_genome(res))
     cm = np.array(res["confusion"])
     if out_json:
         Path(out_json).write_text(json.dumps(res, indent=1))

@@ -307,15 +307,16 @@ def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, st
     return genes
 
 
-def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
+def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
                 device: str = "auto", decoder: str = "hmm", signals: str | None = None,
                 regions: list[str] | None = None, min_confidence: float = 0.0) -> int:
     """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz), over whole sequences
     or only `regions` ('seqid:start-end', 1-based inclusive, or 'seqid'; genes cut by a region's
-    end are marked partial)."""
+    end are marked partial). Several FASTA files (`[NAME=]PATH`) go into one GFF3 with ids
+    `NAME|SEQID`, and the summary counts genes per genome."""
     from tqdm import tqdm
 
-    from dga.data.fasta import read_fasta
+    from dga.data.genome_files import genome_of, read_fastas
 
     check_decoder(decoder)
     dev = resolve_device(device)
@@ -324,7 +325,7 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
         raise InputError(out_path, "is a directory: give the GFF3 file to write (-o genes.gff3)")
     t0 = time.perf_counter()
     lm = load_model(model_uri, dev, signals)
-    records = read_fasta(fasta)
+    records, genomes = read_fastas([fasta] if isinstance(fasta, str) else list(fasta))
     lengths = {r.id: len(r) for r in records}
     pieces = pieces_of(records, regions)
     total = 2 * sum(len(codes) for _, codes, _, _ in pieces)
@@ -364,6 +365,10 @@ def run_predict(fasta: str, model_uri: str, out: str, probs: str | None = None, 
             os.replace(ppart, probs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    for name in genomes:
+        mine = [g for g in genes if genome_of(g.seqid, genomes) == name]
+        bases = sum(len(c) for sid, c, _, _ in pieces if genome_of(sid, genomes) == name)
+        print(f"  {name}: {len(mine):,} gene models on {bases:,} bases")
     print(f"{n_genes:,} gene models -> {out_path}; inference + decoding {total:,} bases (both strands) in "
           f"{seconds:.1f} s "
           f"= {total / max(seconds, 1e-9):,.0f} bases/s; total {time.perf_counter() - t0:.1f} s")

@@ -139,6 +139,7 @@ def register_best(study: "optuna.Study", sc: "SearchConfig", *, dist: "DistInfo 
     from dga.config import load_config
     from dga.data.windows import splits_for
     from dga.decoder_tuning import tune_bundle
+    from dga.finetune import parent_tags
     from dga.runner import write_bundle
     from dga.study_files import fold_bundles, study_checkpoint_root
     from dga.train import fit, setup_distributed, store_for_config, validate
@@ -211,6 +212,8 @@ def register_best(study: "optuna.Study", sc: "SearchConfig", *, dist: "DistInfo 
         mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})
         mv_tags[f"cv_{sc.objective}"] = repr(score)
         mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
+        mv_tags.update(parent_tags(result.parent))
+        mlflow.set_tags(parent_tags(result.parent))
         description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "
                        f"{len(folds)} folds; retrained on all non-test data; decoder tuned on the trial's fold "
                        f"models ({dec['objective']} {dec['value']:.4f}); test genic F1 (before decoding) "

@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from dga.config import Config, load_config
+from dga.config import Config, config_values, load_config
 from dga.data.windows import splits_for
+from dga.finetune import adopt_architecture, parent_tags
 from dga.tracking import write_json
 from dga.train import (
     EXIT_DIVERGED,
@@ -43,7 +44,7 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
     Rank 0 writes the trained model as a bundle in `<checkpoint dir>/bundle` (weights, config,
     signal models, untuned decoder settings, provenance); with `tracking = "mlflow"` (default) it
     also logs the run and the bundle to MLflow."""
-    cfg = load_config(config_path, overrides)
+    cfg = adopt_architecture(load_config(config_path, overrides), config_values(config_path, overrides))
     dist = setup_distributed(cfg.device, cfg.threads)
     say = print if dist.is_main else (lambda *_: None)
     try:
@@ -83,6 +84,8 @@ def write_bundle(cfg: Config, store: "Store", splits: "Splits", dist: "DistInfo"
     signals = fit_signals(store, training_regions(cfg, splits)) if with_signals else None
     provenance = {"data": data_record(store, splits, cfg),
                   "training": training_record(cfg, result, dist, result.stopped), **(extra or {})}
+    if result.parent:
+        provenance["parent"] = result.parent
     return bundle.write(bundle.from_model(result.model, cfg, signals=signals, provenance=provenance),
                         ckpt_dir / "bundle")
 
@@ -134,6 +137,7 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
             mlflow.end_run(status="FAILED")
             return EXIT_DIVERGED
         mlflow.log_param("n_parameters", result.n_parameters)
+        mlflow.set_tags(parent_tags(result.parent))
         mlflow.log_metric("train_seconds", result.train_seconds)
         if result.stopped:
             mlflow.set_tag("stopped", result.stopped)

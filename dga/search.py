@@ -23,8 +23,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from dga.config import load_config
+from dga.config import config_values, load_config
 from dga.errors import InputError
+from dga.finetune import adopt_architecture
 from dga.search_space import SearchConfig, load_search
 from dga.search_trial import TrialContext, make_objective
 from dga.search_workers import run_worker
@@ -42,7 +43,7 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
     from dga.train import setup_distributed, store_for_config
 
     sc = load_search(path, n_trials)
-    base = load_config(path, overrides)
+    base = adopt_architecture(load_config(path, overrides), config_values(path, overrides))
     if workers > 1 and not base.threads:
         from dga.train import usable_cpus
 

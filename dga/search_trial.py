@@ -18,6 +18,7 @@ import numpy as np
 from dga.config import Config
 from dga.data.store import Store
 from dga.data.windows import Splits
+from dga.finetune import parent_tags
 from dga.runner import HANDOVER
 from dga.search_space import RUNTIME_FIELDS, SearchConfig, trial_config
 from dga.study_files import fold_checkpoint_dir
@@ -96,6 +97,7 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
             if record["epoch"] not in logged:
                 tracking.log_epoch(record)
         mlflow.log_param("n_parameters", result.n_parameters)
+        mlflow.set_tags(parent_tags(result.parent))
         mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
         assert result.confusion is not None  # a fold always validates
         tracking.log_confusion(result.confusion, "val_confusion", f"fold {cfg.fold}, best epoch {result.best_epoch}")
@@ -190,6 +192,8 @@ def make_objective(ctx: TrialContext):
         origin = frozen.system_attrs.get("failed_trial", trial.number)
         tags = {"optuna_study": sc.study_name, "optuna_trial": str(trial.number),
                 "store_checksum": ctx.store.checksum, "dga.kind": "trial"}
+        init_from = overrides.get("init_from", ctx.base.init_from)
+        tags.update({"dga.init": "fine-tuned", "dga.parent_uri": init_from} if init_from else {"dga.init": "scratch"})
         if baseline:
             tags["baseline"] = baseline
         if origin != trial.number:

@@ -146,6 +146,7 @@ class FitResult:
     best_epoch: int = -1
     train_seconds: float = 0.0
     stopped: str = ""  # why training ended early ("" = all epochs ran)
+    parent: dict | None = None  # fine-tuning: the model it started from (dga.finetune.parent_record)
 
 
 def restrict(regions: list[Region], span: str) -> list[Region]:
@@ -249,21 +250,31 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                            world_size=dist.world_size, limit=limit)
     if len(batches) == 0:
         raise InputError(None, "bases_per_epoch is too small for one batch per rank: raise it or set 0 (every window)")
-    model = build_model(cfg).to(dist.device)
+    model = build_model(cfg)
+    parent = None
+    if cfg.init_from:
+        from dga.finetune import initialise
+
+        parent = initialise(model, cfg)
+        if dist.is_main:
+            log(f"fine-tuning from {cfg.init_from} (weights {parent['weights_sha256'][:12]}, trained on "
+                f"{parent['trained_on']['dataset']})" + (f", first {cfg.freeze_layers} LSTM layer(s) frozen"
+                                                         if cfg.freeze_layers else ""))
+    model = model.to(dist.device)
     if not cfg.threads and dist.device.type == "cpu":
         torch.set_num_threads(auto_threads(count_parameters(model), dist))
     n_params = count_parameters(model)
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda"
                                               else None) if dist.world_size > 1 else model
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = opt_cls([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(batches)
     schedule = (lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))) \
         if cfg.lr_schedule == "cosine" else (lambda s: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(store, train_regions, cfg).to(dist.device))
 
-    result = FitResult(model, n_parameters=n_params)
+    result = FitResult(model, n_parameters=n_params, parent=parent)
     start_epoch, best_score, best_state, stale = 0, -math.inf, None, 0
     if resume and checkpoint is not None and checkpoint.is_file():
         try:  # tensors and plain data only: a checkpoint cannot run code

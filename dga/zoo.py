@@ -180,6 +180,13 @@ def render_card(c: dict) -> str:
              f"{', '.join(f'{v:,} {k}' for k, v in c['decoder']['signals'].items()) or 'none'}; "
              f"tuned on {c['decoder']['tuned_on']}",
              f"- exported from {c['exported_from']}"]
+    if c.get("parent"):
+        p = c["parent"]
+        t = p.get("trained_on", {})
+        lines.append(f"- fine-tuned from {p['uri']} (weights SHA-256 {p['weights_sha256'][:16]}..., "
+                     f"{p.get('n_parameters', 0):,} parameters, trained on {t.get('dataset', '?')}: "
+                     f"{t.get('trained_on', '')}), first {p.get('freeze_layers', 0)} LSTM layer(s) frozen; "
+                     f"fine-tuned on {c['dataset']}, {td['trained_on']}")
     if c.get("legacy"):
         lines.append(f"- history: {c['legacy'].get('note', '')}")
     lines += ["", f"## Test region {', '.join(c['test']['region'])} (decoded GFF3 scored by `dga evaluate`)", "",

@@ -71,3 +71,40 @@ def test_prepare_several_genomes_from_the_command_line(two_genomes, tmp_path, ca
     assert main(["prepare", "--genome", f"a={a.fasta},{a.gff}", "--genome", f"a={b.fasta},{b.gff}",
                  "--out", str(tmp_path / "y")]) == 2
     assert "genome names must be unique" in capsys.readouterr().err
+
+
+def test_predict_and_evaluate_report_per_genome_and_pooled(two_genomes, tmp_path, capsys):
+    import json
+
+    a, b = two_genomes
+    # a prediction file in the qualified ids `dga predict a=... b=...` writes: genome a right, genome b missed
+    pred = tmp_path / "pred.gff3"
+    pred.write_text("##gff-version 3\n" + "\n".join(gene("a|chr1", 101, 400, "p1")) + "\n")
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--ref", f"a={a.gff}", "--ref", f"b={b.gff}", "--pred", str(pred),
+                 "--fasta", f"a={a.fasta}", "--fasta", f"b={b.fasta}", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    per = res["per_genome"]
+    assert per["a"]["gene"]["f1"] == 1.0 and per["a"]["bases"] == 2000
+    assert per["b"]["gene"]["n_ref"] == 2 and per["b"]["gene"]["f1"] == 0.0 and per["b"]["bases"] == 4000
+    assert res["gene"]["n_ref"] == 3 and res["gene"]["matched"] == 1  # pooled
+    printed = capsys.readouterr().out
+    assert "all genomes pooled" in printed and "per genome:" in printed
+    # one GFF3 per genome, in each genome's own ids, scores the same
+    pred_a = tmp_path / "pred_a.gff3"
+    pred_a.write_text("##gff-version 3\n" + "\n".join(gene("chr1", 101, 400, "p1")) + "\n")
+    empty = tmp_path / "empty.gff3"
+    empty.write_text("##gff-version 3\n")
+    out2 = tmp_path / "scores2.json"
+    assert main(["evaluate", "--ref", f"a={a.gff}", "--ref", f"b={b.gff}", "--pred", f"a={pred_a}",
+                 "--pred", f"b={empty}", "--fasta", f"a={a.fasta}", "--fasta", f"b={b.fasta}",
+                 "--json", str(out2)]) == 0
+    assert json.loads(out2.read_text())["per_genome"] == per
+    # predict on two FASTA files: one GFF3, ids qualified, genes counted per genome
+    gff = tmp_path / "both.gff3"
+    assert main(["predict", f"a={a.fasta}", f"b={b.fasta}", "--model", "zoo:dmelanogaster", "-o", str(gff)]) == 0
+    seqids = {line.split("\t")[0] for line in gff.read_text().splitlines() if line and not line.startswith("#")}
+    regions = [line.split()[1] for line in gff.read_text().splitlines() if line.startswith("##sequence-region")]
+    assert set(regions) == {"a|chr1", "b|chr1", "b|chr2"} and seqids <= set(regions)
+    printed = capsys.readouterr().out
+    assert "  a: " in printed and "  b: " in printed

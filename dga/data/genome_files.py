@@ -1,0 +1,49 @@
+"""Several genomes on one command line (`dga predict` / `dga evaluate`): `[NAME=]PATH` arguments, and
+sequence ids qualified as `NAME|SEQID` (as in a multi-genome store) so ids that repeat between
+genomes stay apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dga.data.fasta import FastaRecord, read_fasta
+from dga.errors import InputError
+
+SEP = "|"
+
+
+def named_paths(args: list[str], what: str) -> list[tuple[str, Path]]:
+    """`[NAME=]PATH` arguments -> (name, path); a name defaults to the file name up to its first dot."""
+    out = []
+    for arg in args:
+        name, eq, path = arg.partition("=")
+        if not eq or not name or "/" in name:
+            name, path = Path(arg).name.split(".")[0], arg
+        if SEP in name:
+            raise InputError(None, f"{what} {arg!r}: a genome name cannot contain {SEP!r}")
+        out.append((name, Path(path)))
+    names = [n for n, _ in out]
+    if len(set(names)) < len(names):
+        raise InputError(None, f"{what}: genome names must be unique, got {names} (name them: NAME={what.upper()})")
+    return out
+
+
+def qualify(name: str, seqid: str) -> str:
+    return f"{name}{SEP}{seqid}"
+
+
+def genome_of(seqid: str, names: list[str]) -> str:
+    """Which of `names` a qualified id belongs to ("" if none)."""
+    return next((n for n in names if seqid.startswith(n + SEP)), "")
+
+
+def read_fastas(args: list[str]) -> tuple[list[FastaRecord], list[str]]:
+    """Records of one FASTA (ids as they are) or of several (ids `NAME|SEQID`), and the genome names
+    (empty for one FASTA)."""
+    from dataclasses import replace
+
+    pairs = named_paths(args, "fasta")
+    if len(pairs) == 1:
+        return read_fasta(pairs[0][1]), []
+    records = [replace(r, id=qualify(name, r.id)) for name, path in pairs for r in read_fasta(path)]
+    return records, [n for n, _ in pairs]

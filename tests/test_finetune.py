@@ -1,0 +1,132 @@
+"""Fine-tuning (`init_from`): exact weights, frozen layers, clear errors, and the parent recorded in the
+bundle, the MLflow run and the registered version."""
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from dga import bundle
+from dga.config import Config, config_values, load_config
+from dga.data.windows import splits_for
+from dga.errors import InputError
+from dga.finetune import adopt_architecture, initialise
+from dga.model import build_model
+from dga.train import DistInfo, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = {"hidden_size": 12, "num_layers": 2, "bases_per_step": 2}
+
+
+@pytest.fixture
+def source(tmp_path, dmel_store):
+    """A source bundle (random weights are enough to follow them) with its own architecture."""
+    torch.manual_seed(123)
+    cfg = Config(store=str(dmel_store.path), window=200, **ARCH)
+    return bundle.write(bundle.from_model(build_model(cfg), cfg), tmp_path / "source")
+
+
+def test_init_from_loads_the_source_weights_exactly(source, dmel_store):
+    cfg = Config(store=str(dmel_store.path), window=200, init_from=str(source), seed=7, **ARCH)
+    torch.manual_seed(7)
+    model = build_model(cfg)
+    x = torch.nn.functional.one_hot(torch.randint(0, 4, (3, 200)), 4).float()
+    before = model(x)
+    parent = initialise(model, cfg)
+    reference = bundle.load(str(source)).build_model()
+    with torch.no_grad():
+        assert not torch.equal(before, reference(x))  # the fresh model really was different
+        assert torch.equal(model.eval()(x), reference(x))  # first forward pass: the source's
+    assert parent["weights_sha256"] == bundle.verify(source)["weights.pt"]
+    assert parent["uri"] == str(source) and parent["freeze_layers"] == 0
+
+
+def test_architecture_comes_from_the_source_and_a_conflict_names_both(source, dmel_store, tmp_path):
+    exp = tmp_path / "ft.toml"
+    exp.write_text(f'store = "{dmel_store.path}"\ninit_from = "{source}"\nwindow = 200\nlr = 0.001\n')
+    cfg = adopt_architecture(load_config(exp), config_values(exp))
+    assert (cfg.hidden_size, cfg.num_layers, cfg.bases_per_step) == (12, 2, 2)
+    with pytest.raises(InputError) as err:
+        adopt_architecture(load_config(exp, ["bases_per_step=4"]), config_values(exp, ["bases_per_step=4"]))
+    assert "bases_per_step = 4 here, 2 in the source" in str(err.value) and str(source) in str(err.value)
+    # a window the source's bases_per_step does not divide
+    with pytest.raises(InputError, match="bases_per_step = 2.*window"):
+        adopt_architecture(load_config(exp, ["window=201"]), config_values(exp, ["window=201"]))
+    # a search space that changes the architecture of a fine-tuning trial is caught when training starts
+    bad = replace(cfg, hidden_size=16)
+    with pytest.raises(InputError, match="hidden_size = 16 here, 12 in the source"):
+        initialise(build_model(bad), bad)
+    with pytest.raises(InputError, match="freeze_layers = 3 but .* has 2 LSTM layers"):
+        initialise(build_model(cfg), replace(cfg, freeze_layers=3))
+    with pytest.raises(InputError, match="freeze_layers"):
+        Config(freeze_layers=1)  # freezing needs a source
+
+
+def test_frozen_layers_stay_unchanged_after_training(source, dmel_store):
+    cfg = Config(store=str(dmel_store.path), window=200, init_from=str(source), freeze_layers=1, epochs=1,
+                 bases_per_epoch=40_000, batch_size=16, lr=0.05, k_folds=4, val_window=2000, threads=1, **ARCH)
+    result = fit(cfg, dmel_store, splits_for(dmel_store, cfg), DistInfo(), log=lambda s: None)
+    start = bundle.load(str(source)).state
+    after = result.model.state_dict()
+    frozen = [k for k in start if "_l0" in k]
+    trained = [k for k in start if k not in frozen]
+    assert frozen and all(torch.equal(after[k].cpu(), start[k]) for k in frozen)
+    assert all(not torch.equal(after[k].cpu(), start[k]) for k in trained)
+    assert result.parent is not None and result.parent["frozen_parameters"] == len(frozen)
+
+
+@pytest.mark.slow
+def test_run_and_registered_version_carry_the_parent(source, dmel_store, tmp_path):
+    from mlflow import MlflowClient
+
+    work = tmp_path / "work"
+    work.mkdir()
+    exp = work / "ft.toml"
+    exp.write_text(f'''store = "{dmel_store.path}"
+init_from = "{source}"
+freeze_layers = 1
+k_folds = 4
+window = 200
+epochs = 1
+bases_per_epoch = 60_000
+val_window = 2000
+lr = 0.01
+threads = 1
+experiment = "ft"
+
+[search]
+study_name = "ft"
+n_trials = 1
+folds = [0]
+register = true
+decoder_trials = 2
+decoder_bases = 50000
+''')
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DGA_OPTUNA_STORAGE", None)
+    proc = subprocess.run([sys.executable, "-m", "dga.cli", "search", str(exp)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fine-tuning from" in proc.stdout or "fine-tuning from" in proc.stderr
+    sha = bundle.verify(source)["weights.pt"]
+    c = MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
+    runs = c.search_runs([c.get_experiment_by_name("ft").experiment_id], max_results=100)
+    kinds = {r.data.tags.get("dga.kind") for r in runs}
+    assert {"trial", "fold", "final"} <= kinds
+    for r in runs:
+        if r.data.tags.get("dga.kind") in ("fold", "final"):
+            assert r.data.tags["dga.parent_uri"] == str(source) and r.data.tags["dga.parent_sha256"] == sha
+        if r.data.tags.get("dga.kind") == "trial":
+            assert r.data.tags["dga.init"] == "fine-tuned"
+    (mv,) = c.search_model_versions("name LIKE 'dga-%'")
+    assert mv.tags["dga.parent_uri"] == str(source) and mv.tags["dga.parent_sha256"] == sha
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlruns/mlflow.db"
+    registered = subprocess.run([sys.executable, "-c", f"import dga.bundle as b; p = b.load('models:/{mv.name}/1')"
+                                 ".provenance['parent']; print(p['weights_sha256'], p['freeze_layers'])"],
+                                cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert registered.stdout.split() == [sha, "1"], registered.stderr[-2000:]
