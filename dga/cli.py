@@ -97,7 +97,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
                        device=args.device, decoder=args.decoder, signals=args.signals, regions=args.region,
-                       min_confidence=args.min_confidence)
+                       min_confidence=args.min_confidence, window=args.window, overlap=args.overlap)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -270,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", action="append", default=[], metavar="SEQID[:START-END]",
                    help="annotate only here (1-based, inclusive; repeatable, not overlapping); the GFF3 keeps the "
                         "sequence's coordinates")
+    p.add_argument("--window", type=int, default=0, help="bases per window when reading the sequences (0: twice the "
+                                                         "model's validation window)")
+    p.add_argument("--overlap", type=float, default=None, metavar="F",
+                   help="fraction of each window's ends discarded when stitching (default 0.05; the model's "
+                        "validation used 0.25: each base computed twice)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="X",
                    help="drop genes whose confidence (GFF3 column 6: the estimated chance that the whole CDS chain "
                         "is right, calibrated on the model's validation folds) is below X")

@@ -60,6 +60,23 @@ class LoadedModel:
     signals: SignalModel | None = None  # splice-site / start / stop / coding models for the HMM decoder
     hmm: HMMParams = field(default_factory=HMMParams)  # the bundle's decoder settings
     bundle: Bundle | None = None
+    window: int = 0  # reading whole sequences: window and margin (`tiling`)
+    margin: int = 0
+
+
+PREDICT_OVERLAP = 0.05  # of the window, at each edge
+
+
+def tiling(cfg: Config, window: int = 0, overlap: float | None = None) -> tuple[int, int]:
+    """(window, margin) for reading whole sequences: by default twice the validation window with 5 %
+    margins, so each base is computed about 1.1 times instead of twice as with validation's 25 %
+    (benchmarks/bench_predict_cpu.py measures both: same F1 on the A. thaliana test region)."""
+    w = window or 2 * cfg.effective_val_window
+    w += (-w) % cfg.bases_per_step
+    frac = PREDICT_OVERLAP if overlap is None else overlap
+    if not 0.0 <= frac < 0.5:
+        raise InputError(None, f"overlap {frac} must be in [0, 0.5)")
+    return w, int(w * frac)
 
 
 DECODERS = ("hmm", "rules")
@@ -67,7 +84,8 @@ DECODERS = ("hmm", "rules")
 
 def loaded(b: Bundle, device: torch.device | None = None) -> LoadedModel:
     """A `LoadedModel` from a bundle already read."""
-    return LoadedModel(b.build_model(device), b.config, b.source, b.signals, b.hmm_params(), b)
+    window, margin = tiling(b.config)
+    return LoadedModel(b.build_model(device), b.config, b.source, b.signals, b.hmm_params(), b, window, margin)
 
 
 def load_model(uri: str, device: torch.device | None = None, signals: str | None = None) -> LoadedModel:
@@ -116,8 +134,7 @@ def read_both_strands(lm: LoadedModel, pieces: list[np.ndarray], *, batch_size: 
                       workdir: Path | None = None, progress: Progress = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """(forward read, reverse-complement read) probabilities of each piece, the pieces batched together."""
     cfg = lm.config
-    window = cfg.effective_val_window
-    margin = int(window * cfg.val_overlap)
+    window, margin = lm.window, lm.margin
     arrays = [_prob_arrays(len(c), workdir) for c in pieces]
     order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))  # similar lengths share a batch: less padding
     pieces_probs(lm.model, [pieces[i] for i in order], window, margin, batch_size, device, cfg.bf16,
@@ -292,7 +309,7 @@ def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, st
     check_decoder(decoder)
     bs = batch_size or (256 if device.type == "cuda" else lm.config.val_batch_size)
     genes: list[GeneModel] = []
-    for group in pack([len(p[1]) for p in pieces], lm.config.effective_val_window):
+    for group in pack([len(p[1]) for p in pieces], lm.window):
         reads = read_both_strands(lm, [pieces[i][1] for i in group], batch_size=bs, device=device, workdir=workdir,
                                   progress=progress)
         tables = _group_tables(lm, [pieces[i][1] for i in group]) if decoder == "hmm" and len(group) > 1 else None
@@ -309,7 +326,8 @@ def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, st
 
 def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
                 device: str = "auto", decoder: str = "hmm", signals: str | None = None,
-                regions: list[str] | None = None, min_confidence: float = 0.0) -> int:
+                regions: list[str] | None = None, min_confidence: float = 0.0, window: int = 0,
+                overlap: float | None = None) -> int:
     """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz), over whole sequences
     or only `regions` ('seqid:start-end', 1-based inclusive, or 'seqid'; genes cut by a region's
     end are marked partial). Several FASTA files (`[NAME=]PATH`) go into one GFF3 with ids
@@ -325,6 +343,7 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
         raise InputError(out_path, "is a directory: give the GFF3 file to write (-o genes.gff3)")
     t0 = time.perf_counter()
     lm = load_model(model_uri, dev, signals)
+    lm.window, lm.margin = tiling(lm.config, window, overlap)
     records, genomes = read_fastas([fasta] if isinstance(fasta, str) else list(fasta))
     lengths = {r.id: len(r) for r in records}
     pieces = pieces_of(records, regions)
@@ -332,7 +351,7 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
     out_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"model {lm.source}: BiLSTM h{lm.config.hidden_size} x {lm.config.num_layers}, "
           f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, window "
-          f"{lm.config.effective_val_window}; {len(pieces)} {'region' if regions else 'sequence'}(s), "
+          f"{lm.window} (margins {lm.margin}); {len(pieces)} {'region' if regions else 'sequence'}(s), "
           f"{total // 2:,} bases on {dev}; "
           f"decoder {decoder}" + ("" if decoder == "rules" else " with signal models" if lm.signals is not None
                                   else " without signal models (splice/start/stop motifs only)"), flush=True)

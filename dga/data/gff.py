@@ -87,11 +87,12 @@ def _merge(segments: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], bool
     return [(s, e) for s, e in merged], overlapped
 
 
-def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
+def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str] | None = None) -> Annotation:
     """Parse a GFF3 or GTF file and keep one protein-coding transcript per gene.
 
     seq_lengths (seqid -> length, from the FASTA) is used to reject features on unknown
     sequences or running past a sequence's end. Raises InputError naming file and line.
+    `only`: read just these sequences' features (a dataset that is part of a genome).
     """
     path = Path(path)
     if not path.is_file():
@@ -123,6 +124,8 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int]) -> Annotation:
             seqid, _source, ftype, start_s, end_s, _score_s, strand, phase_s, attr_s = cols
             if "%" in seqid:  # GFF3 %-escapes what column 1 cannot carry
                 seqid = unquote(seqid)
+            if only is not None and seqid not in only:
+                continue
             try:
                 start, end = int(start_s), int(end_s)
             except ValueError:

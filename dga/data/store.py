@@ -32,6 +32,7 @@ import dga
 from dga.data.encode import encode_labels
 from dga.data.fasta import N_CODE, read_fasta
 from dga.data.gff import read_gff
+from dga.data.sources import SOURCES, resolve
 from dga.errors import InputError
 from dga.labels import CLASS_NAMES
 from dga.scratch import make_dir
@@ -91,7 +92,7 @@ class Store:
     def checksum(self) -> str:
         """A short digest of the inputs and schema: identifies the data a model was trained on."""
         key = json.dumps([self.manifest["schema_version"],
-                          {k: v["sha256"] for k, v in self.manifest["inputs"].items()}], sort_keys=True)
+                          {k: _input_key(v) for k, v in self.manifest["inputs"].items()}], sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def __getstate__(self):
@@ -136,6 +137,7 @@ class GenomeInput:
     fasta: Path
     gff: Path
     dataset: str | None = None
+    seqids: tuple[str, ...] = ()  # only these sequences (empty: all)
 
 
 def genome_from_arg(text: str) -> GenomeInput:
@@ -149,22 +151,31 @@ def genome_from_arg(text: str) -> GenomeInput:
             raise InputError(None, f"--genome {text!r}: expected NAME=FASTA,GFF")
         return GenomeInput(name.strip(), Path(fasta.strip()), Path(gff.strip()))
     packaged = resolve(text)
-    return GenomeInput(text, packaged[0], packaged[1], text)
+    return GenomeInput(text, packaged[0], packaged[1], text, packaged[2].seqids)
 
 
 def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, dataset: str | None = None,
                   force: bool = False, log: Callable[[str], None] = print) -> PrepareResult:
     """Build the store for one FASTA + GFF3 pair in `out` (atomically). No-op when up to date."""
-    genome = GenomeInput(dataset or Path(fasta).name.split(".")[0], Path(fasta), Path(gff), dataset)
+    seqids = resolve(dataset)[2].seqids if dataset and dataset in SOURCES else ()
+    genome = GenomeInput(dataset or Path(fasta).name.split(".")[0], Path(fasta), Path(gff), dataset, seqids)
     return prepare_genomes([genome], out, dataset=dataset, force=force, log=log)
 
 
 def _inputs(genomes: list[GenomeInput]) -> dict:
     """Input files with their checksums; one genome keeps the plain `fasta` / `gff` keys."""
+    def entry(path: Path, g: GenomeInput) -> dict:
+        return {**_input_entry(path), **({"seqids": list(g.seqids)} if g.seqids else {})}
+
     if len(genomes) == 1:
-        return {"fasta": _input_entry(genomes[0].fasta), "gff": _input_entry(genomes[0].gff)}
-    return {f"{kind}:{g.name}": _input_entry(path) for g in genomes for kind, path in (("fasta", g.fasta),
-                                                                                        ("gff", g.gff))}
+        return {"fasta": entry(genomes[0].fasta, genomes[0]), "gff": entry(genomes[0].gff, genomes[0])}
+    return {f"{kind}:{g.name}": entry(path, g) for g in genomes for kind, path in (("fasta", g.fasta),
+                                                                                     ("gff", g.gff))}
+
+
+def _input_key(entry: dict) -> str:
+    """What identifies an input: its checksum, and the sequences taken from it when not all."""
+    return entry["sha256"] + (":" + ",".join(entry["seqids"]) if entry.get("seqids") else "")
 
 
 def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str | None = None,
@@ -196,8 +207,8 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
             old = open_store(out)
         except InputError:
             old = None
-        if old is not None and {k: v["sha256"] for k, v in old.manifest["inputs"].items()} == \
-                {k: v["sha256"] for k, v in inputs.items()}:
+        if old is not None and {k: _input_key(v) for k, v in old.manifest["inputs"].items()} == \
+                {k: _input_key(v) for k, v in inputs.items()}:
             log(f"store {out} is up to date (inputs unchanged): nothing to do")
             return PrepareResult(old, True, time.perf_counter() - t0)
 
@@ -207,9 +218,15 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
     for g in genomes:
         log(f"reading FASTA {Path(g.fasta).name}" + (f" (genome {g.name})" if several else "") + " ...")
         recs = read_fasta(g.fasta)
+        if g.seqids:
+            missing = set(g.seqids) - {r.id for r in recs}
+            if missing:
+                raise InputError(g.fasta, f"has no sequence {sorted(missing)} (genome {g.name})")
+            recs = [r for r in recs if r.id in g.seqids]
         lengths = {r.id: len(r) for r in recs}
-        log(f"  {len(recs)} sequence(s), {sum(lengths.values()):,} bases; reading annotation {Path(g.gff).name} ...")
-        annotation = read_gff(g.gff, lengths)
+        log(f"  {len(recs)} sequence(s)" + (f" ({', '.join(g.seqids)} of the file)" if g.seqids else "") +
+            f", {sum(lengths.values()):,} bases; reading annotation {Path(g.gff).name} ...")
+        annotation = read_gff(g.gff, lengths, frozenset(g.seqids) if g.seqids else None)
         log(f"  {annotation.counts['transcripts_kept']:,} genes kept")
         for k, v in annotation.counts.items():
             counts[k] = counts.get(k, 0) + v
@@ -296,13 +313,15 @@ def reference_transcripts(store: Store):
     several = len(genomes) > 1
     out = []
     for g in genomes:
+        only = None
         if g.get("dataset"):
-            gff = resolve(g["dataset"])[1]
+            _, gff, src = resolve(g["dataset"])
+            only = frozenset(src.seqids) if src.seqids else None
         else:
             key = f"gff:{g['name']}" if several else "gff"
             gff = Path(store.manifest["inputs"][key]["path"])
         lengths = by_genome.get(g["name"]) or by_genome.get("") or {}
-        for t in read_gff(gff, lengths).transcripts:
+        for t in read_gff(gff, lengths, only).transcripts:
             out.append(replace(t, seqid=f"{g['name']}|{t.seqid}") if several else t)
     return out
 
