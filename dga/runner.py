@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from dga.train import DistInfo, FitResult
 
 import json
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,9 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
     cfg = adopt_architecture(load_config(config_path, overrides), config_values(config_path, overrides))
     dist = setup_distributed(cfg.device, cfg.threads)
     say = print if dist.is_main else (lambda *_: None)
+    if dist.world_size > 1:  # every rank says where it runs (SLURM's node name, else the host)
+        print(f"rank {dist.rank} of {dist.world_size} on node "
+              f"{os.environ.get('SLURMD_NODENAME') or socket.gethostname()}", flush=True)
     try:
         store = store_for_config(cfg, dist, log=say)
         splits = splits_for(store, cfg)

@@ -1,5 +1,6 @@
-"""A real one-node SLURM cluster (slurmctld + slurmd + munge on localhost) and a PostgreSQL server on
-loopback, started for the test session. Debian packages: slurmctld slurmd slurm-client munge
+"""A real SLURM cluster on this machine (slurmctld + munge and one slurmd per node: Debian's slurmd
+takes `-N NODENAME`, so nodes n1 and n2 share the host, each with its own pid file, spool, log and
+port, and the cores split between them) and a PostgreSQL server on loopback, started for the tests. Debian packages: slurmctld slurmd slurm-client munge
 postgresql (installed by `make system-deps`). Runs as root: munge needs its key and a running munged
 before slurmctld/slurmd start, and slurm.conf names this host as both controller and node."""
 
@@ -37,15 +38,17 @@ KillWait=30
 MinJobAge=600
 InactiveLimit=0
 Waittime=0
+SlurmdTimeout={slurmd_timeout}
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmdPidFile=/run/slurmd-%n.pid
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
+SlurmdSpoolDir=/var/spool/slurmd-%n
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=localhost CPUs={cpus} RealMemory={mem} State=UNKNOWN
+SlurmdLogFile=/var/log/slurm/slurmd-%n.log
+{nodes}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
+NODE = "NodeName={name} NodeHostname=localhost Port={port} CPUs={cpus} RealMemory={mem} State=UNKNOWN"
 
 
 def slurm_missing() -> str | None:
@@ -80,12 +83,18 @@ def _stop_pidfile(path: str) -> None:
 
 
 def stop_slurm() -> None:
-    for f in ("/run/slurmd.pid", "/run/slurmctld.pid", "/run/munge/munged.pid"):
+    for f in [*glob.glob("/run/slurmd*.pid"), "/run/slurmctld.pid", "/run/munge/munged.pid"]:
         _stop_pidfile(f)
 
 
-def start_slurm(cpus: int = 2) -> None:
-    """Write slurm.conf for localhost and start munged, slurmctld, slurmd; wait until the node is idle."""
+def node_names(n: int) -> list[str]:
+    return [f"n{i + 1}" for i in range(n)]
+
+
+def start_slurm(cpus: int = 2, nodes: int = 2, slurmd_timeout: int = 10) -> None:
+    """Write slurm.conf for `nodes` nodes on this host (n1, n2, ...: the cores split between them) and
+    start munged, slurmctld and one slurmd per node; wait until every node is idle. A node that stops
+    answering is marked down after `slurmd_timeout` seconds."""
     stop_slurm()
     key = Path("/etc/munge/munge.key")
     if not key.is_file() or key.stat().st_size == 0:
@@ -93,28 +102,82 @@ def start_slurm(cpus: int = 2) -> None:
     shutil.chown(key, "munge", "munge")
     key.chmod(0o400)
     for path, owner in (("/run/munge", "munge"), ("/var/spool/slurmctld", "slurm"), ("/var/log/slurm", "slurm"),
-                        ("/var/spool/slurmd", "root")):
+                        *[(f"/var/spool/slurmd-{n}", "root") for n in node_names(nodes)]):
         Path(path).mkdir(parents=True, exist_ok=True)
         shutil.chown(path, owner, owner)
     hosts = Path("/etc/hosts").read_text()
-    if not re.search(rf"\s{re.escape(socket.gethostname())}(\s|$)", hosts):
+    missing = [h for h in (socket.gethostname(), *node_names(nodes))
+               if not re.search(rf"\s{re.escape(h)}(\s|$)", hosts)]
+    if missing:  # ranks rendezvous on the first node's name
         with open("/etc/hosts", "a") as fh:
-            fh.write(f"127.0.0.1 {socket.gethostname()}\n")
+            fh.write(f"127.0.0.1 {' '.join(missing)}\n")
     hw = _run("slurmd", "-C").stdout
-    mem = re.search(r"RealMemory=(\d+)", hw).group(1)
+    mem = int(re.search(r"RealMemory=(\d+)", hw).group(1)) // nodes
+    lines = [NODE.format(name=n, port=17001 + i, cpus=max(1, cpus // nodes), mem=mem)
+             for i, n in enumerate(node_names(nodes))]
     Path("/etc/slurm").mkdir(exist_ok=True)
-    Path("/etc/slurm/slurm.conf").write_text(SLURM_CONF.format(cpus=cpus, mem=mem))
+    Path("/etc/slurm/slurm.conf").write_text(SLURM_CONF.format(nodes="\n".join(lines),
+                                                               slurmd_timeout=slurmd_timeout))
     _run("runuser", "-u", "munge", "--", "/usr/sbin/munged")
     _run("/usr/sbin/slurmctld", "-c")
-    _run("/usr/sbin/slurmd", "-N", "localhost")
-    state = ""
+    for n in node_names(nodes):
+        _run("/usr/sbin/slurmd", "-N", n)
+    states = ""
     for _ in range(240):
-        state = _run("sinfo", "-h", "-N", "-o", "%t", check=False).stdout.strip()
-        if state == "idle":
+        states = _run("sinfo", "-h", "-N", "-o", "%N %t", check=False).stdout.split()
+        if states[1::2] == ["idle"] * nodes:
             return
         time.sleep(0.25)
     logs = "".join(Path(f).read_text()[-2000:] for f in glob.glob("/var/log/slurm/*.log"))
-    raise RuntimeError(f"SLURM node not idle (state {state!r}):\n{logs}")
+    raise RuntimeError(f"SLURM nodes not idle ({states}):\n{logs}")
+
+
+def node_state(name: str) -> str:
+    return _run("sinfo", "-h", "-n", name, "-N", "-o", "%t", check=False).stdout.strip()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def kill_node(name: str) -> list[int]:
+    """What a dead machine looks like to SLURM: SIGKILL to node `name`'s slurmd, to every process of
+    the jobs it ran (their environment says SLURMD_NODENAME=name) and to their slurmstepd. Returns
+    the pids killed."""
+    daemon = int(Path(f"/run/slurmd-{name}.pid").read_text().strip())
+    victims = {daemon}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _environ(int(entry.name)).get("SLURMD_NODENAME") == name:
+            pid = int(entry.name)
+            victims.add(pid)
+            parent = _parent(pid)
+            while parent > 1 and _comm(parent).startswith("slurmstepd"):
+                victims.add(parent)
+                parent = _parent(parent)
+    for pid in victims:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    return sorted(victims)
 
 
 def job_states(job: str) -> list[str]:

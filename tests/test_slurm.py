@@ -1,9 +1,12 @@
-"""SLURM scale-out on a real one-node cluster with a real PostgreSQL server (both started here):
-DDP training under srun, a study as a job array on PostgreSQL with an MLflow tracking server,
-and a requeued trial resuming from its checkpoint. Skipped, with the reason, where the Debian
+"""SLURM scale-out on a real two-node cluster (nodes n1 and n2 on this machine, one core each) with a
+real PostgreSQL server (both started here): DDP training with one rank per node under srun and
+under torchrun, a study as a job array spread over both nodes on PostgreSQL with an MLflow tracking
+server, a requeued trial resuming from its checkpoint, a node that dies mid-study, and the database
+and tracking server restarted under running workers. Skipped, with the reason, where the Debian
 packages (slurmctld slurmd slurm-client munge postgresql) or root are missing."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,7 +14,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from cluster import Postgres, postgres_missing, slurm_missing, start_slurm, stop_slurm, wait_job
+from cluster import (
+    Postgres,
+    kill_node,
+    node_state,
+    postgres_missing,
+    slurm_missing,
+    start_slurm,
+    stop_slurm,
+    wait_job,
+)
 from test_search import write_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +36,7 @@ def slurm_cluster():
     if why:
         pytest.skip(f"no SLURM cluster: {why}")
     t0 = time.perf_counter()
-    start_slurm(cpus=2)
+    start_slurm(cpus=2, nodes=2)
     yield time.perf_counter() - t0
     stop_slurm()
 
@@ -59,22 +71,66 @@ def outputs(workdir: Path) -> str:
     return "\n".join(p.read_text() for p in sorted(workdir.glob("*.out")))
 
 
-def test_train_ddp_sbatch_runs_two_gloo_ranks(slurm_cluster, tmp_path, dmel_store):
+def _same_as_one_process(ck: Path, store, result_confusion) -> None:
+    """The run's validation equals a one-process validation of the weights it wrote."""
+    from dga import bundle
+    from dga.config import load_config
+    from dga.data.windows import load_or_make_splits
+    from dga.train import DistInfo, validate
+
+    cfg = load_config(ROOT / "experiments" / "tiny.toml", {"store": str(store.path)})
+    model = bundle.read(ck / "bundle").build_model()
+    splits = load_or_make_splits(store, cfg.k_folds, cfg.test_fraction, cfg.split_seed)
+    cm, _ = validate(model, store, splits.validation(cfg.fold), cfg, DistInfo())
+    assert cm.tolist() == result_confusion
+
+
+def test_train_ddp_sbatch_one_rank_per_node(slurm_cluster, tmp_path, dmel_store):
+    import json
+
     from mlflow import MlflowClient
 
-    env = job_env(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    env = job_env(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+                  DGA_CHECKPOINT_DIR=str(tmp_path / "ck"))
     t0 = time.perf_counter()
-    job = sbatch(tmp_path, env, "-n", "2", "-c", "1", f"--output={tmp_path}/train-%j.out",
+    job = sbatch(tmp_path, env, "-N", "2", "--ntasks-per-node", "1", "-c", "1", f"--output={tmp_path}/train-%j.out",
                  str(ROOT / "slurm" / "train-ddp.sbatch"), str(ROOT / "experiments" / "tiny.toml"),
                  "--set", f"store={dmel_store.path}", "--set", "epochs=1", "--set", "bases_per_epoch=300000",
                  "--set", "log_model=false", "--set", "threads=1")
     assert wait_job(job, 600) == ["COMPLETED"], outputs(tmp_path)
     seconds = time.perf_counter() - t0
+    text = outputs(tmp_path)
+    assert "rank 0 of 2 on node n1" in text and "rank 1 of 2 on node n2" in text, text
     c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     (run,) = c.search_runs([c.get_experiment_by_name("dga-tiny").experiment_id])
-    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2", outputs(tmp_path)
-    assert "val_genic_f1" in run.data.metrics
-    print(f"train-ddp.sbatch, 2 gloo ranks: submit -> COMPLETED in {seconds:.1f} s")
+    assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2", text
+    _same_as_one_process(tmp_path / "ck", dmel_store, json.loads((tmp_path / "ck" / "result.json").read_text())
+                         ["confusion"])
+    print(f"train-ddp.sbatch, 2 gloo ranks on nodes n1 and n2: submit -> COMPLETED in {seconds:.1f} s")
+
+
+def test_torchrun_across_two_nodes(slurm_cluster, tmp_path, dmel_store):
+    """The README's multi-node torchrun form: one launcher per node (srun puts them on n1 and n2),
+    c10d rendezvous on the first node."""
+    import json
+
+    env = job_env(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"n1:{port}", "--rdzv-id", "dga-test",
+                "-m", "dga.cli", "train", str(ROOT / "experiments" / "tiny.toml"), "--set", f"store={dmel_store.path}",
+                "--set", "epochs=1", "--set", "bases_per_epoch=300000", "--set", "log_model=false",
+                "--set", "threads=1", "--set", f"checkpoint_dir={tmp_path / 'ck'}"]
+    proc = subprocess.run(["srun", "-N", "2", "--ntasks-per-node", "1", "-c", "1", f"--chdir={tmp_path}", *launcher],
+                          env=env, capture_output=True, text=True, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-4000:]
+    nodes = sorted(line.rsplit(" ", 1)[1] for line in text.splitlines() if " of 2 on node " in line)
+    assert nodes == ["n1", "n2"], text[-4000:]
+    _same_as_one_process(tmp_path / "ck", dmel_store, json.loads((tmp_path / "ck" / "result.json").read_text())
+                         ["confusion"])
 
 
 def _start_mlflow_server(workdir: Path, backend: str) -> tuple[subprocess.Popen, str]:
@@ -129,10 +185,12 @@ def test_search_array_on_postgres_with_tracking_server(slurm_cluster, postgres, 
         assert sorted(f.data.tags["mlflow.parentRunId"] for f in folds) == \
             sorted(r.info.run_id for r in parents for _ in range(2))
         assert c.search_runs([exp_id], "tags.`dga.kind` = 'study_summary'")
-        per_task = {}
+        per_task, nodes = {}, set()
         for p in tmp_path.glob("slurm-dga-array-*_*.out"):
             per_task[p.name] = p.read_text().count("CV genic_f1")
+            nodes |= set(re.findall(r"on node (n\d)", p.read_text()))
         assert sum(per_task.values()) == 4
+        assert nodes == {"n1", "n2"}, outputs(tmp_path)  # the array's two tasks ran on different nodes
         print(f"search-array.sbatch, 2 tasks, 4 trials on PostgreSQL + MLflow server: {seconds:.1f} s, "
               f"trials per worker {sorted(per_task.values())}")
     finally:
@@ -148,7 +206,7 @@ def test_requeued_trial_resumes_from_its_checkpoint(slurm_cluster, tmp_path, dme
     exp = write_study(tmp_path / "rq.toml", dmel_store, "requeue", n_trials=2, folds="[0, 1, 2, 3]", epochs=2,
                       bases=300_000)
     env = job_env(tmp_path)
-    job = sbatch(tmp_path, env, "--array=0-0", "-c", "2", str(ROOT / "slurm" / "search-array.sbatch"), str(exp))
+    job = sbatch(tmp_path, env, "--array=0-0", "-c", "1", str(ROOT / "slurm" / "search-array.sbatch"), str(exp))
     storage = f"sqlite:///{tmp_path}/mlruns/optuna.db"
     deadline = time.time() + 300
     while True:
