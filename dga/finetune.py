@@ -3,10 +3,10 @@
 The source's architecture is the run's architecture; its weights are the starting point; the first
 `freeze_layers` LSTM layers (both directions) can be kept fixed. What was fine-tuned from what is
 recorded as the run's `parent` (reference, weights checksum, the data it was trained on) in the
-bundle's provenance, the MLflow run, the registered version and the zoo card. Signal models and
-decoder settings are not inherited: the new bundle fits its own on the new species' training region,
-and a study's registration tunes its decoder on the new folds (splice and start/stop statistics are
-species-specific).
+bundle's provenance, the MLflow run, the registered version and the zoo card. Signal models are not
+inherited: the new bundle fits its own on the new species' training region (splice and start/stop
+statistics are species-specific). The decoder settings start from the parent's and are tuned again
+on the new folds (`dga tune-decoder`, which a study's registration runs).
 """
 
 from __future__ import annotations
@@ -89,7 +89,14 @@ def initialise(model: "nn.Module", cfg: Config) -> dict[str, Any]:
     model.load_state_dict({k: v.float() for k, v in source.state.items()}, strict=True)
     frozen = freeze(model, cfg.freeze_layers)
     return {**parent_record(cfg.init_from, source), "freeze_layers": cfg.freeze_layers,
-            "frozen_parameters": len(frozen)}
+            "frozen_parameters": len(frozen), "decoder_params": dict(source.decoder.get("params") or {})}
+
+
+def inherited_decoder(parent: Mapping[str, Any]) -> dict[str, Any]:
+    """A fine-tuned bundle's decoder before it is tuned: its parent's settings (a better start for
+    `dga tune-decoder` than the defaults), marked untuned."""
+    return {"name": "hmm", "params": dict(parent["decoder_params"]), "tuned": None,
+            "inherited_from": parent["uri"]}
 
 
 def parent_record(ref: str, source: "Bundle") -> dict[str, Any]:

@@ -91,8 +91,13 @@ def write_bundle(cfg: Config, store: "Store", splits: "Splits", dist: "DistInfo"
                   "training": training_record(cfg, result, dist, result.stopped), **(extra or {})}
     if result.parent:
         provenance["parent"] = result.parent
-    return bundle.write(bundle.from_model(result.model, cfg, signals=signals, provenance=provenance),
-                        ckpt_dir / "bundle")
+    decoder = None
+    if result.parent:
+        from dga.finetune import inherited_decoder
+
+        decoder = inherited_decoder(result.parent)
+    return bundle.write(bundle.from_model(result.model, cfg, signals=signals, decoder=decoder,
+                                          provenance=provenance), ckpt_dir / "bundle")
 
 
 def _report(result, ckpt_dir: Path, folder: Path, summary: dict) -> None:

@@ -178,20 +178,25 @@ def budget_lock(url: str, study_name: str = ""):
 
         key = int(hashlib.sha256(f"dga-budget:{study_name}".encode()).hexdigest()[:15], 16)
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        wait_for_database(engine)
         conn = engine.connect()
         conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
 
         def release() -> None:
+            # Unlock and close at once: the session is not kept through the trial, so a database restart
+            # during the trial cannot break it. A session the server already closed took its lock with it.
             if held["on"]:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 held["on"] = False
+                with contextlib.suppress(sqlalchemy.exc.OperationalError):
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                with contextlib.suppress(sqlalchemy.exc.OperationalError):
+                    conn.close()
+                engine.dispose()
 
         try:
             yield release
         finally:
             release()
-            conn.close()
-            engine.dispose()
     else:
         yield lambda: None
 

