@@ -12,30 +12,11 @@ if TYPE_CHECKING:
     from dga.data.windows import Region, Splits
     from dga.train import DistInfo, FitResult
 
-import platform
 import socket
-import subprocess
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
-import dga
-
-
-def git_commit() -> str:
-    """The DGA checkout's commit, or "unknown" (an installed wheel has none)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(dga.__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def software() -> dict[str, str]:
-    import torch
-
-    return {"dga_version": dga.__version__, "git_commit": git_commit(), "torch_version": torch.__version__,
-            "python": platform.python_version()}
+from dga.software import software
 
 
 def region_text(r: "Region") -> str:

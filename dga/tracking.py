@@ -64,7 +64,7 @@ def experiment_id(name: str) -> str:
 
 
 def run_tags(device: str, world_size: int, store_checksum: str) -> dict[str, str]:
-    from dga.provenance import software
+    from dga.software import software
 
     return {**software(), "host": socket.gethostname(), "device": device, "world_size": str(world_size),
             "store_checksum": store_checksum}
