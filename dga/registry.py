@@ -114,12 +114,15 @@ def next_steps(name: str, cfg: Config) -> str:
     import mlflow
 
     uri = f"MLFLOW_TRACKING_URI={shlex.quote(mlflow.get_tracking_uri())}"
+    from dga.data.sources import SOURCES, resolve
+    from dga.data.store import genome_from_arg
+
     fasta = ""
     if cfg.fasta:
         fasta = str(Path(cfg.fasta).resolve())
-    elif cfg.dataset:
-        from dga.data.sources import resolve
-
+    elif cfg.genomes:  # several genomes: the first one's FASTA
+        fasta = str(Path(genome_from_arg(cfg.genomes.split(";")[0].strip()).fasta).resolve())
+    elif cfg.dataset in SOURCES:
         fasta = str(resolve(cfg.dataset)[0])
     py = f"import dga.api as dga; m = dga.load('models:/{name}@{ALIAS}'); print(m.source, m.config.hidden_size)"
     return ("use it (from any directory):\n"

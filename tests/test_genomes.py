@@ -108,3 +108,15 @@ def test_predict_and_evaluate_report_per_genome_and_pooled(two_genomes, tmp_path
     assert set(regions) == {"a|chr1", "b|chr1", "b|chr2"} and seqids <= set(regions)
     printed = capsys.readouterr().out
     assert "  a: " in printed and "  b: " in printed
+
+
+def test_next_steps_after_registering_a_multi_genome_model(two_genomes):
+    from dga.config import Config
+    from dga.registry import next_steps
+
+    a, b = two_genomes
+    cfg = Config(dataset="mine", genomes=f"a={a.fasta},{a.gff};b={b.fasta},{b.gff}")
+    text = next_steps("dga-mine", cfg)
+    assert f"dga predict {a.fasta.resolve()} --model models:/dga-mine@champion" in text
+    # a store of unknown origin: a placeholder FASTA, not an error
+    assert "dga predict genome.fa --model models:/dga-x@champion" in next_steps("dga-x", Config(dataset="not-packaged"))
