@@ -123,7 +123,10 @@ def make_card(b: bundle_io.Bundle, name: str, source: str, test: dict, slice_che
     data, training = prov.get("data", {}), prov.get("training", {})
     tuned = b.decoder.get("tuned") or {}
     dataset = data.get("dataset", cfg.dataset)
-    card = {"name": name, "species": SOURCES[dataset].species if dataset in SOURCES else dataset,
+    genomes = [g.strip().split("=")[0] for g in cfg.genomes.split(";") if g.strip()]
+    species = ("; ".join(SOURCES[g].species if g in SOURCES else g for g in genomes) if genomes else
+               SOURCES[dataset].species if dataset in SOURCES else dataset)
+    card = {"name": name, "species": species,
             "dataset": dataset, "dga_version": dga.__version__, "n_parameters": b.n_parameters,
             "config": cfg.to_dict(),
             "training_data": {k: data.get(k) for k in ("store_checksum", "inputs", "split", "trained_on")},
@@ -194,6 +197,8 @@ def render_card(c: dict) -> str:
     for cls in ("CDS", "intron", "UTR", "intergenic"):
         lines.append(f"| {cls} | {b[f'precision_{cls}']:.3f} | {b[f'recall_{cls}']:.3f} | {b[f'f1_{cls}']:.3f} |")
     lines += ["", f"genic F1 {b['genic_f1']:.3f}, sub-genic F1 {b['subgenic_f1']:.3f}, accuracy {b['accuracy']:.3f}",
+              *[f"{g}: genic F1 {r['genic_f1']:.3f}, exon F1 {r['exon_f1']:.3f}, gene F1 {r['gene_f1']:.3f}"
+                for g, r in c["test"].get("per_genome", {}).items()],
               f"exon level: sensitivity {ex['sensitivity']:.3f}, precision {ex['precision']:.3f}, F1 {ex['f1']:.3f}",
               f"gene level: sensitivity {ge['sensitivity']:.3f}, precision {ge['precision']:.3f}, F1 {ge['f1']:.3f}",
               f"confusion (rows reference CDS/intron/UTR/intergenic): {c['test']['confusion']}",
