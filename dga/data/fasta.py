@@ -7,7 +7,6 @@ Codes: A=0, C=1, G=2, T/U=3, anything else (N and the other IUPAC codes) = 4. Lo
 from __future__ import annotations
 
 import gzip
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +97,8 @@ def read_fasta(path: str | Path) -> list[FastaRecord]:
     text = raw.decode("utf-8", "replace")
     records: list[FastaRecord] = []
     seen: dict[str, int] = {}  # id -> record index
-    for k, (title, seq) in enumerate(SimpleFastaParser(io.StringIO(text))):
+    # Lines from str.splitlines (C) rather than a StringIO: the parser only iterates over them.
+    for k, (title, seq) in enumerate(SimpleFastaParser(iter(text.splitlines(keepends=True)))):
         parts = title.split(None, 1)  # the id ends at any whitespace
         if not parts:
             raise InputError(path, "FASTA header has no sequence id", _header_line(text, k))
