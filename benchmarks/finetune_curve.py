@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--decoder-trials", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--skip-reference", action="store_true", help="do not run (a) and AUGUSTUS again")
+    ap.add_argument("--kinds", nargs="+", default=["fine-tuned", "from scratch"], help="which of (b) and (c) to run")
     args = ap.parse_args()
     ENV.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     from dga.data.fasta import read_fasta
@@ -124,6 +125,8 @@ def main() -> None:
                   "--set", "tracking=none"]
         scratch = ["init_from=", "lr=0.001", "hidden_size=256", "num_layers=3", "bases_per_step=10", "input_size=4"]
         for kind, extra in (("fine-tuned", []), ("from scratch", [a for kv in scratch for a in ("--set", kv)])):
+            if kind not in args.kinds:
+                continue
             ckpt = out / f"{kind.replace(' ', '-')}-{amount:g}Mb"
             # the same CPU budget by construction: the same epochs of the same size (CPU time measured below)
             train = dga("train", str(EXPERIMENT), *common, *extra, "--set", f"checkpoint_dir={ckpt}", log=log)
