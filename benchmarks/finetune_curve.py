@@ -85,7 +85,13 @@ def main() -> None:
     lengths = {k: len(r) for k, r in records.items()}
     span = [parse_region(region, lengths)]
     results_path = out / "finetune_curve.json"
-    rows = json.loads(results_path.read_text()) if results_path.is_file() else []
+    rows: list[dict] = []
+
+    def save(row: dict) -> None:
+        """Replace this row in the results file, read again first (another run may have added rows)."""
+        rows[:] = json.loads(results_path.read_text()) if results_path.is_file() else []
+        rows[:] = [r for r in rows if r["model"] != row["model"]] + [row]
+        results_path.write_text(json.dumps(rows, indent=1))
 
     def score(model: str, name: str, amount: str, train: tuple[float, float] = (0.0, 0.0),
               tune: tuple[float, float] = (0.0, 0.0)) -> None:
@@ -95,8 +101,7 @@ def main() -> None:
         row = {"model": name, "amount_mb": amount, "genic_f1": res["base"]["genic_f1"], "exon_f1": res["exon"]["f1"],
                "gene_f1": res["gene"]["f1"], "train_cpu_min": train[1] / 60, "tune_cpu_min": tune[1] / 60,
                "predict_cpu_min": cpu / 60, "train_wall_min": train[0] / 60, "region": region}
-        rows[:] = [r for r in rows if r["model"] != name] + [row]
-        results_path.write_text(json.dumps(rows, indent=1))
+        save(row)
         print(f"{name}: genic {row['genic_f1']:.3f} exon {row['exon_f1']:.3f} gene {row['gene_f1']:.3f}; CPU min "
               f"train {row['train_cpu_min']:.1f} tune {row['tune_cpu_min']:.1f} predict {row['predict_cpu_min']:.1f}",
               flush=True)
@@ -111,11 +116,9 @@ def main() -> None:
         aug, aug_s = run_augustus(region_fa, "arabidopsis", tail.end - tail.start, 1, out)
         shift_gff(aug, out / "augustus.chrom.gff3", tail.seqid, tail.start)
         res = evaluate(gff, out / "augustus.chrom.gff3", lengths, span)
-        rows[:] = [r for r in rows if r["model"] != "AUGUSTUS 3.5 arabidopsis"] + [
-            {"model": "AUGUSTUS 3.5 arabidopsis", "amount_mb": "", "genic_f1": res["base"]["genic_f1"],
-             "exon_f1": res["exon"]["f1"], "gene_f1": res["gene"]["f1"], "train_cpu_min": 0.0, "tune_cpu_min": 0.0,
-             "predict_cpu_min": (cpu_seconds() - c0) / 60, "train_wall_min": 0.0, "region": region}]
-        results_path.write_text(json.dumps(rows, indent=1))
+        save({"model": "AUGUSTUS 3.5 arabidopsis", "amount_mb": "", "genic_f1": res["base"]["genic_f1"],
+              "exon_f1": res["exon"]["f1"], "gene_f1": res["gene"]["f1"], "train_cpu_min": 0.0, "tune_cpu_min": 0.0,
+              "predict_cpu_min": (cpu_seconds() - c0) / 60, "train_wall_min": 0.0, "region": region})
         print(f"AUGUSTUS: genic {res['base']['genic_f1']:.3f} exon {res['exon']['f1']:.3f} gene "
               f"{res['gene']['f1']:.3f} ({aug_s:.0f} s)", flush=True)
     for amount in args.amounts:
@@ -134,6 +137,7 @@ def main() -> None:
             tune = dga("tune-decoder", bundle, "--fold-model", bundle, "--trials", str(args.decoder_trials),
                        "--bases", "1000000", log=log)
             score(bundle, f"{kind}, {amount:g} Mb", f"{amount:g}", train, tune)
+    rows[:] = json.loads(results_path.read_text()) if results_path.is_file() else []
     table = ["| model | chr2 Mb trained on | genic F1 | exon F1 | gene F1 | CPU min train | tune | predict |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
