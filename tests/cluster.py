@@ -245,7 +245,8 @@ class Postgres:
                  "-w", "restart", "-l", str(self.root / "log"), "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root}",
                  check=False)
         if r.returncode != 0:
-            raise RuntimeError(f"pg_ctl restart failed: {r.stdout}{r.stderr}\n{(self.root / 'log').read_text()[-3000:]}")
+            log = (self.root / "log").read_text()[-3000:]
+            raise RuntimeError(f"pg_ctl restart failed: {r.stdout}{r.stderr}\n{log}")
 
     def stop(self) -> None:
         _run("runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",

@@ -138,3 +138,21 @@ decoder_bases = 50000
                                  ".provenance['parent']; print(p['weights_sha256'], p['freeze_layers'])"],
                                 cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert registered.stdout.split() == [sha, "1"], registered.stderr[-2000:]
+
+
+def test_a_study_can_search_fine_tuned_against_from_scratch(source, dmel_store, tmp_path):
+    """init_from and freeze_layers are searchable: one study holds fine-tuned and from-scratch trials."""
+    from dga.search_space import load_search, trial_config
+
+    exp = tmp_path / "mixed.toml"
+    exp.write_text(f'store = "{dmel_store.path}"\nhidden_size = 12\nnum_layers = 2\nbases_per_step = 2\n'
+                   f'window = 200\n[search]\nn_trials = 2\n[search.space]\ninit_from = ["{source}", ""]\n'
+                   'freeze_layers = [0, 1]\n')
+    sc = load_search(exp)
+    base = load_config(exp)
+    assert {p.name for p in sc.space} == {"init_from", "freeze_layers"}
+    tuned = trial_config(base, {"init_from": str(source), "freeze_layers": 1})
+    torch.manual_seed(0)
+    assert initialise(build_model(tuned), tuned)["freeze_layers"] == 1
+    with pytest.raises(InputError, match="freeze_layers"):
+        trial_config(base, {"init_from": "", "freeze_layers": 1})  # freezing random weights: refused
