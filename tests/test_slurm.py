@@ -7,8 +7,10 @@ packages (slurmctld slurmd slurm-client munge postgresql) or root are missing.""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -42,14 +44,19 @@ def slurm_cluster():
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
     why = postgres_missing()
     if why:
         pytest.skip(f"no PostgreSQL: {why}")
-    pg = Postgres(tmp_path_factory.mktemp("pg") / "cluster")
+    # outside pytest's temporary tree: pytest may make its root 0700 again, and the server runs as
+    # the postgres user, which must reach the data directory for as long as the module runs
+    root = Path(tempfile.mkdtemp(prefix="dga-test-pg-"))
+    root.chmod(0o755)
+    pg = Postgres(root / "cluster")
     pg.start()
     yield pg
     pg.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def job_env(workdir: Path, **extra) -> dict:

