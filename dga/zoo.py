@@ -222,7 +222,10 @@ def list_table() -> str:
         c = card(n)
         cv = c["cv"]
         cv_text = "-" if cv["score"] is None else f"{cv['score']:.3f} ({cv['n_folds']} fold{'s' * (cv['n_folds'] > 1)})"
-        rows.append(f"{n:<16}{c['species'][:35]:<36}{c['n_parameters']:>11,}{cv_text:>18}"
+        species = c["species"].split("; ")
+        # a lineage model: how many genomes, and the first one's genus (its card names them all)
+        short = species[0] if len(species) == 1 else f"{species[0].split()[0]}: {len(species)} genomes"
+        rows.append(f"{n:<16}{short[:35]:<36}{c['n_parameters']:>11,}{cv_text:>18}"
                     f"{c['test']['base']['genic_f1']:>15.3f}")
     return "\n".join(rows)
 
