@@ -112,6 +112,11 @@ class Config:
             raise InputError(None, "config needs `dataset`, `genomes`, or `fasta` + `gff`, or an existing `store`")
 
     @property
+    def genome_args(self) -> list[str]:
+        """The `genomes` entries (packaged dataset names or NAME=FASTA,GFF), in order."""
+        return [g.strip() for g in self.genomes.split(";") if g.strip()]
+
+    @property
     def effective_val_window(self) -> int:
         w = self.val_window or max(self.window, 1000)
         return w + (-w) % self.bases_per_step

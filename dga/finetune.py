@@ -39,14 +39,19 @@ def _arch(cfg: Config) -> str:
     return ", ".join(f"{k} = {getattr(cfg, k)}" for k in ARCHITECTURE)
 
 
+def _conflicts(mine: Mapping[str, Any], source: Config) -> list[str]:
+    """Architecture keys of `mine` whose value is not the source's, each naming both values."""
+    return [f"{k} = {mine[k]!r} here, {getattr(source, k)!r} in the source" for k in ARCHITECTURE
+            if k in mine and mine[k] != getattr(source, k)]
+
+
 def adopt_architecture(cfg: Config, explicit: Mapping[str, Any]) -> Config:
     """`cfg` with the architecture of its `init_from` source. `explicit` holds the keys the user set
     (experiment file and --set): one that names another architecture is an error naming both."""
     if not cfg.init_from:
         return cfg
     source = parent_bundle(cfg.init_from).config
-    conflicts = [f"{k} = {explicit[k]!r} here, {getattr(source, k)!r} in the source" for k in ARCHITECTURE
-                 if k in explicit and explicit[k] != getattr(source, k)]
+    conflicts = _conflicts(explicit, source)
     if conflicts:
         raise InputError(None, f"init_from = {cfg.init_from!r} cannot accept this config: {'; '.join(conflicts)} "
                                f"(a fine-tuned model keeps its source's architecture: remove those keys)")
@@ -60,8 +65,7 @@ def adopt_architecture(cfg: Config, explicit: Mapping[str, Any]) -> Config:
 def check_compatible(cfg: Config, source: "Bundle") -> None:
     """The run's architecture must be the source's (a search space may have changed it)."""
     theirs = source.config
-    differ = [f"{k} = {getattr(cfg, k)!r} here, {getattr(theirs, k)!r} in the source" for k in ARCHITECTURE
-              if getattr(cfg, k) != getattr(theirs, k)]
+    differ = _conflicts({k: getattr(cfg, k) for k in ARCHITECTURE}, theirs)
     if differ:
         raise InputError(None, f"init_from = {cfg.init_from!r} cannot accept this config: {'; '.join(differ)} "
                                f"(a fine-tuned model keeps its source's architecture)")
@@ -111,7 +115,8 @@ def parent_record(ref: str, source: "Bundle") -> dict[str, Any]:
 
 
 def parent_tags(parent: Mapping[str, Any] | None) -> dict[str, str]:
-    """MLflow tags of a fine-tuned run or registered version (empty for a model trained from scratch)."""
+    """MLflow tags of a run or registered version: `dga.init` (fine-tuned or scratch) and, fine-tuned,
+    the parent's reference, weights checksum, training data and frozen layers."""
     if not parent:
         return {"dga.init": "scratch"}
     t = parent["trained_on"]

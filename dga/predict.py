@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -27,13 +26,11 @@ from dga.config import Config
 from dga.data.windows import COMPLEMENT
 from dga.decode import DecodeRules, GeneModel, decode, write_gff3
 from dga.errors import InputError
-from dga.hmm import HMMParams, hmm_decode
+from dga.hmm import HMMParams, Progress, hmm_decode
 from dga.infer import forward_codes, iter_pieces_batches
 from dga.labels import N_CLASSES, Label
 from dga.scratch import make_dir
 from dga.signals import SignalModel
-
-Progress = Optional[Callable[[int], object]]  # called with the bases just done
 
 N_RUN_MIN = 10  # runs of at least this many N (assembly gaps) are never genic
 

@@ -121,7 +121,7 @@ def next_steps(name: str, cfg: Config) -> str:
     if cfg.fasta:
         fasta = str(Path(cfg.fasta).resolve())
     elif cfg.genomes:  # several genomes: the first one's FASTA
-        fasta = str(Path(genome_from_arg(cfg.genomes.split(";")[0].strip()).fasta).resolve())
+        fasta = str(Path(genome_from_arg(cfg.genome_args[0]).fasta).resolve())
     elif cfg.dataset in SOURCES:
         fasta = str(resolve(cfg.dataset)[0])
     py = f"import dga.api as dga; m = dga.load('models:/{name}@{ALIAS}'); print(m.source, m.config.hidden_size)"
@@ -215,8 +215,9 @@ def register_best(study: "optuna.Study", sc: "SearchConfig", *, dist: "DistInfo 
         mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})
         mv_tags[f"cv_{sc.objective}"] = repr(score)
         mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
-        mv_tags.update(parent_tags(result.parent))
-        mlflow.set_tags(parent_tags(result.parent))
+        lineage = parent_tags(result.parent)
+        mv_tags.update(lineage)
+        mlflow.set_tags(lineage)
         description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "
                        f"{len(folds)} folds; retrained on all non-test data; decoder tuned on the trial's fold "
                        f"models ({dec['objective']} {dec['value']:.4f}); test genic F1 (before decoding) "

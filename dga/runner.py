@@ -89,12 +89,11 @@ def write_bundle(cfg: Config, store: "Store", splits: "Splits", dist: "DistInfo"
     signals = fit_signals(store, training_regions(cfg, splits)) if with_signals else None
     provenance = {"data": data_record(store, splits, cfg),
                   "training": training_record(cfg, result, dist, result.stopped), **(extra or {})}
-    if result.parent:
-        provenance["parent"] = result.parent
     decoder = None
     if result.parent:
         from dga.finetune import inherited_decoder
 
+        provenance["parent"] = result.parent
         decoder = inherited_decoder(result.parent)
     return bundle.write(bundle.from_model(result.model, cfg, signals=signals, decoder=decoder,
                                           provenance=provenance), ckpt_dir / "bundle")

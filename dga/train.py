@@ -424,14 +424,14 @@ def store_for_config(cfg: Config, dist: DistInfo, log: Callable[[str], None] = p
     from dga.data.sources import resolve
     from dga.data.store import open_store, prepare_store
 
-    genomes = [g for g in cfg.genomes.split(";") if g.strip()] if cfg.genomes else []
+    genomes = cfg.genome_args
     default = cfg.dataset or ("+".join(g.split("=")[0] for g in genomes) if genomes else "custom")
     path = Path(cfg.store or Path("stores") / default)
     if dist.is_main and not (path / "manifest.json").is_file():
         if genomes:
             from dga.data.store import genome_from_arg, prepare_genomes
 
-            prepare_genomes([genome_from_arg(g.strip()) for g in genomes], path, dataset=cfg.dataset or None, log=log)
+            prepare_genomes([genome_from_arg(g) for g in genomes], path, dataset=cfg.dataset or None, log=log)
         elif cfg.fasta and cfg.gff:
             prepare_store(cfg.fasta, cfg.gff, path, log=log)
         else:

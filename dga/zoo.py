@@ -123,7 +123,7 @@ def make_card(b: bundle_io.Bundle, name: str, source: str, test: dict, slice_che
     data, training = prov.get("data", {}), prov.get("training", {})
     tuned = b.decoder.get("tuned") or {}
     dataset = data.get("dataset", cfg.dataset)
-    genomes = [g.strip().split("=")[0] for g in cfg.genomes.split(";") if g.strip()]
+    genomes = [g.split("=")[0] for g in cfg.genome_args]
     species = ("; ".join(SOURCES[g].species if g in SOURCES else g for g in genomes) if genomes else
                SOURCES[dataset].species if dataset in SOURCES else dataset)
     card = {"name": name, "species": species,

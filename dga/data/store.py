@@ -142,8 +142,6 @@ class GenomeInput:
 
 def genome_from_arg(text: str) -> GenomeInput:
     """`NAME=FASTA,GFF` (a genome of your own) or a packaged dataset name."""
-    from dga.data.sources import resolve
-
     if "=" in text:
         name, _, paths = text.partition("=")
         fasta, sep, gff = paths.partition(",")
@@ -157,7 +155,7 @@ def genome_from_arg(text: str) -> GenomeInput:
 def prepare_store(fasta: str | Path, gff: str | Path, out: str | Path, *, dataset: str | None = None,
                   force: bool = False, log: Callable[[str], None] = print) -> PrepareResult:
     """Build the store for one FASTA + GFF3 pair in `out` (atomically). No-op when up to date."""
-    seqids = resolve(dataset)[2].seqids if dataset and dataset in SOURCES else ()
+    seqids = SOURCES[dataset].seqids if dataset in SOURCES else ()
     genome = GenomeInput(dataset or Path(fasta).name.split(".")[0], Path(fasta), Path(gff), dataset, seqids)
     return prepare_genomes([genome], out, dataset=dataset, force=force, log=log)
 
@@ -304,8 +302,6 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
 def reference_transcripts(store: Store):
     """The reference genes of a store in its own sequence ids (each genome's GFF3 read again: from
     its packaged dataset, or from the path the store was built from)."""
-    from dga.data.sources import resolve
-
     by_genome: dict[str, dict[str, int]] = {}
     for s in store.seqids:
         by_genome.setdefault(s.get("genome", ""), {})[s.get("source_id", s["id"])] = s["length"]
