@@ -54,3 +54,38 @@ def test_bad_fasta(tmp_path, text, message, line):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such FASTA"):
         read_fasta(tmp_path / "nope.fa")
+
+
+def test_lines_across_blocks_match_one_block():
+    """The reader's blocks may cut a line (or a UTF-8 character of a header) anywhere."""
+    from dga.data.fasta import _lines
+
+    data = ">s1 Ünïcode header\r\nACGT\n\nacg\n>s2\nNN\n".encode()
+    whole = list(_lines([data]))
+    assert whole == [">s1 Ünïcode header", "ACGT", "acg", ">s2", "NN"]
+    for cut in range(1, len(data)):
+        assert list(_lines([data[:cut], data[cut:]])) == whole, cut
+
+
+def test_truncated_gzip_is_an_input_error(tmp_path):
+    p = tmp_path / "a.fa.gz"
+    p.write_bytes(gzip.compress(b">x\n" + b"ACGT\n" * 10_000)[:-40])
+    with pytest.raises(InputError, match="cannot read FASTA"):
+        read_fasta(p)
+
+
+def test_multi_member_gzip_with_padding(tmp_path):
+    """bgzip writes many gzip members; some tools pad with zeros after the last one."""
+    p = tmp_path / "a.fa.gz"
+    p.write_bytes(gzip.compress(b">x\nAC") + gzip.compress(b"GT\n>y\nTT\n") + b"\x00" * 512)
+    x, y = read_fasta(p)
+    assert x.codes.tolist() == [0, 1, 2, 3] and y.codes.tolist() == [3, 3]
+
+
+def test_corrupt_gzip_is_an_input_error(tmp_path):
+    data = bytearray(gzip.compress(b">x\n" + b"ACGTTGCA" * 50_000))
+    data[200:260] = b"\xff" * 60
+    p = tmp_path / "a.fa.gz"
+    p.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="cannot read FASTA"):
+        read_fasta(p)

@@ -7,6 +7,9 @@ Codes: A=0, C=1, G=2, T/U=3, anything else (N and the other IUPAC codes) = 4. Lo
 from __future__ import annotations
 
 import gzip
+import itertools
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +74,36 @@ def _bad_character_line(text: str, header_line: int, offset: int) -> tuple[str, 
     return "?", header_line
 
 
+def _read_text(path: Path) -> str:
+    """The whole file as text (error paths only: line numbers for a message)."""
+    with open_text(path) as fh:
+        return fh.read().decode("utf-8", "replace")
+
+
+def _blocks(path: Path, size: int = 1 << 22) -> Iterator[bytes]:
+    """The file's (decompressed) bytes in blocks of `size`: the whole file is never held twice."""
+    try:
+        with open_text(path) as fh:
+            while block := fh.read(size):
+                yield block
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip; gzip.BadGzipFile is an OSError
+        raise InputError(path, f"cannot read FASTA: {exc}") from exc
+
+
+def _lines(blocks: Iterable[bytes]) -> Iterator[str]:
+    """Non-empty lines, without their line ends, of a stream of byte blocks (a block is cut at its
+    last newline; the rest starts the next one, so no line or UTF-8 character is split)."""
+    rest = b""
+    for block in blocks:
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        rest = block[cut:]
+        # str.splitlines and filter run in C; without line ends the parser's rstrip returns the line itself
+        yield from filter(None, block[:cut].decode("utf-8", "replace").splitlines())
+    if rest:
+        yield from filter(None, rest.decode("utf-8", "replace").splitlines())
+
+
 def read_fasta(path: str | Path) -> list[FastaRecord]:
     """Read every record of a (gzipped) FASTA file: Biopython's `SimpleFastaParser` splits the
     records, a 256-entry lookup table encodes them (vectorised, no per-base Python loop).
@@ -83,27 +116,23 @@ def read_fasta(path: str | Path) -> list[FastaRecord]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such FASTA file")
-    try:
-        with open_text(path) as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
-        raise InputError(path, f"cannot read FASTA: {exc}") from exc
-    first = raw.lstrip()[:1]
-    if not first:
+    lines = _lines(_blocks(path))
+    first = next((line for line in lines if not line.isspace()), None)
+    if first is None:
         raise InputError(path, "FASTA file is empty")
-    if first != b">":
-        line = raw[: len(raw) - len(raw.lstrip())].count(b"\n") + 1
-        raise InputError(path, f"not a FASTA file: expected a '>' header, found {first!r}", line)
-    text = raw.decode("utf-8", "replace")
+    if not first.lstrip().startswith(">"):
+        text = _read_text(path)
+        line = text[: len(text) - len(text.lstrip())].count("\n") + 1
+        raise InputError(path, f"not a FASTA file: expected a '>' header, found {first.lstrip()[:1]!r}", line)
     records: list[FastaRecord] = []
     seen: dict[str, int] = {}  # id -> record index
-    # Lines from str.splitlines (C) rather than a StringIO: the parser only iterates over them.
-    for k, (title, seq) in enumerate(SimpleFastaParser(iter(text.splitlines(keepends=True)))):
+    for k, (title, seq) in enumerate(SimpleFastaParser(itertools.chain([first.lstrip()], lines))):
         parts = title.split(None, 1)  # the id ends at any whitespace
         if not parts:
-            raise InputError(path, "FASTA header has no sequence id", _header_line(text, k))
+            raise InputError(path, "FASTA header has no sequence id", _header_line(_read_text(path), k))
         seq_id, description = parts[0], (parts[1] if len(parts) > 1 else "")
         if seq_id in seen:
+            text = _read_text(path)
             raise InputError(path, f"duplicate sequence id {seq_id!r} (first seen on line "
                                    f"{_header_line(text, seen[seq_id])})", _header_line(text, k))
         seen[seq_id] = k
@@ -111,10 +140,11 @@ def read_fasta(path: str | Path) -> list[FastaRecord]:
         if any(ws in clean for ws in (b"\t", b"\v", b"\f")):  # Biopython removed spaces and \r only
             clean = clean.translate(None, b"\t\v\f")
         if not clean:
-            raise InputError(path, f"record {seq_id!r} has no sequence", _header_line(text, k))
+            raise InputError(path, f"record {seq_id!r} has no sequence", _header_line(_read_text(path), k))
         coded = clean.translate(_CODE_TABLE)
         at = coded.find(b"\xff")  # 255 = not a sequence character
         if at != -1:
+            text = _read_text(path)
             ch, line = _bad_character_line(text, _header_line(text, k), at)
             raise InputError(path, f"invalid nucleotide character {ch!r} in record {seq_id!r} (base {at + 1})", line)
         codes = np.frombuffer(bytearray(coded), dtype=np.uint8)  # bytearray: a writable array
