@@ -123,7 +123,7 @@ def _tune_decoder(args: argparse.Namespace) -> int:
     if not folds:
         raise InputError(None, "give the fold models (--fold-model, repeatable) or --study NAME")
     return run_tune_decoder(args.model, folds, args.out, trials=args.trials, bases=args.bases, seed=args.seed,
-                            objective=args.objective)
+                            objective=args.objective, calibration=args.calibration)
 
 
 def _zoo(args: argparse.Namespace) -> int:
@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed")
     p.add_argument("--objective", default="exon+subgenic", choices=["exon+subgenic", "exon+genic"],
                    help="exon F1 plus sub-genic (CDS + intron) or genic F1")
+    p.add_argument("--calibration", default="isotonic", choices=["isotonic", "logistic-raw", "logistic-features"],
+                   help="how gene confidence is calibrated on the validation folds' genes: isotonic regression on "
+                        "the raw score, or logistic regression on its logit or on the gene's features "
+                        "(benchmarks/calibration_cv.py compares them)")
     p.add_argument("-o", "--out", help="write the tuned bundle here (default: the model's own folder)")
     p.set_defaults(func=_tune_decoder)
 

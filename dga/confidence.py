@@ -52,8 +52,12 @@ def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: in
         raw = float(np.exp(logs / n_bases)) if n_bases else 0.0
         exon_scores = [_exon_score(probs, s, e, g, offset) for s, e in exon_bases]
         cds_scores = [_geo_mean(probs, [(s, e)], Label.CDS, offset) for s, e in cds]
-        out.append(replace(g, raw_score=raw, score=calibrate(raw, calibration),
-                           exon_scores=exon_scores, cds_scores=cds_scores))
+        out.append(replace(g, raw_score=raw, exon_scores=exon_scores, cds_scores=cds_scores))
+    if calibration and out:
+        conf = apply_calibration(np.array([gene_features(g) for g in out]), calibration)
+        out = [replace(g, score=float(c)) for g, c in zip(out, conf)]
+    else:
+        out = [replace(g, score=g.raw_score) for g in out]
     return out
 
 
@@ -68,20 +72,64 @@ def _exon_score(probs: Any, s: int, e: int, g: GeneModel, offset: int) -> float:
     return float(np.exp(logs / n))
 
 
-def calibrate(raw: float, calibration: dict | None) -> float:
-    """A raw gene score through the calibration's isotonic breakpoints (the raw score without one)."""
-    if not calibration or not calibration.get("x"):
-        return raw
-    return float(np.interp(raw, calibration["x"], calibration["y"]))
+# Per-gene features a calibration may use (gene_features' columns).
+FEATURES = ("raw", "cds_segments", "cds_bases", "min_cds_score", "min_exon_score", "span")
+CALIBRATORS = ("isotonic", "logistic-raw", "logistic-features")
 
 
-def fit_calibration(raw: np.ndarray, exact: np.ndarray) -> dict[str, Any]:
-    """Isotonic regression of exactness (0/1) on the raw gene score, as JSON-able breakpoints."""
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def gene_features(g: GeneModel) -> list[float]:
+    """A scored gene's calibration features (FEATURES): raw score, CDS segments, CDS bases, weakest
+    CDS segment and exon, genomic span."""
+    return [float(g.raw_score or 0.0), float(len(g.cds)), float(sum(e - s for s, e, _ in g.cds)),
+            float(min(g.cds_scores, default=0.0)), float(min(g.exon_scores, default=0.0)), float(g.end - g.start)]
+
+
+def _design(features: np.ndarray, kind: str) -> np.ndarray:
+    """Regression inputs: logits of the scores, logs of the counts and lengths."""
+    f = np.atleast_2d(np.asarray(features, float))
+    if kind == "logistic-raw":
+        return _logit(f[:, :1])
+    return np.column_stack([_logit(f[:, 0]), np.log1p(f[:, 1]), np.log1p(f[:, 2]), _logit(f[:, 3]),
+                            _logit(f[:, 4]), np.log1p(f[:, 5])])
+
+
+def apply_calibration(features: np.ndarray, calibration: dict | None) -> np.ndarray:
+    """Calibrated confidences of genes (rows of gene_features); the raw scores without a calibration.
+    A calibration without `kind` is isotonic (bundles written before the logistic kinds existed)."""
+    f = np.atleast_2d(np.asarray(features, float))
+    if not calibration or not (calibration.get("x") or calibration.get("coef")):
+        return f[:, 0].copy()
+    if calibration.get("kind", "isotonic") == "isotonic":
+        return np.interp(f[:, 0], calibration["x"], calibration["y"])
+    z = (_design(f, calibration["kind"]) - calibration["mean"]) / calibration["scale"]
+    return 1.0 / (1.0 + np.exp(-(z @ np.asarray(calibration["coef"]) + calibration["intercept"])))
+
+
+def fit_calibration(features: np.ndarray, exact: np.ndarray, kind: str = "isotonic") -> dict[str, Any]:
+    """Fit a calibration of exactness (0/1) on the genes' features (rows of gene_features), as
+    JSON-able numbers: isotonic regression on the raw score (breakpoints), or logistic regression
+    on the raw score's logit or on all features (standardisation, coefficients, intercept)."""
     from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
 
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, exact.astype(float))
-    return {"x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_],
-            "genes": int(len(raw)), "exact": int(exact.sum())}
+    f, y = np.atleast_2d(np.asarray(features, float)), np.asarray(exact, bool)
+    out: dict[str, Any] = {"kind": kind, "genes": int(len(y)), "exact": int(y.sum())}
+    if kind == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(f[:, 0], y.astype(float))
+        return {**out, "x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_]}
+    if kind not in CALIBRATORS:
+        raise ValueError(f"unknown calibration {kind!r} (choose from {', '.join(CALIBRATORS)})")
+    d = _design(f, kind)
+    mean, scale = d.mean(axis=0), d.std(axis=0) + 1e-9
+    lr = LogisticRegression(C=1.0).fit((d - mean) / scale, y)
+    return {**out, "features": list(FEATURES) if kind == "logistic-features" else ["raw"],
+            "mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
+            "intercept": float(lr.intercept_[0])}
 
 
 def reliability(conf: np.ndarray, exact: np.ndarray, bins: int = 10) -> dict[str, Any]:

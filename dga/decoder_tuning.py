@@ -104,7 +104,7 @@ def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,
 
 
 def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, seed: int = 0,
-         objective: str = "exon+subgenic", start: dict | None = None,
+         objective: str = "exon+subgenic", start: dict | None = None, calibration: str = "isotonic",
          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Search the decoder settings on the folds' data; returns the tuning record (best params, its
     objective and per-metric scores, the folds and regions, trials run, seconds)."""
@@ -161,10 +161,10 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
         study.enqueue_trial({k: min(max(first[k], SPACE[k][0]), SPACE[k][1]) for k in SPACE})
         study.optimize(trial_fn, n_trials=trials)
     best = rows[study.best_trial.number]
-    calibration = fit_gene_calibration(data, HMMParams(**best["params"]), ref, spans)
-    log(f"gene confidence calibrated on {calibration['genes']} predicted genes of the validation folds "
-        f"({calibration['exact']} exactly right)")
-    return {"params": best["params"], "calibration": calibration, "objective": f"exon F1 + {OBJECTIVES[objective]} F1",
+    fitted = fit_gene_calibration(data, HMMParams(**best["params"]), ref, spans, calibration)
+    log(f"gene confidence calibrated ({calibration}) on {fitted['genes']} predicted genes of the validation "
+        f"folds ({fitted['exact']} exactly right)")
+    return {"params": best["params"], "calibration": fitted, "objective": f"exon F1 + {OBJECTIVES[objective]} F1",
             "value": best["objective"], "scores": {k: best[k] for k in ("CDS", "intron", "UTR", "genic", "subgenic",
                                                                          "exon", "gene")},
             "start_value": rows[0]["objective"], "trials": trials, "seed": seed,
@@ -174,34 +174,47 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
             "fold_models": [d.lm.source for d in data], "test_region_used": False}
 
 
-def fit_gene_calibration(data: list[FoldData], params: "HMMParams", ref: list, spans: list) -> dict[str, Any]:
-    """Isotonic calibration of the genes' raw confidence against exactness (whole CDS chain in the
-    reference), on the folds decoded with `params`: validation folds only."""
-    from dga.confidence import fit_calibration
+def validation_genes(data: list[FoldData], params: "HMMParams", ref: list,
+                     spans: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every whole gene the folds decode with `params`: calibration features (rows of
+    dga.confidence.gene_features), whether its whole CDS chain is in the reference, and its place
+    (fold * 1e10 + start: an order by position)."""
+    from dga.confidence import gene_features
     from dga.decode import shift_genes
     from dga.evaluate import _chains
     from dga.predict import N_RUN_MIN, hmm_genes, n_runs, scored
 
     ref_chains = _chains(ref, spans)
-    raw, exact = [], []
+    features, exact, place = [], [], []
     for d in data:
         genes = hmm_genes(d.lm, d.seqid, d.codes, d.fwd, d.rev_fwd, n_runs(d.codes, N_RUN_MIN), params)
         for g in shift_genes(scored(d.lm, genes, d.fwd, d.rev_fwd, calibrate=False), d.start):
             if g.partial:
                 continue  # cut by the stretch's ends: not comparable with whole reference genes
-            raw.append(g.raw_score)
+            features.append(gene_features(g))
             exact.append((g.seqid, g.strand, tuple((s, e) for s, e, _ in g.cds)) in ref_chains)
-    if len(raw) < 10:
-        return {"genes": len(raw), "exact": int(sum(exact)), "x": [], "y": [],
+            place.append(d.fold * 10**10 + g.start)
+    return np.array(features, float).reshape(-1, 6), np.array(exact, bool), np.array(place, np.int64)
+
+
+def fit_gene_calibration(data: list[FoldData], params: "HMMParams", ref: list, spans: list,
+                         kind: str = "isotonic") -> dict[str, Any]:
+    """Calibration of the genes' confidence against exactness (whole CDS chain in the reference),
+    on the folds decoded with `params`: validation folds only."""
+    from dga.confidence import fit_calibration
+
+    features, exact, _ = validation_genes(data, params, ref, spans)
+    if len(features) < 10:
+        return {"genes": len(features), "exact": int(exact.sum()), "x": [], "y": [],
                 "note": "too few predicted genes on the validation folds to calibrate: raw scores"}
-    cal = fit_calibration(np.array(raw), np.array(exact))
+    cal = fit_calibration(features, exact, kind)
     cal["fit_on"] = [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data]
     return cal
 
 
 def tune_bundle(target: Bundle, folds: list[Bundle], store: "Store", splits: "Splits", *, trials: int = 40,
                 bases: int = 3_000_000, seed: int = 0, objective: str = "exon+subgenic",
-                log: Callable[[str], None] = print) -> Bundle:
+                calibration: str = "isotonic", log: Callable[[str], None] = print) -> Bundle:
     """`target` with decoder settings tuned on `folds`' validation folds (its fold models)."""
     from dga.data.store import reference_transcripts
 
@@ -209,7 +222,7 @@ def tune_bundle(target: Bundle, folds: list[Bundle], store: "Store", splits: "Sp
     t = time.perf_counter()
     data = fold_data(folds, store, splits, bases, log)
     record = tune(data, store, reference_transcripts(store), trials=trials, seed=seed, objective=objective,
-                  start=target.decoder.get("params"), log=log)
+                  start=target.decoder.get("params"), calibration=calibration, log=log)
     record["seconds"] = round(time.perf_counter() - t, 1)
     log(f"decoder tuned on {len(record['folds'])} fold(s) ({record['bases']:,} bases, {trials} trials, "
         f"{record['seconds']:.0f} s): {record['objective']} {record['start_value']:.4f} -> {record['value']:.4f}")
@@ -217,7 +230,8 @@ def tune_bundle(target: Bundle, folds: list[Bundle], store: "Store", splits: "Sp
 
 
 def run_tune_decoder(model: str, fold_models: list[str], out: str | None, *, trials: int = 40,
-                     bases: int = 3_000_000, seed: int = 0, objective: str = "exon+subgenic") -> int:
+                     bases: int = 3_000_000, seed: int = 0, objective: str = "exon+subgenic",
+                     calibration: str = "isotonic") -> int:
     """`dga tune-decoder`: tune MODEL's decoder on its fold models and write the bundle with the
     tuned settings to OUT (default: MODEL's folder)."""
     import dga.bundle as bundle_io
@@ -231,7 +245,8 @@ def run_tune_decoder(model: str, fold_models: list[str], out: str | None, *, tri
     folds = [bundle_io.load(p) for p in fold_models]
     store = store_for_config(target.config, DistInfo())
     splits = splits_for(store, target.config)
-    tuned = tune_bundle(target, folds, store, splits, trials=trials, bases=bases, seed=seed, objective=objective)
+    tuned = tune_bundle(target, folds, store, splits, trials=trials, bases=bases, seed=seed, objective=objective,
+                        calibration=calibration)
     bundle_io.write(tuned, dest)
     print(f"tuned decoder settings written to {dest}/decoder.json")
     return 0
