@@ -7,10 +7,12 @@ gene's strand (a strand-agnostic model: the mean of both reads). It is what the 
 term sums (the log-probabilities of the chosen path's classes), per base, so a gene the network
 backs everywhere scores near 1 and one the decoder forced through doubtful bases scores low. It is
 cheaper than the forward-backward posterior of the same HMM and, once calibrated, says the same
-thing a user needs: how often a gene like this one is exactly right. The calibration is isotonic
-regression (scikit-learn) of "whole CDS chain matches the reference" on the raw gene score, fitted
-on the fold models' decoded validation folds by `dga tune-decoder`, stored in the bundle's
-`decoder.json` as its breakpoints (plain numbers, no pickle) and applied by interpolation.
+thing a user needs: how often a gene like this one is exactly right. The calibration regresses
+"whole CDS chain matches the reference" on the genes that the fold models decode on their
+validation folds (`dga tune-decoder`): isotonic regression on the raw score (the default), or
+logistic regression (scikit-learn) on its logit or on the gene's features (CALIBRATORS). It is
+stored in the bundle's `decoder.json` as plain numbers (breakpoints, or standardisation and
+coefficients; no pickle).
 """
 
 from __future__ import annotations
