@@ -4,9 +4,11 @@
 
 Every variant is a whole cold process as a user runs it (imports included), timed by wall clock and
 by CPU time (user + system of the children), on the dataset's held-out test region:
-- DGA before: `dga predict --window <validation window> --overlap 0.25` (how prediction read
-  sequences until this change: each base computed twice);
-- DGA now: `dga predict` with its defaults (twice the validation window, 5 % margins);
+- DGA before: `dga predict --fp32 --window <validation window> --overlap 0.25` (how prediction
+  read sequences before: float32 PyTorch, each base computed twice);
+- DGA float32: `dga predict --fp32` (twice the validation window, 5 % margins);
+- DGA now: `dga predict` with its defaults (the same tiling, the network in int8 by ONNX Runtime),
+  first with an empty cache (the run exports and quantizes the network), then with the cache;
 - AUGUSTUS 3.5 `--species=arabidopsis --UTR=on` on the same region (one process, soft-masking off).
 Each GFF3 is scored by `dga evaluate` at base, exon and gene level.
 """
@@ -15,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,14 +71,20 @@ def main() -> None:
         print(f"{name}: {wall:.0f} s wall, {cpu:.0f} CPU s ({r['cpu_s_per_mb']:.1f} CPU s/Mb); genic "
               f"{r['genic_f1']:.4f} exon {r['exon_f1']:.4f} gene {r['gene_f1']:.4f}", flush=True)
 
-    variants = {"DGA before (validation window, overlap 0.25)": ["--window", str(val_window), "--overlap", "0.25"],
-                "DGA now (defaults)": []}
-    for name, extra in variants.items():
-        out = work / f"{'before' if 'before' in name else 'now'}.gff3"
+    variants = {"before": ("DGA before (float32, validation window, overlap 0.25)",
+                           ["--fp32", "--window", str(val_window), "--overlap", "0.25"]),
+                "fp32": ("DGA float32 (`--fp32`)", ["--fp32"]),
+                "int8-first": ("DGA now, first run (int8; exports + quantizes)", []),
+                "int8": ("DGA now (defaults: int8, ONNX Runtime)", [])}
+    cache = tempfile.mkdtemp(prefix="dga-bench-cache-")  # empty: the first int8 run makes the int8 model
+    for key, (name, extra) in variants.items():
+        out = work / f"{key}.gff3"
         c0, t0 = cpu_seconds(), time.perf_counter()
         subprocess.run([sys.executable, "-m", "dga.cli", "predict", str(fasta), "--model", args.model, "--region",
-                        region, "-o", str(out), *extra], check=True, capture_output=True)
+                        region, "-o", str(out), *extra], check=True, capture_output=True,
+                       env={**os.environ, "DGA_CACHE_DIR": cache})
         record(name, out, time.perf_counter() - t0, cpu_seconds() - c0)
+    shutil.rmtree(cache)
     region_fa = work / "region.fa"
     seq = "".join("ACGTN"[c] for c in records[tail.seqid].codes[tail.start: tail.end])
     region_fa.write_text(">region\n" + "\n".join(seq[i:i + 80] for i in range(0, len(seq), 80)) + "\n")
@@ -81,15 +92,18 @@ def main() -> None:
     aug, aug_s = run_augustus(region_fa, SPECIES[args.dataset], tail.end - tail.start, 1, work)
     shift_gff(aug, work / "augustus.chrom.gff3", tail.seqid, tail.start)
     record(f"AUGUSTUS 3.5 {SPECIES[args.dataset]}", work / "augustus.chrom.gff3", aug_s, cpu_seconds() - c0)
-    before, now, aug_row = rows
+    before, fp32, _, now, aug_row = rows
     summary = {"region": region, "rows": rows, "speedup_cpu": before["cpu_s"] / now["cpu_s"],
-               "vs_augustus_per_core": aug_row["cpu_s"] / now["cpu_s"]}
+               "int8_vs_fp32_cpu": fp32["cpu_s"] / now["cpu_s"],
+               "vs_augustus_per_core": aug_row["cpu_s"] / now["cpu_s"],
+               "f1_change_vs_fp32": {k: now[k] - fp32[k] for k in ("genic_f1", "exon_f1", "gene_f1")}}
     table = [f"test region {region} ({mb:.2f} Mb), {args.model}", "",
              "| tool | wall s | CPU s | CPU s / Mb | genic F1 | exon F1 | gene F1 |", "|---|---|---|---|---|---|---|"]
     table += [f"| {r['tool']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['cpu_s_per_mb']:.1f} | {r['genic_f1']:.4f} | "
               f"{r['exon_f1']:.4f} | {r['gene_f1']:.4f} |" for r in rows]
-    table.append(f"\nDGA now vs before: {summary['speedup_cpu']:.2f}x less CPU; vs AUGUSTUS: "
-                 f"{summary['vs_augustus_per_core']:.2f}x less CPU")
+    table.append(f"\nDGA now vs before: {summary['speedup_cpu']:.2f}x less CPU (int8 vs float32 with the same tiling: "
+                 f"{summary['int8_vs_fp32_cpu']:.2f}x); vs AUGUSTUS: {summary['vs_augustus_per_core']:.2f}x less CPU; "
+                 "F1 int8 - float32: " + ", ".join(f"{k} {v:+.4f}" for k, v in summary["f1_change_vs_fp32"].items()))
     print("\n".join(table))
     (Path(args.out) / f"predict_cpu_{args.dataset}.json").write_text(json.dumps(summary, indent=1))
     (Path(args.out) / f"predict_cpu_{args.dataset}.md").write_text("\n".join(table) + "\n")

@@ -73,17 +73,20 @@ def _records(sequences: Any):
 
 
 def annotate(model: "LoadedModel | str", sequences: Any, *, out: str | Path | None = None,
-             regions: list[str] | None = None, decoder: str = "hmm") -> list["GeneModel"]:
+             regions: list[str] | None = None, decoder: str = "hmm", fp32: bool = False) -> list["GeneModel"]:
     """Gene models of a FASTA file, a {id: sequence} dict or one sequence string (both strands, the
-    model's own decoder); with `out`, also the GFF3 `dga predict` would write."""
+    model's own decoder; on a CPU the network runs in int8 unless `fp32`, as `dga predict`); with
+    `out`, also the GFF3 `dga predict` would write."""
     import os
 
     from dga.decode import write_gff3
-    from dga.predict import annotate_pieces, pieces_of
+    from dga.predict import annotate_pieces, int8_on_cpu, pieces_of
 
     lm = load(model) if isinstance(model, str) else model
     records = _records(sequences)
     device = next(lm.model.parameters()).device
+    if not fp32:
+        lm = int8_on_cpu(lm, device)
     genes = annotate_pieces(lm, pieces_of(records, regions), device=device, decoder=decoder)
     if out is not None:
         part = Path(str(out) + ".part")
@@ -93,17 +96,21 @@ def annotate(model: "LoadedModel | str", sequences: Any, *, out: str | Path | No
     return genes
 
 
-def probabilities(model: "LoadedModel | str", sequence: str) -> tuple["np.ndarray", "np.ndarray"]:
+def probabilities(model: "LoadedModel | str", sequence: str, *,
+                  fp32: bool = False) -> tuple["np.ndarray", "np.ndarray"]:
     """Per-base class probabilities (CDS, intron, UTR, intergenic) of one sequence: the forward read
-    and the reverse-complement read in forward coordinates, float32 [L, 4] each."""
+    and the reverse-complement read in forward coordinates, float32 [L, 4] each (on a CPU from the
+    int8 network unless `fp32`, as `dga predict`)."""
     import numpy as np
 
-    from dga.predict import read_both_strands
+    from dga.predict import int8_on_cpu, read_both_strands
 
     lm = load(model) if isinstance(model, str) else model
     (rec,) = _records(sequence)
-    ((fwd, rev),) = read_both_strands(lm, [rec.codes], batch_size=lm.config.val_batch_size,
-                                      device=next(lm.model.parameters()).device)
+    device = next(lm.model.parameters()).device
+    if not fp32:
+        lm = int8_on_cpu(lm, device)
+    ((fwd, rev),) = read_both_strands(lm, [rec.codes], batch_size=lm.config.val_batch_size, device=device)
     return np.asarray(fwd, np.float32), np.asarray(rev[::-1], np.float32)
 
 

@@ -97,7 +97,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
                        device=args.device, decoder=args.decoder, signals=args.signals, regions=args.region,
-                       min_confidence=args.min_confidence, window=args.window, overlap=args.overlap)
+                       min_confidence=args.min_confidence, window=args.window, overlap=args.overlap,
+                       fp32=args.fp32)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=None, metavar="F",
                    help="fraction of each window's ends discarded when stitching (default 0.05; the model's "
                         "validation used 0.25: each base computed twice)")
+    p.add_argument("--fp32", action="store_true",
+                   help="on a CPU, run the network in float32 PyTorch instead of int8 ONNX Runtime (the default: "
+                        "same genes within 0.005 F1, measured by benchmarks/bench_predict_cpu.py)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="X",
                    help="drop genes whose confidence (GFF3 column 6: the estimated chance that the whole CDS chain "
                         "is right, calibrated on the model's validation folds) is below X")

@@ -5,7 +5,8 @@ and on the reverse complement. A strand-aware model (`labels = "stranded"`) call
 the forward read and - strand genes on the reverse-complement read (5'->3', as Helixer does); a
 strand-agnostic model's two reads are averaged and each gene's strand is chosen by its reading
 frame (`dga.decode`). Per-base work is batched tensors and numpy; memory is a few bytes per base
-(codes, classes; probabilities go to a memory-mapped file when asked for) plus one batch.
+(codes, classes; probabilities go to a memory-mapped file when asked for) plus one batch. On a
+CPU the network runs in int8 through ONNX Runtime (`dga.onnx_int8`) unless asked for float32.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,16 @@ def loaded(b: Bundle, device: torch.device | None = None) -> LoadedModel:
     """A `LoadedModel` from a bundle already read."""
     window, margin = tiling(b.config)
     return LoadedModel(b.build_model(device), b.config, b.source, b.signals, b.hmm_params(), b, window, margin)
+
+
+def int8_on_cpu(lm: LoadedModel, device: torch.device) -> LoadedModel:
+    """`lm` with its network run in int8 by ONNX Runtime when `device` is the CPU (dga.onnx_int8;
+    the GPU keeps PyTorch and bf16)."""
+    if device.type != "cpu":
+        return lm
+    from dga.onnx_int8 import int8_tagger
+
+    return replace(lm, model=int8_tagger(lm.model, lm.window, torch.get_num_threads()))
 
 
 def load_model(uri: str, device: torch.device | None = None, signals: str | None = None) -> LoadedModel:
@@ -324,7 +335,7 @@ def annotate_pieces(lm: LoadedModel, pieces: list[tuple[str, np.ndarray, int, st
 def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
                 device: str = "auto", decoder: str = "hmm", signals: str | None = None,
                 regions: list[str] | None = None, min_confidence: float = 0.0, window: int = 0,
-                overlap: float | None = None) -> int:
+                overlap: float | None = None, fp32: bool = False) -> int:
     """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz), over whole sequences
     or only `regions` ('seqid:start-end', 1-based inclusive, or 'seqid'; genes cut by a region's
     end are marked partial). Several FASTA files (`[NAME=]PATH`) go into one GFF3 with ids
@@ -341,13 +352,17 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
     t0 = time.perf_counter()
     lm = load_model(model_uri, dev, signals)
     lm.window, lm.margin = tiling(lm.config, window, overlap)
+    if not fp32:
+        lm = int8_on_cpu(lm, dev)
     records, genomes = read_fastas([fasta] if isinstance(fasta, str) else list(fasta))
     lengths = {r.id: len(r) for r in records}
     pieces = pieces_of(records, regions)
     total = 2 * sum(len(codes) for _, codes, _, _ in pieces)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"model {lm.source}: BiLSTM h{lm.config.hidden_size} x {lm.config.num_layers}, "
-          f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, window "
+          f"{lm.config.bases_per_step} base(s)/step, {lm.config.labels} labels, "
+          f"{'int8 (ONNX Runtime)' if dev.type == 'cpu' and not fp32 else 'float32' if dev.type == 'cpu' else 'bf16'}"
+          f", window "
           f"{lm.window} (margins {lm.margin}); {len(pieces)} {'region' if regions else 'sequence'}(s), "
           f"{total // 2:,} bases on {dev}; "
           f"decoder {decoder}" + ("" if decoder == "rules" else " with signal models" if lm.signals is not None

@@ -1,0 +1,106 @@
+"""int8 inference on the CPU through ONNX Runtime, the default of `dga predict` on a CPU.
+
+The network (dga.model.BiLSTMTagger) is exported to ONNX once, its LSTM and linear weights
+quantized to int8 by ONNX Runtime's dynamic quantization (activations are quantized per call, so
+nothing is calibrated on data), and the result cached under DGA_CACHE_DIR (default ~/.cache/dga)
+by the SHA-256 of the weights and the versions of torch and ONNX Runtime. An ONNX file is a graph
+of standard operators: loading one runs no Python code. benchmarks/bench_predict_cpu.py measures
+its speed and accuracy against float32 PyTorch; `dga predict --fp32` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = 1  # bump when the export or quantization changes: old cache files are then not used
+
+
+def cache_dir() -> Path:
+    """Where quantized models are kept: DGA_CACHE_DIR, else ~/.cache/dga."""
+    return Path(os.environ.get("DGA_CACHE_DIR") or Path.home() / ".cache" / "dga") / "onnx"
+
+
+class OnnxTagger(torch.nn.Module):
+    """A BiLSTMTagger's forward pass (same inputs and outputs) run by ONNX Runtime on an int8 model
+    (a Module without parameters, so it stands wherever the PyTorch network does for inference)."""
+
+    def __init__(self, path: Path, bases_per_step: int, threads: int):
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.bases_per_step, self.path = bases_per_step, path
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, 4] of one-hot windows [B, L, 4]. Rows shorter than L (`lengths`) are read
+        alone at their own length (rounded up to whole steps), as the PyTorch model's packed
+        sequences do, so padding never reaches a row's backward pass."""
+        a = x.numpy()
+        k, width = self.bases_per_step, a.shape[1]
+        if lengths is None or bool((lengths >= width).all()):
+            return torch.from_numpy(self._run(a))
+        n = lengths.numpy()
+        out = np.zeros((a.shape[0], width, 4), np.float32)
+        full = np.flatnonzero(n >= width)
+        if len(full):
+            out[full] = self._run(a[full])
+        for i in np.flatnonzero(n < width):
+            steps = -(-int(n[i]) // k) * k
+            out[i, :steps] = self._run(a[i: i + 1, :steps])[0]
+        return torch.from_numpy(out)
+
+
+def _export(model: torch.nn.Module, window: int, path: Path) -> None:
+    """The float32 network as ONNX (batch and length dynamic)."""
+    x = torch.zeros(1, window, 4)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.float().eval(), (x,), str(path), input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "batch", 1: "length"}, "logits": {0: "batch", 1: "length"}},
+                          opset_version=17, dynamo=False)
+
+
+def weights_key(model: torch.nn.Module) -> str:
+    """SHA-256 of the network's parameters (names, shapes and values): what the cache is keyed by."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}{tuple(t.shape)}".encode())
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger:
+    """The int8 ONNX Runtime form of `model` (a BiLSTMTagger on the CPU), from the cache or made now
+    (a few seconds; written to a temporary name and renamed, so a killed run leaves no broken file)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from dga.scratch import make_dir  # temporaries named by the process, removed by the next run when stale
+
+    key = f"{weights_key(model)[:32]}-torch{torch.__version__.split('+')[0]}-ort{ort.__version__}-f{FORMAT}"
+    path = cache_dir() / f"{key}.int8.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = make_dir(path.parent, "dga-onnx-")
+        try:
+            _export(model, window, tmp / "fp32.onnx")
+            with warnings.catch_warnings():  # "consider pre-processing": shape inference, no gain measured here
+                warnings.simplefilter("ignore")
+                quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8)
+            os.replace(tmp / "int8.onnx", path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return OnnxTagger(path, getattr(model, "bases_per_step", 1), threads)
