@@ -1,7 +1,7 @@
 """Learning curve of fine-tuning: zoo:athaliana adapted to Arabidopsis arenosa, against the shipped model,
 the same network trained from scratch on the same CPU budget, and AUGUSTUS 3.5, all in one run.
 
-    python benchmarks/finetune_curve.py --amounts 1 4 16 [--threads 1] [--out benchmarks/results]
+    python benchmarks/finetune_curve.py --amounts 1 4 16 [--threads 1] [--models zoo:aarenosa] [--out DIR]
 
 For each amount of annotated chromosome-2 sequence (Mb from base 1 of LR999452.1; the validation
 block of experiments/arenosa_finetune.toml lies beyond 7.7 Mb, so 16 means all of the training folds):
@@ -58,7 +58,9 @@ def dga(*args: str, log: Path) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--amounts", type=float, nargs="+", default=[1, 4, 16], help="Mb of chromosome 2 from base 1")
+    ap.add_argument("--amounts", type=float, nargs="*", default=[1, 4, 16], help="Mb of chromosome 2 from base 1")
+    ap.add_argument("--models", nargs="*", default=[],
+                    help="also score these finished models (e.g. zoo:aarenosa, the study's champion) on the region")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of every DGA process")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--decoder-trials", type=int, default=20)
@@ -96,7 +98,9 @@ def main() -> None:
     def score(model: str, name: str, amount: str, train: tuple[float, float] = (0.0, 0.0),
               tune: tuple[float, float] = (0.0, 0.0)) -> None:
         pred = out / f"{name}.gff3"
-        wall, cpu = dga("predict", str(fasta), "--model", model, "--region", region, "-o", str(pred), log=log)
+        # float32: the rows compare models, not inference precisions (int8 is benchmarked on its own)
+        wall, cpu = dga("predict", str(fasta), "--model", model, "--region", region, "-o", str(pred), "--fp32",
+                        log=log)
         res = evaluate(gff, pred, lengths, span)
         row = {"model": name, "amount_mb": amount, "genic_f1": res["base"]["genic_f1"], "exon_f1": res["exon"]["f1"],
                "gene_f1": res["gene"]["f1"], "train_cpu_min": train[1] / 60, "tune_cpu_min": tune[1] / 60,
@@ -121,6 +125,8 @@ def main() -> None:
               "predict_cpu_min": (cpu_seconds() - c0) / 60, "train_wall_min": 0.0, "region": region})
         print(f"AUGUSTUS: genic {res['base']['genic_f1']:.3f} exon {res['exon']['f1']:.3f} gene "
               f"{res['gene']['f1']:.3f} ({aug_s:.0f} s)", flush=True)
+    for model in args.models:
+        score(model, model, "")
     for amount in args.amounts:
         cut = f"train_region=1-{int(amount * 1_000_000)}"
         per_epoch = f"bases_per_epoch={int(min(2 * amount, 4) * 1_000_000)}"  # both strands of up to 2 Mb
