@@ -10,6 +10,7 @@ its speed and accuracy against float32 PyTorch; `dga predict --fp32` turns it of
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import warnings
@@ -97,9 +98,13 @@ def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger
         tmp = make_dir(path.parent, "dga-onnx-")
         try:
             _export(model, window, tmp / "fp32.onnx")
-            with warnings.catch_warnings():  # "consider pre-processing": shape inference, no gain measured here
-                warnings.simplefilter("ignore")
+            root = logging.getLogger()  # the quantizer logs "consider pre-processing" (for static quantization)
+            level = root.level
+            root.setLevel(logging.ERROR)
+            try:
                 quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
             os.replace(tmp / "int8.onnx", path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
