@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dga.errors import InputError
+
 FORMAT = 1  # bump when the export or quantization changes: old cache files are then not used
 
 
@@ -94,8 +96,11 @@ def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger
     key = f"{weights_key(model)[:32]}-torch{torch.__version__.split('+')[0]}-ort{ort.__version__}-f{FORMAT}"
     path = cache_dir() / f"{key}.int8.onnx"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = make_dir(path.parent, "dga-onnx-")
+        try:
+            tmp = make_dir(path.parent, "dga-onnx-")
+        except OSError as exc:
+            raise InputError(path.parent, f"cannot write the int8 model cache ({exc.strerror}): set DGA_CACHE_DIR "
+                                          "to a writable folder, or predict with --fp32") from exc
         try:
             _export(model, window, tmp / "fp32.onnx")
             root = logging.getLogger()  # the quantizer logs "consider pre-processing" (for static quantization)

@@ -50,3 +50,14 @@ def test_short_rows_are_read_at_their_own_length_and_the_cache_is_reused(cache):
     assert np.mean(got[1, :short].argmax(1) == ref[1, :short].argmax(1)) >= 0.99
     assert np.mean(got[0].argmax(1) == ref[0].argmax(1)) >= 0.99
     assert np.abs(got[1, :short] - tagger(x[1:2, :short]).numpy()[0]).max() < 1e-5
+
+
+def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    from dga.errors import InputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DGA_CACHE_DIR", str(blocker))
+    lm = api.load("zoo:dmelanogaster", device="cpu")
+    with pytest.raises(InputError, match="DGA_CACHE_DIR"):
+        int8_tagger(lm.model, 2_000, 1)
