@@ -3,9 +3,11 @@
 The network (dga.model.BiLSTMTagger) is exported to ONNX once, its LSTM and linear weights
 quantized to int8 by ONNX Runtime's dynamic quantization (activations are quantized per call, so
 nothing is calibrated on data), and the result cached under DGA_CACHE_DIR (default ~/.cache/dga)
-by the SHA-256 of the weights and the versions of torch and ONNX Runtime. An ONNX file is a graph
-of standard operators: loading one runs no Python code. benchmarks/bench_predict_cpu.py measures
-its speed and accuracy against float32 PyTorch; `dga predict --fp32` turns it off.
+by the SHA-256 of the weights and the versions of torch and ONNX Runtime. Activations take one
+scale per call, over the batch, so a window's logits move slightly (~0.01) with its batch
+company. An ONNX file is a graph of standard operators: loading one runs no Python code.
+benchmarks/bench_predict_cpu.py measures its speed and accuracy against float32 PyTorch;
+`dga predict --fp32` turns it off.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ class OnnxTagger(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, L, 4] of one-hot windows [B, L, 4]. Rows shorter than L (`lengths`) are read
-        alone at their own length (rounded up to whole steps), as the PyTorch model's packed
-        sequences do, so padding never reaches a row's backward pass."""
+        at their own length (rounded up to whole steps; rows of equal length together), as the
+        PyTorch model's packed sequences do, so padding never reaches a row's backward pass."""
         a = x.numpy()
         k, width = self.bases_per_step, a.shape[1]
         if lengths is None or bool((lengths >= width).all()):
@@ -58,9 +60,11 @@ class OnnxTagger(torch.nn.Module):
         full = np.flatnonzero(n >= width)
         if len(full):
             out[full] = self._run(a[full])
-        for i in np.flatnonzero(n < width):
-            steps = -(-int(n[i]) // k) * k
-            out[i, :steps] = self._run(a[i: i + 1, :steps])[0]
+        short = np.flatnonzero(n < width)
+        rounded = -(-n[short] // k) * k  # whole steps, as the packed read
+        for steps in np.unique(rounded):  # rows of one length share a call (sorted contigs often do)
+            rows = short[rounded == steps]
+            out[rows, :steps] = self._run(a[rows, :steps])
         return torch.from_numpy(out)
 
 

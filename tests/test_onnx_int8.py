@@ -39,17 +39,20 @@ def test_short_rows_are_read_at_their_own_length_and_the_cache_is_reused(cache):
     made = tagger.path.stat().st_mtime_ns
     assert isinstance(int8_tagger(model, 2_000, 1), OnnxTagger) and tagger.path.stat().st_mtime_ns == made
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 4, (2, 2_000)).astype(np.uint8)
+    codes = rng.integers(0, 4, (4, 2_000)).astype(np.uint8)
     x = torch.from_numpy(ONEHOT[codes])
-    lengths = torch.tensor([2_000, 700 + k // 2])
+    lengths = torch.tensor([2_000, 700 + k // 2, 700 + k // 2, 400])  # two short rows share a call
     with torch.inference_mode():
         ref = model(x, lengths).numpy()
     got = tagger(x, lengths).numpy()
-    short = -(-700 - k // 2) // k * k
-    # the short row's bases agree with PyTorch's packed read; alone, padding would change its backward pass
-    assert np.mean(got[1, :short].argmax(1) == ref[1, :short].argmax(1)) >= 0.99
-    assert np.mean(got[0].argmax(1) == ref[0].argmax(1)) >= 0.99
-    assert np.abs(got[1, :short] - tagger(x[1:2, :short]).numpy()[0]).max() < 1e-5
+    for row, n in enumerate(lengths.tolist()):
+        steps = -(-n // k) * k
+        # each row's bases agree with PyTorch's packed read; padding would change a short row's backward pass
+        assert np.mean(got[row, :steps].argmax(1) == ref[row, :steps].argmax(1)) >= 0.99
+        # alone: only the int8 activations' scale (per call, over the batch) differs
+        alone = tagger(x[row: row + 1, :steps]).numpy()[0]
+        assert np.abs(got[row, :steps] - alone).max() < 0.05 and np.mean(got[row, :steps].argmax(1) ==
+                                                                          alone.argmax(1)) >= 0.99
 
 
 def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
