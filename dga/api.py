@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import torch
 
     from dga.data.store import Store
     from dga.decode import GeneModel
@@ -47,6 +48,16 @@ def load(model: str, device: str = "auto") -> "LoadedModel":
     from dga.predict import load_model, resolve_device
 
     return load_model(model, resolve_device(device))
+
+
+def _ready(model: "LoadedModel | str", fp32: bool) -> tuple["LoadedModel", "torch.device"]:
+    """The model (loaded if a reference) and its device, its network in int8 on a CPU unless `fp32`
+    (as `dga predict`)."""
+    from dga.predict import int8_on_cpu
+
+    lm = load(model) if isinstance(model, str) else model
+    device = next(lm.model.parameters()).device
+    return (lm if fp32 else int8_on_cpu(lm, device)), device
 
 
 def _looks_like_dna(text: str) -> bool:
@@ -80,13 +91,10 @@ def annotate(model: "LoadedModel | str", sequences: Any, *, out: str | Path | No
     import os
 
     from dga.decode import write_gff3
-    from dga.predict import annotate_pieces, int8_on_cpu, pieces_of
+    from dga.predict import annotate_pieces, pieces_of
 
-    lm = load(model) if isinstance(model, str) else model
+    lm, device = _ready(model, fp32)
     records = _records(sequences)
-    device = next(lm.model.parameters()).device
-    if not fp32:
-        lm = int8_on_cpu(lm, device)
     genes = annotate_pieces(lm, pieces_of(records, regions), device=device, decoder=decoder)
     if out is not None:
         part = Path(str(out) + ".part")
@@ -103,13 +111,10 @@ def probabilities(model: "LoadedModel | str", sequence: str, *,
     int8 network unless `fp32`, as `dga predict`)."""
     import numpy as np
 
-    from dga.predict import int8_on_cpu, read_both_strands
+    from dga.predict import read_both_strands
 
-    lm = load(model) if isinstance(model, str) else model
+    lm, device = _ready(model, fp32)
     (rec,) = _records(sequence)
-    device = next(lm.model.parameters()).device
-    if not fp32:
-        lm = int8_on_cpu(lm, device)
     ((fwd, rev),) = read_both_strands(lm, [rec.codes], batch_size=lm.config.val_batch_size, device=device)
     return np.asarray(fwd, np.float32), np.asarray(rev[::-1], np.float32)
 

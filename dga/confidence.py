@@ -54,12 +54,10 @@ def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: in
         raw = float(np.exp(logs / n_bases)) if n_bases else 0.0
         exon_scores = [_exon_score(probs, s, e, g, offset) for s, e in exon_bases]
         cds_scores = [_geo_mean(probs, [(s, e)], Label.CDS, offset) for s, e in cds]
-        out.append(replace(g, raw_score=raw, exon_scores=exon_scores, cds_scores=cds_scores))
-    if calibration and out:
+        out.append(replace(g, raw_score=raw, score=raw, exon_scores=exon_scores, cds_scores=cds_scores))
+    if calibration and out:  # one call for all genes: the calibration may use each gene's features
         conf = apply_calibration(np.array([gene_features(g) for g in out]), calibration)
         out = [replace(g, score=float(c)) for g, c in zip(out, conf)]
-    else:
-        out = [replace(g, score=g.raw_score) for g in out]
     return out
 
 

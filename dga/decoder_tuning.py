@@ -179,7 +179,7 @@ def validation_genes(data: list[FoldData], params: "HMMParams", ref: list,
     """Every whole gene the folds decode with `params`: calibration features (rows of
     dga.confidence.gene_features), whether its whole CDS chain is in the reference, and its place
     (fold * 1e10 + start: an order by position)."""
-    from dga.confidence import gene_features
+    from dga.confidence import FEATURES, gene_features
     from dga.decode import shift_genes
     from dga.evaluate import _chains
     from dga.predict import N_RUN_MIN, hmm_genes, n_runs, scored
@@ -194,7 +194,7 @@ def validation_genes(data: list[FoldData], params: "HMMParams", ref: list,
             features.append(gene_features(g))
             exact.append((g.seqid, g.strand, tuple((s, e) for s, e, _ in g.cds)) in ref_chains)
             place.append(d.fold * 10**10 + g.start)
-    return np.array(features, float).reshape(-1, 6), np.array(exact, bool), np.array(place, np.int64)
+    return np.array(features, float).reshape(-1, len(FEATURES)), np.array(exact, bool), np.array(place, np.int64)
 
 
 def fit_gene_calibration(data: list[FoldData], params: "HMMParams", ref: list, spans: list,
