@@ -3,9 +3,12 @@
 The network (dga.model.BiLSTMTagger) is exported to ONNX once, its LSTM and linear weights
 quantized to int8 by ONNX Runtime's dynamic quantization (activations are quantized per call, so
 nothing is calibrated on data), and the result cached under DGA_CACHE_DIR (default ~/.cache/dga)
-by the SHA-256 of the weights and the versions of torch and ONNX Runtime. Activations take one
-scale per call, over the batch, so a window's logits move slightly (~0.01) with its batch
-company. An ONNX file is a graph of standard operators: loading one runs no Python code.
+by the SHA-256 of the weights and the versions of torch and ONNX Runtime. A batch is run as calls
+of at most ROWS_PER_CALL windows, spread over `threads` Python threads with one ONNX Runtime
+thread each: an LSTM's steps are sequential, so separate calls keep both cores busier than one
+call's intra-op threads, in less memory (benchmarks/bench_predict_cpu.py). Activations take one
+scale per call, over its rows, so a window's logits move slightly (~0.01) with its call company.
+An ONNX file is a graph of standard operators: loading one runs no Python code.
 benchmarks/bench_predict_cpu.py measures its speed and accuracy against float32 PyTorch;
 `dga predict --fp32` turns it off.
 """
@@ -16,6 +19,7 @@ import logging
 import os
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ import torch
 
 from dga.errors import InputError
 
+ROWS_PER_CALL = 8  # windows per ONNX Runtime call: 8 rows of 20 kb took 17 % less CPU than 64 in one call
 FORMAT = 1  # bump when the export or quantization changes: old cache files are then not used
 
 
@@ -40,12 +45,20 @@ class OnnxTagger(torch.nn.Module):
 
         super().__init__()
         options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.bases_per_step, self.path = bases_per_step, path
+        # session.run releases the GIL and may be called from several threads at once
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="dga-onnx") if threads > 1 else None
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        parts = [x[i: i + ROWS_PER_CALL] for i in range(0, len(x), ROWS_PER_CALL)]
+        if self.pool is None or len(parts) == 1:
+            return np.concatenate([self._call(p) for p in parts])
+        return np.concatenate(list(self.pool.map(self._call, parts)))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, L, 4] of one-hot windows [B, L, 4]. Rows shorter than L (`lengths`) are read
@@ -93,7 +106,6 @@ def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger
     """The int8 ONNX Runtime form of `model` (a BiLSTMTagger on the CPU), from the cache or made now
     (a few seconds; written to a temporary name and renamed, so a killed run leaves no broken file)."""
     import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from dga.scratch import make_dir  # temporaries named by the process, removed by the next run when stale
 
@@ -106,6 +118,8 @@ def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger
             raise InputError(path.parent, f"cannot write the int8 model cache ({exc.strerror}): set DGA_CACHE_DIR "
                                           "to a writable folder, or predict with --fp32") from exc
         try:
+            from onnxruntime.quantization import QuantType, quantize_dynamic  # 0.9 s of imports: only to make one
+
             _export(model, window, tmp / "fp32.onnx")
             root = logging.getLogger()  # the quantizer logs "consider pre-processing" (for static quantization)
             level = root.level

@@ -49,7 +49,7 @@ def test_short_rows_are_read_at_their_own_length_and_the_cache_is_reused(cache):
         steps = -(-n // k) * k
         # each row's bases agree with PyTorch's packed read; padding would change a short row's backward pass
         assert np.mean(got[row, :steps].argmax(1) == ref[row, :steps].argmax(1)) >= 0.99
-        # alone: only the int8 activations' scale (per call, over the batch) differs
+        # alone: only the int8 activations' scale (per call, over its rows) differs
         alone = tagger(x[row: row + 1, :steps]).numpy()[0]
         assert np.abs(got[row, :steps] - alone).max() < 0.05 and np.mean(got[row, :steps].argmax(1) ==
                                                                           alone.argmax(1)) >= 0.99
@@ -64,3 +64,18 @@ def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
     lm = api.load("zoo:dmelanogaster", device="cpu")
     with pytest.raises(InputError, match="DGA_CACHE_DIR"):
         int8_tagger(lm.model, 2_000, 1)
+
+
+def test_a_batch_is_split_into_calls_that_threads_share_in_order(cache):
+    from dga.onnx_int8 import ROWS_PER_CALL
+
+    lm = api.load("zoo:dmelanogaster", device="cpu")
+    one, two = int8_tagger(lm.model, 2_000, 1), int8_tagger(lm.model, 2_000, 2)
+    assert one.pool is None and two.pool is not None
+    rows = 2 * ROWS_PER_CALL + 3  # three calls, the last one short
+    x = torch.from_numpy(ONEHOT[np.random.default_rng(1).integers(0, 4, (rows, 600)).astype(np.uint8)])
+    a, b = one(x).numpy(), two(x).numpy()
+    np.testing.assert_array_equal(a, b)  # the same calls, reassembled in row order
+    # each call's rows are those windows alone in one call: nothing shifted between calls
+    last = one(x[2 * ROWS_PER_CALL:]).numpy()
+    np.testing.assert_array_equal(a[2 * ROWS_PER_CALL:], last)
