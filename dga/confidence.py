@@ -26,14 +26,23 @@ from dga.decode import GeneModel
 from dga.labels import Label
 
 
-def _geo_mean(probs: Any, segments: list[tuple[int, int]], cls: int, offset: int) -> float:
-    """exp(mean log p[class]) over the bases of `segments` (sequence coordinates; probs from `offset`)."""
-    total, n = 0.0, 0
-    for s, e in segments:
-        p = np.asarray(probs[s - offset: e - offset, cls], dtype=np.float64)
-        total += float(np.log(np.clip(p, 1e-6, 1.0)).sum())
-        n += len(p)
-    return float(np.exp(total / n)) if n else 0.0
+class _GeneLogs:
+    """Cumulative log-probabilities of each class over one gene's span, read from `probs` once per
+    gene (a slice of a memory-mapped read, never the whole sequence), so each piece's geometric
+    mean is two look-ups instead of a slice, a clip and a log per piece."""
+
+    def __init__(self, probs: Any, start: int, end: int):
+        logs = np.log(np.clip(np.asarray(probs[start:end], dtype=np.float64), 1e-6, 1.0))
+        self.cum = np.concatenate([np.zeros((1, logs.shape[1])), np.cumsum(logs, axis=0)])
+        self.start = start
+
+    def geo_mean(self, segments: list[tuple[int, int]], cls: int) -> float:
+        """exp(mean log p[class]) over the bases of `segments` (in the span's coordinates + start)."""
+        n = sum(e - s for s, e in segments)
+        if not n:
+            return 0.0
+        total = sum(self.cum[e - self.start, cls] - self.cum[s - self.start, cls] for s, e in segments)
+        return float(np.exp(total / n))
 
 
 def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: int = 0,
@@ -44,16 +53,17 @@ def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: in
     out = []
     for g in genes:
         probs = plus if g.strand == "+" or minus is None else minus
-        exon_bases = [(s, e) for s, e in g.exons]
-        introns = [(a, b) for (_, a), (b, _) in zip(g.exons[:-1], g.exons[1:]) if b > a]
-        cds = [(s, e) for s, e, _ in g.cds]
-        utr = g.utr5 + g.utr3
-        n_bases = sum(e - s for s, e in exon_bases) + sum(b - a for a, b in introns)
-        logs = sum(np.log(max(_geo_mean(probs, segs, cls, offset), 1e-6)) * sum(e - s for s, e in segs)
-                   for segs, cls in ((cds, Label.CDS), (utr, Label.UTR), (introns, Label.INTRON)) if segs)
-        raw = float(np.exp(logs / n_bases)) if n_bases else 0.0
-        exon_scores = [_exon_score(probs, s, e, g, offset) for s, e in exon_bases]
-        cds_scores = [_geo_mean(probs, [(s, e)], Label.CDS, offset) for s, e in cds]
+        logs = _GeneLogs(probs, g.start - offset, g.end - offset)
+        shift = [(s - offset, e - offset) for s, e in g.exons]
+        introns = [(a, b) for (_, a), (b, _) in zip(shift[:-1], shift[1:]) if b > a]
+        cds = [(s - offset, e - offset) for s, e, _ in g.cds]
+        utr = [(s - offset, e - offset) for s, e in g.utr5 + g.utr3]
+        n_bases = sum(e - s for s, e in shift) + sum(b - a for a, b in introns)
+        total = sum(np.log(max(logs.geo_mean(segs, cls), 1e-6)) * sum(e - s for s, e in segs)
+                    for segs, cls in ((cds, Label.CDS), (utr, Label.UTR), (introns, Label.INTRON)) if segs)
+        raw = float(np.exp(total / n_bases)) if n_bases else 0.0
+        exon_scores = [_exon_score(logs, s, e, cds, utr) for s, e in shift]
+        cds_scores = [logs.geo_mean([seg], Label.CDS) for seg in cds]
         out.append(replace(g, raw_score=raw, score=raw, exon_scores=exon_scores, cds_scores=cds_scores))
     if calibration and out:  # one call for all genes: the calibration may use each gene's features
         conf = apply_calibration(np.array([gene_features(g) for g in out]), calibration)
@@ -61,15 +71,15 @@ def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: in
     return out
 
 
-def _exon_score(probs: Any, s: int, e: int, g: GeneModel, offset: int) -> float:
+def _exon_score(logs: _GeneLogs, s: int, e: int, cds: list[tuple[int, int]], utr: list[tuple[int, int]]) -> float:
     """An exon's support: its CDS bases read as CDS, its UTR bases as UTR."""
-    parts = [(max(s, a), min(e, b), Label.CDS) for a, b, _ in g.cds if a < e and b > s]
-    parts += [(max(s, a), min(e, b), Label.UTR) for a, b in g.utr5 + g.utr3 if a < e and b > s]
+    parts = [(max(s, a), min(e, b), Label.CDS) for a, b in cds if a < e and b > s]
+    parts += [(max(s, a), min(e, b), Label.UTR) for a, b in utr if a < e and b > s]
     n = sum(b - a for a, b, _ in parts)
     if not n:
         return 0.0
-    logs = sum(np.log(max(_geo_mean(probs, [(a, b)], cls, offset), 1e-6)) * (b - a) for a, b, cls in parts)
-    return float(np.exp(logs / n))
+    total = sum(np.log(max(logs.geo_mean([(a, b)], cls), 1e-6)) * (b - a) for a, b, cls in parts)
+    return float(np.exp(total / n))
 
 
 # Per-gene features a calibration may use (gene_features' columns).
