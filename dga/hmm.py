@@ -369,7 +369,10 @@ def _viterbi(em_plus, em_minus, em_ig, sc, cod, codes, state_class, state_strand
 
 
 def _log_emissions(probs: np.ndarray, params: HMMParams) -> np.ndarray:
-    em = params.emission_weight * np.log(np.clip(np.asarray(probs, dtype=np.float64), params.floor, 1.0))
+    em = np.array(probs, dtype=np.float64)  # one array, worked in place: a piece's largest
+    np.clip(em, params.floor, 1.0, out=em)
+    np.log(em, out=em)
+    em *= params.emission_weight
     em[:, [Label.CDS, Label.INTRON, Label.UTR]] += [params.bias_cds, params.bias_intron, params.bias_utr]
     return em
 
@@ -459,46 +462,58 @@ def path_to_genes(path: np.ndarray, seqid: str, offset: int = 0, min_cds: int = 
     return shift_genes(genes, offset)
 
 
-def cut_points(p_intergenic: np.ndarray, chunk: int, min_run: int = 2000, threshold: float = 0.99) -> list[int]:
-    """Positions to cut a long sequence into pieces of about `chunk` bases for decoding: the middle
-    of a run of >= `min_run` bases that are intergenic with probability >= `threshold` (no gene can
-    plausibly span it), nearest to each multiple of `chunk`. Without such a run there is no cut."""
-    n = len(p_intergenic)
-    if n <= chunk:
-        return []
-    s, e, v = runs((np.asarray(p_intergenic) >= threshold).astype(np.uint8))
-    keep = (v == 1) & (e - s >= min_run)
-    mids = ((s[keep] + e[keep]) // 2).astype(np.int64)
-    cuts, last = [], 0
-    for target in range(chunk, n, chunk):
-        cand = mids[(mids > last) & (mids < n)]
-        if not len(cand):
-            break
-        c = int(cand[np.argmin(np.abs(cand - target))])
-        if c - last >= chunk // 4 and c not in cuts:
-            cuts.append(c)
-            last = c
-    return cuts
+CHUNK = 1_000_000  # bases per decoded piece (about): the HMM's memory is ~450 bytes per base of a piece
+OVERLAP = 25_000  # bases each side of a joint that both neighbouring pieces decode
+
+
+def stitch_point(left: np.ndarray, right: np.ndarray) -> int | None:
+    """Where two decodings of the same stretch (state paths of equal length) can be joined: the
+    position nearest the middle at which both are intergenic (no gene crosses it in either), or
+    None when they never agree on one."""
+    both = np.flatnonzero((left == IG) & (right == IG))
+    if not len(both):
+        return None
+    return int(both[np.argmin(np.abs(both - len(left) // 2))])
 
 
 def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray, seqid: str, *,
                params: HMMParams = HMMParams(), signals: SignalModel | None = None, offset: int = 0,
-               chunk: int = 4_000_000, min_cds: int = 30, progress: Progress = None,
+               chunk: int = CHUNK, overlap: int = OVERLAP, min_cds: int = 30, progress: Progress = None,
                tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
-    """Gene models of one sequence by Viterbi decoding, in pieces cut at confident intergenic bases
-    (memory: about 250 bytes per base of the largest piece, ~4 Mb by default). `progress(bases)`
-    is called after each piece."""
+    """Gene models of one sequence by Viterbi decoding, in overlapping pieces of about `chunk` bases
+    (memory: about 450 bytes per base of a piece, plus one byte per base of the sequence for the
+    path). Neighbouring pieces both decode 2 * `overlap` bases around their joint, each with open
+    ends, and are joined where both paths are intergenic, nearest the middle: by then the two paths
+    have coalesced (a path's state there is all its continuation depends on), so the joined path is
+    the whole sequence's Viterbi path wherever the pieces agree. Where they never agree (a gene
+    longer than the overlap sits there), the piece is decoded again twice as long.
+    `plus_probs` / `minus_probs` need only be sliceable by rows (e.g. a lazy view of memory-mapped
+    reads). `progress(bases)` is called as the path is completed."""
     n = len(codes)
-    p_ig = np.asarray(plus_probs[:, Label.INTERGENIC], dtype=np.float32)
-    if minus_probs is not None:
-        p_ig = np.minimum(p_ig, minus_probs[:, Label.INTERGENIC])
-    bounds = [0] + cut_points(p_ig, chunk) + [n]
-    genes: list[GeneModel] = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        path = viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b],
-                            params, signals, (a == 0, b == n),
-                            None if tables is None else (tables[0][a:b], tables[1][a:b]))
-        genes += path_to_genes(path, seqid, offset + a, min_cds)
+    chunk = max(chunk, 4 * overlap)
+
+    def decode(a: int, b: int) -> np.ndarray:
+        return viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b],
+                            params, signals, (True, True), None if tables is None else (tables[0][a:b], tables[1][a:b]))
+
+    path = np.empty(n, dtype=np.int8)
+    a, done, size = 0, 0, chunk  # the current piece starts at a; path[:done] is final
+    cur = decode(0, min(n, chunk))
+    while a + len(cur) < n:
+        end = a + len(cur)
+        nxt_a = end - 2 * overlap
+        nxt = decode(nxt_a, min(n, nxt_a + chunk))
+        t = stitch_point(cur[nxt_a - a:], nxt[: end - nxt_a])
+        if t is None or nxt_a + t <= done:  # no joint here: decode the current piece longer
+            size *= 2
+            cur = decode(a, min(n, a + size))
+            continue
+        t += nxt_a
+        path[done:t] = cur[done - a: t - a]
         if progress is not None:
-            progress(b - a)
-    return genes
+            progress(t - done)
+        a, done, cur, size = nxt_a, t, nxt, chunk
+    path[done:] = cur[done - a:]
+    if progress is not None:
+        progress(n - done)
+    return path_to_genes(path, seqid, offset, min_cds)

@@ -154,14 +154,27 @@ def read_both_strands(lm: LoadedModel, pieces: list[np.ndarray], *, batch_size: 
     return arrays
 
 
-class _MeanOfReads:
-    """The mean of the two reads' probabilities, computed per slice (never the whole sequence)."""
+class _ReadsView:
+    """Rows of the probabilities that decoding and gene scores read, computed per slice (a piece or
+    a gene at a time): one read, or the mean of both, as float32, with assembly gaps (when given) set
+    to certain intergenic. Nothing of the whole sequence's length is made."""
 
-    def __init__(self, fwd: np.ndarray, rev_fwd: np.ndarray):
-        self.fwd, self.rev_fwd = fwd, rev_fwd
+    def __init__(self, reads: tuple[np.ndarray, ...], gaps: np.ndarray | None = None):
+        self.reads, self.gaps = reads, gaps
 
-    def __getitem__(self, key):
-        return (np.asarray(self.fwd[key], np.float32) + np.asarray(self.rev_fwd[key], np.float32)) / 2
+    def __len__(self) -> int:
+        return len(self.reads[0])
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        out = np.array(self.reads[0][rows], dtype=np.float32)  # a copy: the reads are never written
+        if len(self.reads) == 2:
+            out = (out + self.reads[1][rows]) / 2
+        if self.gaps is not None:
+            out[self.gaps[rows]] = _CERTAIN_IG
+        return out
+
+
+_CERTAIN_IG = np.eye(N_CLASSES, dtype=np.float32)[Label.INTERGENIC]
 
 
 def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev: np.ndarray, *,
@@ -199,7 +212,7 @@ def scored(lm: LoadedModel, genes: list[GeneModel], fwd: np.ndarray, rev_fwd: np
     calibration = lm.bundle.decoder.get("calibration") if calibrate and lm.bundle is not None else None
     if lm.config.labels == "stranded":
         return score_genes(genes, fwd, rev_fwd, calibration=calibration)
-    return score_genes(genes, _MeanOfReads(fwd, rev_fwd), None, calibration=calibration)
+    return score_genes(genes, _ReadsView((fwd, rev_fwd)), None, calibration=calibration)
 
 
 def check_decoder(decoder: str) -> None:
@@ -246,20 +259,14 @@ def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, r
               gaps: np.ndarray, params: HMMParams, progress: Progress = None,
               tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Viterbi decoding; assembly gaps are certain intergenic on both reads."""
-    ig = np.zeros(N_CLASSES, dtype=np.float32)
-    ig[Label.INTERGENIC] = 1.0
     if lm.config.labels == "stranded":
-        plus, minus = np.asarray(fwd, dtype=np.float32), np.asarray(rev_fwd, dtype=np.float32)
-        plus[gaps], minus[gaps] = ig, ig
+        plus, minus = _ReadsView((fwd,), gaps), _ReadsView((rev_fwd,), gaps)
     else:
-        plus, minus = np.empty((len(codes), N_CLASSES), dtype=np.float32), None
-        step = 1 << 20
-        for a in range(0, len(codes), step):
-            plus[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]) / 2
-        plus[gaps] = ig
+        plus, minus = _ReadsView((fwd, rev_fwd), gaps), None
     if lm.signals is None:
         params = HMMParams.without_signals()
-    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress, tables=tables)
+    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress,  # type: ignore[arg-type]
+                      tables=tables)
 
 
 def resolve_device(device: str) -> torch.device:

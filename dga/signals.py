@@ -110,12 +110,19 @@ def _match(codes: np.ndarray, at: np.ndarray, motif: str) -> np.ndarray:
 
 
 def core_positions(codes: np.ndarray, kind: str) -> np.ndarray:
-    """Every boundary t where the kind's core motif sits (+ strand reading of `codes`)."""
+    """Every boundary t where the kind's core motif sits (+ strand reading of `codes`): `_match` at
+    every boundary, by comparing shifted slices (no index arrays over the whole sequence)."""
     motifs, shift, _ = SITES[kind]
-    t = np.arange(len(codes) + 1)
-    hit = np.zeros(t.shape, dtype=bool)
+    n = len(codes)
+    hit = np.zeros(n + 1, dtype=bool)
     for m in motifs:
-        hit |= _match(codes, t + shift, m)
+        ok = np.zeros(n + 1, dtype=bool)
+        lo, hi = max(0, -shift), min(n + 1, n - shift - len(m) + 1)  # t whose whole motif lies inside
+        if hi > lo:
+            ok[lo:hi] = True
+            for i, ch in enumerate(m):
+                ok[lo:hi] &= codes[lo + shift + i: hi + shift + i] == "ACGT".index(ch)
+        hit |= ok
     return np.flatnonzero(hit)
 
 

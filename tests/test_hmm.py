@@ -12,9 +12,8 @@ from dga.data.gff import read_gff
 from dga.data.windows import COMPLEMENT
 from dga.decode import write_gff3
 from dga.errors import InputError
-from dga.hmm import HMMParams, cut_points, hmm_decode
-from dga.labels import Label
-from dga.signals import NO_SITE, SITES, SignalModel, fit_signals, site_scores, wam_order
+from dga.hmm import IG, HMMParams, hmm_decode, stitch_point
+from dga.signals import NO_SITE, SITES, SignalModel, _match, core_positions, fit_signals, site_scores, wam_order
 
 STOPS = {"TAA", "TAG", "TGA"}
 
@@ -133,16 +132,35 @@ def test_hmm_gene_models_are_open_reading_frames(dmel):
         assert all(b - a >= signals.min_intron for (_, a), (b, _) in zip(g.exons[:-1], g.exons[1:])), g
 
 
-def test_chunked_decoding_matches_whole_sequence(dmel_store, dmel):
+@pytest.mark.parametrize("chunk,overlap", [(200_000, 5_000), (20_000, 300)])
+def test_decoding_in_overlapping_pieces_matches_the_whole_sequence(dmel_store, dmel, chunk, overlap):
     seqid, n, codes, ref, signals = dmel
     labels = np.asarray(dmel_store.track("label"))
-    probs = one_hot(labels, 0.995)
-    cuts = cut_points(probs[:, Label.INTERGENIC], 200_000)
-    assert len(cuts) >= 3 and all((labels[c - 1000: c + 1000] == Label.INTERGENIC).all() for c in cuts)
-    whole = hmm_decode(probs, None, codes, seqid, signals=signals, chunk=10 ** 9)
-    pieces = hmm_decode(probs, None, codes, seqid, signals=signals, chunk=200_000)
-    key = lambda gs: [(g.strand, tuple(g.cds)) for g in gs]  # noqa: E731
-    assert key(whole) == key(pieces)
+    probs = one_hot(labels, 0.9)
+    noisy = np.random.default_rng(0).dirichlet(np.ones(4), n).astype(np.float32) * 0.2 + probs * 0.8
+    whole = hmm_decode(noisy, None, codes, seqid, signals=signals, chunk=10 ** 9)
+    done: list[int] = []
+    pieces = hmm_decode(noisy, None, codes, seqid, signals=signals, chunk=chunk, overlap=overlap, progress=done.append)
+    assert sum(done) == n and len(done) >= 5  # in pieces (longer where genes outlast the overlap), each base once
+    key = lambda gs: [(g.strand, g.start, g.end, tuple(g.cds), g.partial) for g in gs]  # noqa: E731
+    assert len(whole) > 50 and key(whole) == key(pieces)
+
+
+def test_pieces_join_only_where_both_paths_are_intergenic():
+    gene = IG + 5  # any genic state
+    left = np.array([IG, IG, gene, gene, IG, gene, gene, gene])
+    right = np.array([gene, IG, gene, gene, IG, IG, gene, gene])
+    assert stitch_point(left, right) == 4  # of 1 and 4 (both intergenic), the one nearest the middle
+    assert stitch_point(left, np.full(8, gene)) is None
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 7, 5_000])
+def test_core_positions_are_every_boundary_where_the_motif_matches(n):
+    codes = np.random.default_rng(n).integers(0, 5, n).astype(np.uint8)  # with N (4)
+    for kind, (motifs, shift, _) in SITES.items():
+        t = np.arange(n + 1)
+        expect = [int(b) for b in t if n and any(_match(codes, np.array([b + shift]), m)[0] for m in motifs)]
+        assert core_positions(codes, kind).tolist() == expect, kind
 
 
 def test_hmm_params_reject_unknown_names():
