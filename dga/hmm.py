@@ -26,7 +26,8 @@ UTR base a class bias (the network's class-weighted training over-calls the rare
 settings (`HMMParams`) are tuned by `dga tune-decoder` on a model's cross-validation folds.
 A gene cut by the sequence's end is allowed and marked partial.
 The dynamic programme is compiled with numba, with one byte of back-pointer per state and base;
-long sequences are cut at confident intergenic bases (`benchmarks/compare_augustus.py` times
+long sequences are decoded in overlapping pieces joined where their paths coalesce in intergenic
+sequence (`hmm_decode`; `benchmarks/compare_augustus.py` times
 prediction and decoding together).
 """
 
