@@ -4,7 +4,8 @@ The network (dga.model.BiLSTMTagger) is exported to ONNX once, its LSTM and line
 quantized to int8 by ONNX Runtime's dynamic quantization (activations are quantized per call, so
 nothing is calibrated on data), and the result cached under DGA_CACHE_DIR (default ~/.cache/dga)
 by the SHA-256 of the weights and the versions of torch and ONNX Runtime. A batch is run as calls
-of at most ROWS_PER_CALL windows, spread over `threads` Python threads with one ONNX Runtime
+of at most BASES_PER_CALL bases (8 full windows, or many more short rows), spread over `threads`
+Python threads with one ONNX Runtime
 thread each: an LSTM's steps are sequential, so separate calls keep both cores busier than one
 call's intra-op threads, in less memory (benchmarks/bench_predict_cpu.py). Activations take one
 scale per call, over its rows, so a window's logits move slightly (~0.01) with its call company.
@@ -27,7 +28,9 @@ import torch
 
 from dga.errors import InputError
 
-ROWS_PER_CALL = 8  # windows per ONNX Runtime call: 8 rows of 20 kb took 17 % less CPU than 64 in one call
+# bases per ONNX Runtime call: 8 windows of 20 kb took 17 % less CPU than 64 in one call; short rows
+# (contigs) go many to a call, as each call has a fixed cost
+BASES_PER_CALL = 160_000
 FORMAT = 1  # bump when the export or quantization changes: old cache files are then not used
 
 
@@ -55,7 +58,8 @@ class OnnxTagger(torch.nn.Module):
         return self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        parts = [x[i: i + ROWS_PER_CALL] for i in range(0, len(x), ROWS_PER_CALL)]
+        rows = max(1, BASES_PER_CALL // max(x.shape[1], 1))
+        parts = [x[i: i + rows] for i in range(0, len(x), rows)]
         if self.pool is None or len(parts) == 1:
             return np.concatenate([self._call(p) for p in parts])
         return np.concatenate(list(self.pool.map(self._call, parts)))

@@ -116,7 +116,7 @@ def pieces_probs(model: torch.nn.Module, pieces: list[np.ndarray], window: int, 
     """`strand_probs` for several reads at once, their windows sharing batches (many short contigs
     cost a few full batches, not one padded batch each); results are the same as one by one in
     float32 (the int8 network moves logits by ~0.01 with its call company: one activation scale
-    per ONNX Runtime call of up to 8 windows)."""
+    per ONNX Runtime call, `dga.onnx_int8.BASES_PER_CALL`)."""
     multiple = getattr(model, "bases_per_step", 1)
     for x, batch in iter_pieces_batches(pieces, window, margin, batch_size, multiple):
         lengths = np.array([min(x.shape[1], len(pieces[i]) - t.start) for i, t in batch])

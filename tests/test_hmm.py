@@ -146,6 +146,25 @@ def test_decoding_in_overlapping_pieces_matches_the_whole_sequence(dmel_store, d
     assert len(whole) > 50 and key(whole) == key(pieces)
 
 
+def test_decoding_reads_the_probabilities_a_piece_at_a_time(dmel_store, dmel):
+    """Bounded memory: the decoder never asks for more rows than a piece (a lazy view of memory-mapped
+    reads is only ever sliced), so a chromosome costs a piece's memory, not its length's."""
+    seqid, n, codes, ref, signals = dmel
+    probs = one_hot(np.asarray(dmel_store.track("label")), 0.9)
+
+    class Rows:
+        widest = 0
+
+        def __getitem__(self, rows):
+            assert isinstance(rows, slice)
+            got = probs[rows]
+            Rows.widest = max(Rows.widest, len(got))
+            return got
+
+    genes = hmm_decode(Rows(), None, codes, seqid, signals=signals, chunk=100_000, overlap=5_000)  # type: ignore[arg-type]
+    assert len(genes) > 50 and Rows.widest <= 400_000 < n  # a piece (doubled at most twice here), not the chromosome
+
+
 def test_pieces_join_only_where_both_paths_are_intergenic():
     gene = IG + 5  # any genic state
     left = np.array([IG, IG, gene, gene, IG, gene, gene, gene])

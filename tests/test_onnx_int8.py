@@ -67,15 +67,17 @@ def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_a_batch_is_split_into_calls_that_threads_share_in_order(cache):
-    from dga.onnx_int8 import ROWS_PER_CALL
+    from dga.onnx_int8 import BASES_PER_CALL
 
     lm = api.load("zoo:dmelanogaster", device="cpu")
     one, two = int8_tagger(lm.model, 2_000, 1), int8_tagger(lm.model, 2_000, 2)
     assert one.pool is None and two.pool is not None
-    rows = 2 * ROWS_PER_CALL + 3  # three calls, the last one short
-    x = torch.from_numpy(ONEHOT[np.random.default_rng(1).integers(0, 4, (rows, 600)).astype(np.uint8)])
+    width = 20_000
+    per_call = BASES_PER_CALL // width
+    rows = 2 * per_call + 3  # three calls, the last one short
+    x = torch.from_numpy(ONEHOT[np.random.default_rng(1).integers(0, 4, (rows, width)).astype(np.uint8)])
     a, b = one(x).numpy(), two(x).numpy()
     np.testing.assert_array_equal(a, b)  # the same calls, reassembled in row order
     # each call's rows are those windows alone in one call: nothing shifted between calls
-    last = one(x[2 * ROWS_PER_CALL:]).numpy()
-    np.testing.assert_array_equal(a[2 * ROWS_PER_CALL:], last)
+    np.testing.assert_array_equal(a[2 * per_call:], one(x[2 * per_call:]).numpy())
+    np.testing.assert_array_equal(a[:per_call], one(x[:per_call]).numpy())
