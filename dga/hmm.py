@@ -34,7 +34,7 @@ prediction and decoding together).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 from numba import njit
@@ -44,6 +44,13 @@ from dga.labels import Label
 from dga.signals import DEFAULT_MIN_INTRON, NO_SITE, SignalModel, coding_scores, site_scores
 
 Progress = Optional[Callable[[int], object]]  # called with the bases just done
+
+
+class Rows(Protocol):
+    """Per-base probabilities [L, 4] as the decoder reads them: anything sliced by rows into an
+    array (an array, or a lazy view of memory-mapped reads that computes a slice when asked)."""
+
+    def __getitem__(self, rows: slice, /) -> np.ndarray: ...
 
 IG = 0
 # + strand, 5'->3': 5' UTR exon / intron, start codon (3 states), CDS at codon position 0/1/2,
@@ -477,19 +484,20 @@ def stitch_point(left: np.ndarray, right: np.ndarray) -> int | None:
     return int(both[np.argmin(np.abs(both - len(left) // 2))])
 
 
-def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray, seqid: str, *,
+def hmm_decode(plus_probs: Rows, minus_probs: Rows | None, codes: np.ndarray, seqid: str, *,
                params: HMMParams = HMMParams(), signals: SignalModel | None = None, offset: int = 0,
                chunk: int = CHUNK, overlap: int = OVERLAP, min_cds: int = 30, progress: Progress = None,
                tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
     """Gene models of one sequence by Viterbi decoding, in overlapping pieces of about `chunk` bases
     (memory: about 450 bytes per base of a piece, plus one byte per base of the sequence for the
     path). Neighbouring pieces both decode 2 * `overlap` bases around their joint, each with open
-    ends, and are joined where both paths are intergenic, nearest the middle: by then the two paths
-    have coalesced (a path's state there is all its continuation depends on), so the joined path is
-    the whole sequence's Viterbi path wherever the pieces agree. Where they never agree (a gene
-    longer than the overlap sits there), the piece is decoded again twice as long.
-    `plus_probs` / `minus_probs` need only be sliceable by rows (e.g. a lazy view of memory-mapped
-    reads). `progress(bases)` is called as the path is completed."""
+    ends, and are joined where both paths are intergenic, nearest the middle. Intergenic is a state
+    whose continuation does not depend on what came before, so the joined path is the best path
+    through intergenic at the joint; where the two pieces' paths have coalesced there, the whole
+    sequence's Viterbi path passes it too (tests decode a chromosome whole and in pieces: the same
+    genes). Where they never agree (a gene longer than the overlap sits there), the piece is decoded
+    again twice as long. The probabilities are read a piece at a time (`Rows`).
+    `progress(bases)` is called as the path is completed."""
     n = len(codes)
     chunk = max(chunk, 4 * overlap)
 
@@ -505,7 +513,7 @@ def hmm_decode(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np
         nxt_a = end - 2 * overlap
         nxt = decode(nxt_a, min(n, nxt_a + chunk))
         t = stitch_point(cur[nxt_a - a:], nxt[: end - nxt_a])
-        if t is None or nxt_a + t <= done:  # no joint here: decode the current piece longer
+        if t is None:  # no joint here: decode the current piece longer
             size *= 2
             cur = decode(a, min(n, a + size))
             continue

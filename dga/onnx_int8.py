@@ -5,9 +5,8 @@ quantized to int8 by ONNX Runtime's dynamic quantization (activations are quanti
 nothing is calibrated on data), and the result cached under DGA_CACHE_DIR (default ~/.cache/dga)
 by the SHA-256 of the weights and the versions of torch and ONNX Runtime. A batch is run as calls
 of at most BASES_PER_CALL bases (8 full windows, or many more short rows), spread over `threads`
-Python threads with one ONNX Runtime
-thread each: an LSTM's steps are sequential, so separate calls keep both cores busier than one
-call's intra-op threads, in less memory (benchmarks/bench_predict_cpu.py). Activations take one
+Python threads with one ONNX Runtime thread each: an LSTM's steps are sequential, so separate
+calls keep both cores busier than one call's intra-op threads, in less memory. Activations take one
 scale per call, over its rows, so a window's logits move slightly (~0.01) with its call company.
 An ONNX file is a graph of standard operators: loading one runs no Python code.
 benchmarks/bench_predict_cpu.py measures its speed and accuracy against float32 PyTorch;

@@ -265,8 +265,7 @@ def hmm_genes(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, r
         plus, minus = _ReadsView((fwd, rev_fwd), gaps), None
     if lm.signals is None:
         params = HMMParams.without_signals()
-    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress,  # type: ignore[arg-type]
-                      tables=tables)
+    return hmm_decode(plus, minus, codes, seqid, params=params, signals=lm.signals, progress=progress, tables=tables)
 
 
 def resolve_device(device: str) -> torch.device:

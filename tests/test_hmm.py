@@ -161,7 +161,7 @@ def test_decoding_reads_the_probabilities_a_piece_at_a_time(dmel_store, dmel):
             Rows.widest = max(Rows.widest, len(got))
             return got
 
-    genes = hmm_decode(Rows(), None, codes, seqid, signals=signals, chunk=100_000, overlap=5_000)  # type: ignore[arg-type]
+    genes = hmm_decode(Rows(), None, codes, seqid, signals=signals, chunk=100_000, overlap=5_000)
     assert len(genes) > 50 and Rows.widest <= 400_000 < n  # a piece (doubled at most twice here), not the chromosome
 
 
