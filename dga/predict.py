@@ -27,7 +27,8 @@ from dga.config import Config
 from dga.data.windows import COMPLEMENT
 from dga.decode import DecodeRules, GeneModel, decode, write_gff3
 from dga.errors import InputError
-from dga.hmm import HMMParams, Progress, hmm_decode
+from dga.hmm import HMMParams, Progress
+from dga.hmm_decode import hmm_decode
 from dga.infer import forward_codes, iter_pieces_batches
 from dga.labels import N_CLASSES, Label
 from dga.scratch import make_dir

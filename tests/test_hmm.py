@@ -12,7 +12,8 @@ from dga.data.gff import read_gff
 from dga.data.windows import COMPLEMENT
 from dga.decode import write_gff3
 from dga.errors import InputError
-from dga.hmm import IG, HMMParams, hmm_decode, stitch_point
+from dga.hmm import IG, HMMParams
+from dga.hmm_decode import hmm_decode, stitch_point
 from dga.signals import NO_SITE, SITES, SignalModel, _match, core_positions, fit_signals, site_scores, wam_order
 
 STOPS = {"TAA", "TAG", "TGA"}
