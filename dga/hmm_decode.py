@@ -89,14 +89,15 @@ def hmm_decode(plus_probs: Rows, minus_probs: Rows | None, codes: np.ndarray, se
     through intergenic at the joint; where the two pieces' paths have coalesced there, the whole
     sequence's Viterbi path passes it too (tests decode a chromosome whole and in pieces: the same
     genes). Where they never agree (a gene longer than the overlap sits there), the piece is decoded
-    again twice as long. The probabilities are read a piece at a time (`Rows`).
-    `progress(bases)` is called as the path is completed."""
+    again twice as long from the last joint, held intergenic there. The probabilities are read a
+    piece at a time (`Rows`). `progress(bases)` is called as the path is completed."""
     n = len(codes)
     chunk = max(chunk, 4 * overlap)
 
-    def decode(a: int, b: int) -> np.ndarray:
+    def decode(a: int, b: int, open_start: bool = True) -> np.ndarray:
         return viterbi_path(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b],
-                            params, signals, (True, True), None if tables is None else (tables[0][a:b], tables[1][a:b]))
+                            params, signals, (open_start, True),
+                            None if tables is None else (tables[0][a:b], tables[1][a:b]))
 
     path = np.empty(n, dtype=np.int8)
     a, done, size = 0, 0, chunk  # the current piece starts at a; path[:done] is final
@@ -106,9 +107,9 @@ def hmm_decode(plus_probs: Rows, minus_probs: Rows | None, codes: np.ndarray, se
         nxt_a = end - 2 * overlap
         nxt = decode(nxt_a, min(n, nxt_a + chunk))
         t = stitch_point(cur[nxt_a - a:], nxt[: end - nxt_a])
-        if t is None:  # no joint here: decode the current piece longer
-            size *= 2
-            cur = decode(a, min(n, a + size))
+        if t is None:  # no joint here: decode on from the last joint, longer, starting in intergenic
+            size *= 2  # there (as the path does), so a longer piece cannot move what is already joined
+            a, cur = done, decode(done, min(n, done + size), open_start=done == 0)
             continue
         t += nxt_a
         path[done:t] = cur[done - a: t - a]
