@@ -20,6 +20,7 @@ class Rows(Protocol):
 
     def __getitem__(self, rows: slice, /) -> np.ndarray: ...
 
+
 def _segments(mask: np.ndarray, offset: int) -> list[tuple[int, int]]:
     s, e, v = runs(mask.astype(np.uint8))
     return [(int(a) + offset, int(b) + offset) for a, b, x in zip(s, e, v) if x]

@@ -155,6 +155,9 @@ def read_both_strands(lm: LoadedModel, pieces: list[np.ndarray], *, batch_size: 
     return arrays
 
 
+_CERTAIN_IG = np.eye(N_CLASSES, dtype=np.float32)[Label.INTERGENIC]  # a base inside an assembly gap
+
+
 class _ReadsView:
     """Rows of the probabilities that decoding and gene scores read, computed per slice (a piece or
     a gene at a time): one read, or the mean of both, as float32, with assembly gaps (when given) set
@@ -163,9 +166,6 @@ class _ReadsView:
     def __init__(self, reads: tuple[np.ndarray, ...], gaps: np.ndarray | None = None):
         self.reads, self.gaps = reads, gaps
 
-    def __len__(self) -> int:
-        return len(self.reads[0])
-
     def __getitem__(self, rows: slice) -> np.ndarray:
         out = np.array(self.reads[0][rows], dtype=np.float32)  # a copy: the reads are never written
         if len(self.reads) == 2:
@@ -173,9 +173,6 @@ class _ReadsView:
         if self.gaps is not None:
             out[self.gaps[rows]] = _CERTAIN_IG
         return out
-
-
-_CERTAIN_IG = np.eye(N_CLASSES, dtype=np.float32)[Label.INTERGENIC]
 
 
 def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndarray, rev: np.ndarray, *,
@@ -197,9 +194,9 @@ def decode_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, fwd: np.ndar
     else:
         both = np.empty((n,), dtype=np.uint8)
         step = 1 << 20
-        for a in range(0, n, step):  # chunked so the float32 sum never holds the whole sequence
-            both[a: a + step] = (fwd[a: a + step].astype(np.float32) + rev_fwd[a: a + step]).argmax(axis=1)
-        both[gaps] = Label.INTERGENIC
+        mean = _ReadsView((fwd, rev_fwd), gaps)  # sliced, so the float32 mean never holds the whole sequence
+        for a in range(0, n, step):
+            both[a: a + step] = mean[a: a + step].argmax(axis=1)
         genes = decode(both, seqid, ".", codes=codes, rules=rules)
     return scored(lm, genes, fwd, rev_fwd)
 
