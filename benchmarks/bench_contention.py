@@ -22,8 +22,8 @@ import json, sys, time, torch
 from dga.config import load_config
 from dga.data.store import open_store
 from dga.data.windows import load_or_make_splits, WindowDataset, EpochBatches, batch_loader
-from dga.model import build_model
-from dga.train import training_regions
+from dga.nets.registry import build_model
+from dga.training.fit import training_regions
 store_path, threads, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 torch.set_num_threads(threads)
 cfg = load_config(None, {"store": store_path, "k_folds": 4, "hidden_size": 64, "num_layers": 1,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dga.data.fasta import read_fasta
 from dga.data.sources import resolve
-from dga.predict import run_predict
+from dga.prediction.command import run_predict
 
 
 def main() -> None:

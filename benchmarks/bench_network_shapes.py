@@ -22,9 +22,9 @@ import torch
 from dga.data.fasta import read_fasta
 from dga.data.sources import resolve
 from dga.data.windows import COMPLEMENT
-from dga.model import BiLSTMTagger
-from dga.onnx_int8 import int8_tagger
-from dga.predict import pieces_probs
+from dga.nets.bilstm import BiLSTMTagger
+from dga.nets.onnx_int8 import int8_tagger
+from dga.prediction.reads import pieces_probs
 
 SHAPES = [(256, 3), (192, 3), (192, 2), (128, 3), (128, 2)]
 

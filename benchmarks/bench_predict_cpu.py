@@ -48,7 +48,7 @@ def main() -> None:
     from dga.data.sources import resolve
     from dga.data.store import prepare_store
     from dga.data.windows import load_or_make_splits
-    from dga.evaluate import evaluate, parse_region
+    from dga.evaluation.evaluate import evaluate, parse_region
 
     fasta, gff, _ = resolve(args.dataset)
     store = prepare_store(fasta, gff, Path("stores") / args.dataset, dataset=args.dataset, log=lambda s: None).store

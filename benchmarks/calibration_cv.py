@@ -8,7 +8,7 @@ The fold models decode their validation folds with the model's tuned decoder set
 structure's features and whether its whole CDS chain is in the reference. The genes are cut into
 `--blocks` contiguous blocks by position; each calibration is fitted on all blocks but one and
 scored on the one left out (expected calibration error over 10 bins, Brier score), pooled over
-the blocks. The calibrations (dga.confidence): isotonic regression on the raw score, logistic
+the blocks. The calibrations (dga.decoding.confidence): isotonic regression on the raw score, logistic
 regression on the raw score's logit, and logistic regression on the gene features.
 """
 
@@ -27,10 +27,10 @@ def gene_table(model: str, fold_models: list[str], bases: int) -> dict[str, np.n
     import dga.bundle as bundle_io
     from dga.data.store import reference_transcripts
     from dga.data.windows import splits_for
-    from dga.decoder_tuning import fold_data, validation_genes
-    from dga.evaluate import Span
-    from dga.hmm import HMMParams
-    from dga.train import DistInfo, store_for_config
+    from dga.decoding.hmm import HMMParams
+    from dga.evaluation.evaluate import Span
+    from dga.lifecycle.tuning import fold_data, validation_genes
+    from dga.training.fit import DistInfo, store_for_config
 
     target = bundle_io.load(model)
     store = store_for_config(target.config, DistInfo())
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
-    from dga.confidence import CALIBRATORS, apply_calibration, fit_calibration, reliability
+    from dga.decoding.confidence import CALIBRATORS, apply_calibration, fit_calibration, reliability
 
     out = Path(args.out) / "calibration"
     out.mkdir(parents=True, exist_ok=True)

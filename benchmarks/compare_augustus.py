@@ -86,7 +86,7 @@ def main() -> None:
     from dga.data.sources import resolve
     from dga.data.store import open_store, prepare_store
     from dga.data.windows import load_or_make_splits
-    from dga.evaluate import evaluate, format_report, parse_region
+    from dga.evaluation.evaluate import evaluate, format_report, parse_region
 
     species = args.species or SPECIES.get(args.dataset)
     if not species:

@@ -66,7 +66,7 @@ def main() -> None:
     from dga.data.sources import resolve
     from dga.data.store import prepare_store
     from dga.data.windows import load_or_make_splits
-    from dga.evaluate import evaluate, parse_region
+    from dga.evaluation.evaluate import evaluate, parse_region
 
     lineage = bundle_io.load(args.model)
     work = Path(args.out).resolve() / "species"

@@ -18,9 +18,9 @@ import torch
 import dga.bundle as bundle_io
 from dga.data.store import open_store
 from dga.data.windows import load_or_make_splits
-from dga.infer import forward_codes, iter_region_batches
+from dga.evaluation.metrics import confusion, metrics_from_confusion
 from dga.labels import N_CLASSES
-from dga.metrics import confusion, metrics_from_confusion
+from dga.nets.infer import forward_codes, iter_region_batches
 
 
 def load(ref: str):

@@ -73,7 +73,7 @@ def main() -> None:
     from dga.data.sources import resolve
     from dga.data.store import prepare_store
     from dga.data.windows import load_or_make_splits
-    from dga.evaluate import evaluate, parse_region
+    from dga.evaluation.evaluate import evaluate, parse_region
 
     out = (Path(args.out) / "finetune").resolve()
     out.mkdir(parents=True, exist_ok=True)

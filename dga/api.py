@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     import torch
 
     from dga.data.store import Store
-    from dga.decode import GeneModel
-    from dga.predict import LoadedModel
+    from dga.decoding.genes import GeneModel
+    from dga.prediction.model import LoadedModel
 
 __all__ = ["prepare", "load", "annotate", "probabilities", "evaluate", "trials"]
 
@@ -45,7 +45,7 @@ def prepare(fasta: str | Path | None = None, gff: str | Path | None = None, out:
 
 def load(model: str, device: str = "auto") -> "LoadedModel":
     """A trained annotator by any reference `dga predict --model` accepts."""
-    from dga.predict import load_model, resolve_device
+    from dga.prediction.model import load_model, resolve_device
 
     return load_model(model, resolve_device(device))
 
@@ -53,7 +53,7 @@ def load(model: str, device: str = "auto") -> "LoadedModel":
 def _ready(model: "LoadedModel | str", fp32: bool) -> tuple["LoadedModel", "torch.device"]:
     """The model (loaded if a reference) and its device, its network in int8 on a CPU unless `fp32`
     (as `dga predict`)."""
-    from dga.predict import int8_on_cpu
+    from dga.prediction.model import int8_on_cpu
 
     lm = load(model) if isinstance(model, str) else model
     device = next(lm.model.parameters()).device
@@ -90,8 +90,8 @@ def annotate(model: "LoadedModel | str", sequences: Any, *, out: str | Path | No
     `out`, also the GFF3 `dga predict` would write."""
     import os
 
-    from dga.decode import write_gff3
-    from dga.predict import annotate_pieces, pieces_of
+    from dga.decoding.genes import write_gff3
+    from dga.prediction.annotate import annotate_pieces, pieces_of
 
     lm, device = _ready(model, fp32)
     records = _records(sequences)
@@ -111,7 +111,7 @@ def probabilities(model: "LoadedModel | str", sequence: str, *,
     int8 network unless `fp32`, as `dga predict`)."""
     import numpy as np
 
-    from dga.predict import read_both_strands
+    from dga.prediction.reads import read_both_strands
 
     lm, device = _ready(model, fp32)
     (rec,) = _records(sequence)
@@ -123,8 +123,8 @@ def evaluate(reference: str | Path, prediction: str | Path, fasta: str | Path,
              regions: list[str] | None = None) -> dict:
     """Base, exon and gene level scores of a predicted GFF3 against a reference, as `dga evaluate`."""
     from dga.data.fasta import read_fasta
-    from dga.evaluate import evaluate as score
-    from dga.evaluate import parse_region
+    from dga.evaluation.evaluate import evaluate as score
+    from dga.evaluation.evaluate import parse_region
 
     lengths = {r.id: len(r) for r in read_fasta(fasta)}
     return score(reference, prediction, lengths, [parse_region(r, lengths) for r in regions] if regions else None)
@@ -132,8 +132,8 @@ def evaluate(reference: str | Path, prediction: str | Path, fasta: str | Path,
 
 def trials(study: str, storage: str | None = None) -> "pd.DataFrame":
     """A study's trials (Optuna's own `trials_dataframe`) with each trial's MLflow run id and CV scores."""
-    from dga.search_space import SearchConfig
-    from dga.study_storage import open_study
+    from dga.search.space import SearchConfig
+    from dga.search.storage import open_study
 
     st = open_study(SearchConfig(study_name=study, storage=storage or ""), create=False)
     frame = st.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))

@@ -5,7 +5,7 @@ A bundle is a folder:
     weights.pt        the network's state dict (tensors only; read with torch.load(weights_only=True))
     config.json       the full resolved training config (`dga.config.Config`), which rebuilds the network
     signals.npz       the HMM decoder's splice-site / start / stop / coding models (numpy, no pickles)
-    decoder.json      the decoder settings (`dga.hmm.HMMParams`) and where they were tuned
+    decoder.json      the decoder settings (`dga.decoding.hmm.HMMParams`) and where they were tuned
     provenance.json   data and input checksums, split, study / trial / CV per fold, training compute,
                       test-region scores, parent model, DGA version and git commit
     card.json         zoo entries only: the generated model card
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from dga.signals import SignalModel
+    from dga.decoding.signals import SignalModel
 
 import json
 import os
@@ -38,7 +38,7 @@ from typing import Any
 
 from dga.config import Config, load_config
 from dga.errors import InputError
-from dga.scratch import make_dir
+from dga.files import make_dir
 
 FORMAT = 1
 WEIGHTS, CONFIG, SIGNALS, DECODER, PROVENANCE, CARD, CHECKSUMS = (
@@ -56,7 +56,7 @@ class Bundle:
     config: Config
     decoder: dict[str, Any]  # {"name": "hmm", "params": {...HMMParams}, "tuned": {...} or None}
     provenance: dict[str, Any] = field(default_factory=dict)
-    signals: Any = None  # dga.signals.SignalModel or None
+    signals: Any = None  # dga.decoding.signals.SignalModel or None
     card: dict[str, Any] | None = None
     source: str = ""  # the reference it was loaded from
     weights_sha256: str = ""  # of weights.pt as stored (set when read from disk): a fine-tuned model's parent id
@@ -67,7 +67,7 @@ class Bundle:
 
     def hmm_params(self):
         """The decoder settings as `HMMParams`."""
-        from dga.hmm import HMMParams
+        from dga.decoding.hmm import HMMParams
 
         return HMMParams.from_dict(self.decoder.get("params"))
 
@@ -75,7 +75,7 @@ class Bundle:
         """The network in eval mode, rebuilt from the config and loaded strictly (float32)."""
         import torch
 
-        from dga.model import build_model
+        from dga.nets.registry import build_model
 
         model = build_model(self.config)
         try:
@@ -89,7 +89,7 @@ def default_decoder() -> dict[str, Any]:
     """Decoder settings of a bundle nobody tuned yet: `HMMParams` defaults, marked untuned."""
     from dataclasses import asdict
 
-    from dga.hmm import HMMParams
+    from dga.decoding.hmm import HMMParams
 
     return {"name": "hmm", "params": asdict(HMMParams()), "tuned": None}
 
@@ -186,7 +186,7 @@ def read(folder: str | Path, source: str = "") -> Bundle:
     """Read a bundle folder after verifying its checksums; nothing in it can run code."""
     import torch
 
-    from dga.signals import SignalModel
+    from dga.decoding.signals import SignalModel
 
     folder = Path(folder)
     listing = verify(folder)

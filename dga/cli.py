@@ -41,7 +41,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dga.runner import run_training
+    from dga.lifecycle.train_command import run_training
 
     return run_training(args.config, args.set, resume=args.resume)
 
@@ -49,8 +49,8 @@ def _train(args: argparse.Namespace) -> int:
 def _signals(args: argparse.Namespace) -> int:
     from dga.config import load_config
     from dga.data.windows import splits_for
-    from dga.signals import save_signals
-    from dga.train import DistInfo, store_for_config, training_regions
+    from dga.decoding.signals import save_signals
+    from dga.training.fit import DistInfo, store_for_config, training_regions
 
     cfg = load_config(args.config, args.set)
     store = store_for_config(cfg, DistInfo())
@@ -60,7 +60,7 @@ def _signals(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from dga.search import run_search
+    from dga.search.driver import run_search
 
     register = False if args.no_register else None
     return run_search(args.experiment, args.set, n_trials=args.n_trials, workers=args.workers,
@@ -68,7 +68,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from dga.search import register_study
+    from dga.search.driver import register_study
 
     return register_study(args.study, args.storage)
 
@@ -93,7 +93,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from dga.predict import run_predict
+    from dga.prediction.command import run_predict
 
     return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
                        device=args.device, decoder=args.decoder, signals=args.signals, regions=args.region,
@@ -102,21 +102,21 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dga.evaluate import run_evaluate
+    from dga.evaluation.evaluate import run_evaluate
 
     return run_evaluate(args.ref, args.pred, args.fasta, args.region, out_json=args.json, figure=args.figure,
                         mlflow_run=args.mlflow_run, calibration_figure=args.calibration_figure)
 
 
 def _tune_decoder(args: argparse.Namespace) -> int:
-    from dga.decoder_tuning import run_tune_decoder
+    from dga.lifecycle.tuning import run_tune_decoder
 
     folds = list(args.fold_model)
     if args.study:  # the fold models of the study's best trial
         from dga.config import load_config
-        from dga.search_space import SearchConfig
-        from dga.study_files import fold_bundles
-        from dga.study_storage import open_study
+        from dga.search.files import fold_bundles
+        from dga.search.space import SearchConfig
+        from dga.search.storage import open_study
 
         study = open_study(SearchConfig(study_name=args.study, storage=args.storage or ""), create=False)
         folds += [str(p) for p in fold_bundles(study.best_trial, load_config(None, study.user_attrs["base_config"]),
@@ -128,7 +128,7 @@ def _tune_decoder(args: argparse.Namespace) -> int:
 
 
 def _zoo(args: argparse.Namespace) -> int:
-    from dga import zoo
+    from dga.lifecycle import zoo
 
     if args.action == "export":
         if not (args.name and args.entry):
@@ -159,14 +159,14 @@ def _zoo(args: argparse.Namespace) -> int:
 
 
 def _slurm(args: argparse.Namespace) -> int:
-    from dga.slurm import submit
+    from dga.cluster.slurm import submit
 
     return submit(args.experiment, args.workers, gpus_per_trial=args.gpus_per_trial, partition=args.partition,
                   overrides=args.set, dry_run=args.dry_run)
 
 
 def _mlflow_server(args: argparse.Namespace) -> int:
-    from dga.slurm import mlflow_server
+    from dga.cluster.slurm import mlflow_server
 
     return mlflow_server(args.backend_store_uri, args.artifacts, args.host, args.port, args.allowed_hosts)
 

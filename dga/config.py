@@ -32,6 +32,7 @@ class Config:
     labels: str = "merged"  # merged (strand-agnostic) | stranded (+ genes forward, - genes on the RC read)
     reverse_complement: bool = True  # also train on reverse-complement windows
     # --- model ---
+    arch: str = "bilstm"  # the network family (`dga.nets.registry`); the fields below are its shape
     input_size: int = 4  # 4 = ACGT one-hot; 15 = the seed's IUPAC width (extra channels stay zero)
     hidden_size: int = 64
     num_layers: int = 2
@@ -77,6 +78,7 @@ class Config:
             "fold": -1 <= self.fold < self.k_folds,
             "labels": self.labels in ("merged", "stranded"),
             "split": self.split in ("blocks", "genome"),
+            "arch": bool(self.arch),
             "input_size": self.input_size in (4, 15),
             "hidden_size": self.hidden_size >= 1,
             "num_layers": self.num_layers >= 1,
@@ -213,7 +215,7 @@ def config_values(path: str | Path | None = None, overrides: list[str] | dict[st
         raw = read_experiment(path)
         for key, value in raw.items():
             if key == "search" and isinstance(value, dict):
-                continue  # the study's own table (dga.search)
+                continue  # the study's own table (dga.search.driver)
             values[key] = coerce(key, value, str(path))
     if isinstance(overrides, dict):
         values.update({k: coerce(k, v, "override") for k, v in overrides.items()})

@@ -12,12 +12,15 @@ import dga.bundle as bundle
 from dga.config import load_config
 from dga.data.encode import encode_labels
 from dga.data.gff import read_gff
-from dga.decode import DecodeRules, decode, runs, smooth, write_gff3
+from dga.decoding.genes import runs, write_gff3
+from dga.decoding.reads import n_runs
+from dga.decoding.rules import DecodeRules, decode, smooth
 from dga.errors import InputError
-from dga.evaluate import Span, evaluate, parse_region
+from dga.evaluation.evaluate import Span, evaluate, parse_region
 from dga.labels import Label
-from dga.model import build_model
-from dga.predict import load_model, n_runs, run_predict
+from dga.nets.registry import build_model
+from dga.prediction.command import run_predict
+from dga.prediction.model import load_model
 
 C, I, U, G = Label.CDS, Label.INTRON, Label.UTR, Label.INTERGENIC
 
@@ -195,20 +198,20 @@ def test_predict_short_all_n_and_lowercase_sequences(tmp_path, tiny_model_file):
 def test_predict_each_decoder_with_the_signal_models_of_the_bundle(tmp_path, dmel_store, labels, capsys):
     """A bundle carries its signal models; predict uses them, and both decoders write GFF3 that
     reads back, for strand-agnostic and strand-aware models."""
-    from dga.signals import fit_signals
+    from dga.decoding.signals import fit_signals
 
     model_file = write_tiny_bundle(tmp_path / "bundle", labels, fit_signals(dmel_store, [(0, 1_000_000)]))
     codes = np.asarray(dmel_store.track("seq")[1_000_000:1_060_000])
     fasta = tmp_path / "slice.fa"
     fasta.write_text(">slice\n" + "".join("ACGTN"[c] for c in codes) + "\n")
     assert load_model(str(model_file)).signals is not None
-    from dga.evaluate import _transcripts
+    from dga.evaluation.evaluate import read_transcripts
 
     for decoder in ("hmm", "rules"):
         out = tmp_path / f"{decoder}.gff3"
         assert run_predict(str(fasta), str(model_file), str(out), decoder=decoder) == 0
         assert out.read_text().startswith("##gff-version 3")
-        genes = _transcripts(out, {"slice": len(codes)})  # parses (an untrained model may call no gene)
+        genes = read_transcripts(out, {"slice": len(codes)})  # parses (an untrained model may call no gene)
         if decoder == "hmm":  # the sequence models alone find coding genes in 60 kb of fly DNA
             assert len(genes) > 0 and all(t.cds for t in genes)
     assert "decoder hmm with signal models" in capsys.readouterr().out
@@ -220,8 +223,8 @@ def test_predict_each_decoder_with_the_signal_models_of_the_bundle(tmp_path, dme
     assert run_predict(str(whole), str(model_file), str(out), regions=["chr:10,001-70,000"],
                        probs=str(tmp_path / "region.npz")) == 0
     assert "##sequence-region chr 1 80000" in out.read_text()
-    cut = {tuple((s - 10_000, e - 10_000) for s, e, _ in t.cds) for t in _transcripts(out, {"chr": 80_000})}
-    alone = {tuple((s, e) for s, e, _ in t.cds) for t in _transcripts(tmp_path / "hmm.gff3", {"slice": len(codes)})}
+    cut = {tuple((s - 10_000, e - 10_000) for s, e, _ in t.cds) for t in read_transcripts(out, {"chr": 80_000})}
+    alone = {tuple((s, e) for s, e, _ in t.cds) for t in read_transcripts(tmp_path / "hmm.gff3", {"slice": len(codes)})}
     assert cut and cut == alone
     with np.load(tmp_path / "region.npz") as z:
         assert z["chr:10001-70000/forward"].shape == (60_000, 4)
@@ -233,7 +236,7 @@ def test_predict_each_decoder_with_the_signal_models_of_the_bundle(tmp_path, dme
 
 def test_predict_reads_both_strands_consistently(tmp_path, tiny_model_file):
     """The reverse-complement read of a sequence equals the forward read of its reverse complement."""
-    from dga.predict import predict_sequence
+    from dga.prediction.annotate import predict_sequence
 
     rng = np.random.default_rng(1)
     codes = rng.integers(0, 4, 5000).astype(np.uint8)

@@ -35,7 +35,7 @@ def test_importing_the_api_stays_light():
 def test_annotate_equals_dga_predict(tmp_path):
     """The API's GFF3 is byte for byte what `dga predict` writes for the same input."""
     import dga.api as dga
-    from dga.predict import run_predict
+    from dga.prediction.command import run_predict
 
     fa = tmp_path / "x.fa"
     seq = "".join("ACGT"[(i * 7 + i // 13) % 4] for i in range(6000))

@@ -10,7 +10,7 @@ import torch
 import dga.bundle as bundle_io
 from dga.config import load_config
 from dga.errors import InputError
-from dga.model import build_model
+from dga.nets.registry import build_model
 
 
 class Evil:
@@ -92,7 +92,7 @@ def test_zoo_names_are_names_not_paths(tmp_path, monkeypatch):
 
 def test_a_malicious_checkpoint_is_not_resumed(tmp_path, dmel_store):
     from dga.data.windows import load_or_make_splits
-    from dga.train import DistInfo, fit
+    from dga.training.fit import DistInfo, fit
 
     ckpt = tmp_path / "checkpoint.pt"
     marker = tmp_path / "pwned"
@@ -109,7 +109,7 @@ def test_a_malicious_registered_model_does_not_run(tmp_path, monkeypatch):
     import mlflow
 
     from dga import tracking
-    from dga.predict import load_model
+    from dga.prediction.model import load_model
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
@@ -141,7 +141,7 @@ def test_an_unknown_registry_model_is_a_clear_error_and_leaves_no_db(tmp_path, m
 
 
 def test_train_without_tracking_writes_the_same_bundle(tmp_path, monkeypatch, dmel_store):
-    from dga.runner import run_training
+    from dga.lifecycle.train_command import run_training
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -160,7 +160,7 @@ def test_deadline_stops_training_and_keeps_the_best_epoch(tmp_path, dmel_store):
     from dataclasses import replace
 
     from dga.data.windows import load_or_make_splits
-    from dga.train import DistInfo, fit
+    from dga.training.fit import DistInfo, fit
 
     cfg = load_config(None, {"store": str(dmel_store.path), "k_folds": 4, "hidden_size": 8, "num_layers": 1,
                              "window": 400, "bases_per_step": 4, "epochs": 1000, "threads": 1,

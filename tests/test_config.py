@@ -4,7 +4,7 @@ import pytest
 
 from dga.config import Config, load_config
 from dga.errors import InputError
-from dga.model import build_model, count_parameters
+from dga.nets.registry import build_model, count_parameters
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

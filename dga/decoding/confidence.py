@@ -1,0 +1,198 @@
+"""A confidence on every gene: the network's support for the decoded structure, calibrated on
+validation folds so that a gene scored 0.8 has its whole CDS chain right about 80 % of the time.
+
+Raw score of a piece (gene, exon, CDS segment): the geometric mean over its bases of the network's
+probability of the class the decoder gave each base (CDS, intron or UTR), on the read of the
+gene's strand (a strand-agnostic model: the mean of both reads). It is what the decoder's emission
+term sums (the log-probabilities of the chosen path's classes), per base, so a gene the network
+backs everywhere scores near 1 and one the decoder forced through doubtful bases scores low. It is
+cheaper than the forward-backward posterior of the same HMM and, once calibrated, says the same
+thing a user needs: how often a gene like this one is exactly right. The calibration regresses
+"whole CDS chain matches the reference" on the genes that the fold models decode on their
+validation folds (`dga tune-decoder`): isotonic regression on the raw score (the default), or
+logistic regression (scikit-learn) on its logit or on the gene's features (CALIBRATORS). It is
+stored in the bundle's `decoder.json` as plain numbers (breakpoints, or standardisation and
+coefficients; no pickle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from dga.decoding.genes import GeneModel
+from dga.labels import Label
+
+
+class _GeneLogs:
+    """Cumulative log-probabilities of each class over one gene's span, read from `probs` once per
+    gene (a slice of a memory-mapped read, never the whole sequence), so each piece's geometric
+    mean is two look-ups instead of a slice, a clip and a log per piece."""
+
+    def __init__(self, probs: Any, start: int, end: int):
+        logs = np.log(np.clip(np.asarray(probs[start:end], dtype=np.float64), 1e-6, 1.0))
+        self.cum = np.concatenate([np.zeros((1, logs.shape[1])), np.cumsum(logs, axis=0)])
+        self.start = start
+
+    def geo_mean(self, segments: list[tuple[int, int]], cls: int) -> float:
+        """exp(mean log p[class]) over the bases of `segments` (in the span's coordinates + start)."""
+        n = sum(e - s for s, e in segments)
+        if not n:
+            return 0.0
+        total = sum(self.cum[e - self.start, cls] - self.cum[s - self.start, cls] for s, e in segments)
+        return float(np.exp(total / n))
+
+
+def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: int = 0,
+                calibration: dict | None = None) -> list[GeneModel]:
+    """Genes with `score` (calibrated when a calibration is given, else raw) and per-exon / per-CDS
+    raw scores. `plus` / `minus`: class probabilities [L, 4] that + / - strand genes are read from
+    (`minus` None: one strand-agnostic array), the sequence starting at `offset`."""
+    out = []
+    for g in genes:
+        probs = plus if g.strand == "+" or minus is None else minus
+        logs = _GeneLogs(probs, g.start - offset, g.end - offset)
+        shift = [(s - offset, e - offset) for s, e in g.exons]
+        introns = [(a, b) for (_, a), (b, _) in zip(shift[:-1], shift[1:]) if b > a]
+        cds = [(s - offset, e - offset) for s, e, _ in g.cds]
+        utr = [(s - offset, e - offset) for s, e in g.utr5 + g.utr3]
+        n_bases = sum(e - s for s, e in shift) + sum(b - a for a, b in introns)
+        total = sum(np.log(max(logs.geo_mean(segs, cls), 1e-6)) * sum(e - s for s, e in segs)
+                    for segs, cls in ((cds, Label.CDS), (utr, Label.UTR), (introns, Label.INTRON)) if segs)
+        raw = float(np.exp(total / n_bases)) if n_bases else 0.0
+        exon_scores = [_exon_score(logs, s, e, cds, utr) for s, e in shift]
+        cds_scores = [logs.geo_mean([seg], Label.CDS) for seg in cds]
+        out.append(replace(g, raw_score=raw, score=raw, exon_scores=exon_scores, cds_scores=cds_scores))
+    if calibration and out:  # one call for all genes: the calibration may use each gene's features
+        conf = apply_calibration(np.array([gene_features(g) for g in out]), calibration)
+        out = [replace(g, score=float(c)) for g, c in zip(out, conf)]
+    return out
+
+
+def _exon_score(logs: _GeneLogs, s: int, e: int, cds: list[tuple[int, int]], utr: list[tuple[int, int]]) -> float:
+    """An exon's support: its CDS bases read as CDS, its UTR bases as UTR."""
+    parts = [(max(s, a), min(e, b), Label.CDS) for a, b in cds if a < e and b > s]
+    parts += [(max(s, a), min(e, b), Label.UTR) for a, b in utr if a < e and b > s]
+    n = sum(b - a for a, b, _ in parts)
+    if not n:
+        return 0.0
+    total = sum(np.log(max(logs.geo_mean([(a, b)], cls), 1e-6)) * (b - a) for a, b, cls in parts)
+    return float(np.exp(total / n))
+
+
+# Per-gene features a calibration may use (gene_features' columns).
+FEATURES = ("raw", "cds_segments", "cds_bases", "min_cds_score", "min_exon_score", "span")
+CALIBRATORS = ("isotonic", "logistic-raw", "logistic-features")
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def gene_features(g: GeneModel) -> list[float]:
+    """A scored gene's calibration features (FEATURES): raw score, CDS segments, CDS bases, weakest
+    CDS segment and exon, genomic span."""
+    return [float(g.raw_score or 0.0), float(len(g.cds)), float(sum(e - s for s, e, _ in g.cds)),
+            float(min(g.cds_scores, default=0.0)), float(min(g.exon_scores, default=0.0)), float(g.end - g.start)]
+
+
+def _design(features: np.ndarray, kind: str) -> np.ndarray:
+    """Regression inputs: logits of the scores, logs of the counts and lengths."""
+    f = np.atleast_2d(np.asarray(features, float))
+    if kind == "logistic-raw":
+        return _logit(f[:, :1])
+    return np.column_stack([_logit(f[:, 0]), np.log1p(f[:, 1]), np.log1p(f[:, 2]), _logit(f[:, 3]),
+                            _logit(f[:, 4]), np.log1p(f[:, 5])])
+
+
+def apply_calibration(features: np.ndarray, calibration: dict | None) -> np.ndarray:
+    """Calibrated confidences of genes (rows of gene_features); the raw scores without a calibration.
+    A calibration without `kind` is isotonic (bundles written before the logistic kinds existed)."""
+    f = np.atleast_2d(np.asarray(features, float))
+    if not calibration or not (calibration.get("x") or calibration.get("coef")):
+        return f[:, 0].copy()
+    if calibration.get("kind", "isotonic") == "isotonic":
+        return np.interp(f[:, 0], calibration["x"], calibration["y"])
+    z = (_design(f, calibration["kind"]) - calibration["mean"]) / calibration["scale"]
+    return 1.0 / (1.0 + np.exp(-(z @ np.asarray(calibration["coef"]) + calibration["intercept"])))
+
+
+def fit_calibration(features: np.ndarray, exact: np.ndarray, kind: str = "isotonic") -> dict[str, Any]:
+    """Fit a calibration of exactness (0/1) on the genes' features (rows of gene_features), as
+    JSON-able numbers: isotonic regression on the raw score (breakpoints), or logistic regression
+    on the raw score's logit or on all features (standardisation, coefficients, intercept)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    f, y = np.atleast_2d(np.asarray(features, float)), np.asarray(exact, bool)
+    out: dict[str, Any] = {"kind": kind, "genes": int(len(y)), "exact": int(y.sum())}
+    if kind == "isotonic":
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(f[:, 0], y.astype(float))
+        return {**out, "x": [float(v) for v in iso.X_thresholds_], "y": [float(v) for v in iso.y_thresholds_]}
+    if kind not in CALIBRATORS:
+        raise ValueError(f"unknown calibration {kind!r} (choose from {', '.join(CALIBRATORS)})")
+    d = _design(f, kind)
+    mean, scale = d.mean(axis=0), d.std(axis=0) + 1e-9
+    lr = LogisticRegression(C=1.0).fit((d - mean) / scale, y)
+    return {**out, "features": list(FEATURES) if kind == "logistic-features" else ["raw"],
+            "mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
+            "intercept": float(lr.intercept_[0])}
+
+
+def reliability(conf: np.ndarray, exact: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability table (equal-width confidence bins: mean confidence, fraction exact, count), the
+    expected calibration error, and gene-level precision / recall of keeping genes >= a threshold."""
+    conf, exact = np.asarray(conf, float), np.asarray(exact, bool)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            table.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "mean_confidence": float(conf[sel].mean()),
+                          "fraction_exact": float(exact[sel].mean()), "genes": int(sel.sum())})
+            ece += sel.mean() * abs(conf[sel].mean() - exact[sel].mean())
+    return {"table": table, "ece": float(ece), "genes": int(len(conf))}
+
+
+def threshold_curve(conf: np.ndarray, exact: np.ndarray, n_reference: int) -> list[dict[str, float]]:
+    """Gene-level precision and recall when keeping predicted genes with confidence >= t."""
+    out = []
+    for t in np.round(np.linspace(0, 0.95, 20), 2):
+        keep = conf >= t
+        tp = int(exact[keep].sum())
+        out.append({"threshold": float(t), "kept": int(keep.sum()), "precision": tp / max(int(keep.sum()), 1),
+                    "recall": tp / max(n_reference, 1)})
+    return out
+
+
+def reliability_figure(cal: dict[str, Any], title: str):
+    """Reliability diagram (fraction exact against mean confidence per bin, gene counts as point
+    size) beside gene-level precision / recall over the confidence threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.3))
+    rows = cal["table"]
+    a.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    a.scatter([r["mean_confidence"] for r in rows], [r["fraction_exact"] for r in rows],
+              s=[10 + 2 * r["genes"] for r in rows], alpha=0.7, label="bins (size: genes)")
+    a.set_xlabel("gene confidence"), a.set_ylabel("fraction exactly right (whole CDS chain)")
+    a.set_title(f"reliability, ECE {cal['ece']:.3f}"), a.legend(loc="upper left")
+    curve = cal["curve"]
+    b.plot([c["threshold"] for c in curve], [c["precision"] for c in curve], "o-", label="precision")
+    b.plot([c["threshold"] for c in curve], [c["recall"] for c in curve], "o-", label="recall")
+    b.set_xlabel("keep genes with confidence >="), b.set_ylim(0, 1), b.legend(), b.set_title("gene level")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_keeping(conf: np.ndarray, fraction: float) -> float:
+    """The confidence threshold that keeps `fraction` of the predicted genes."""
+    return float(np.quantile(conf, 1 - fraction)) if len(conf) else 0.0

@@ -1,0 +1,243 @@
+"""The best configuration of a study -> one model on all non-test data -> test-region metrics ->
+MLflow Model Registry `dga-<dataset>`, alias `champion` moved only on a better CV score.
+
+Why retrain rather than keep the k fold models as an ensemble: one model on all non-test data
+sees k/(k-1) times the training data of any fold model and predicts k times faster; the fold
+models' CV score is the estimate of how well this configuration generalises, which is what the
+champion comparison uses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dga.config import OBJECTIVES, Config
+from dga.errors import InputError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+    from dga.search.space import SearchConfig
+    from dga.training.fit import DistInfo
+from dga.evaluation.metrics import metrics_from_confusion
+
+ALIAS = "champion"
+
+
+def model_name(cfg: Config, store: "Store") -> str:
+    return f"dga-{cfg.dataset or store.manifest.get('dataset') or store.path.name}"
+
+
+def registered_version_of(name: str, study: str, trial: int) -> str | None:
+    """The version of `name` registered from this study's trial, if there is one."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for mv in versions:
+        if mv.tags.get("optuna_study") == study and mv.tags.get("optuna_trial") == str(trial):
+            return str(mv.version)
+    return None
+
+
+def promote_if_better(name: str, version: str, objective: str, score: float) -> tuple[bool, float | None, str | None]:
+    """Move the `champion` alias to `version` if its CV score beats the current champion's.
+
+    Returns (moved, champion's score or None, champion's version or None)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        champ = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        champ = None
+    if champ is None:
+        client.set_registered_model_alias(name, ALIAS, version)
+        return True, None, None
+    old = champ.tags.get(f"cv_{objective}")
+    if old is None:  # scored on another objective only: not comparable, keep it
+        return False, None, str(champ.version)
+    if score > float(old):
+        client.set_registered_model_alias(name, ALIAS, version)
+        return True, float(old), str(champ.version)
+    return False, float(old), str(champ.version)
+
+
+def register_model_version(model_uri: str, name: str, tags: dict[str, str], description: str = "") -> str:
+    import mlflow
+
+    mv = mlflow.register_model(model_uri, name, tags=tags)
+    if description:
+        mlflow.MlflowClient().update_model_version(name, mv.version, description=description)
+    return mv.version
+
+
+def cv_record(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", sc: "SearchConfig",
+              fold_models: list, splits: "Splits | None" = None) -> dict:
+    """The study's part of a bundle's provenance: which trial, its CV mean and spread, each fold."""
+    from optuna.trial import TrialState
+
+    cv = trial.user_attrs.get("cv", {})
+    assert trial.value is not None  # a COMPLETE trial
+    per_fold = [{"fold": b.config.fold, **({"name": splits.fold_name(b.config.fold)} if splits is not None and
+                                           splits.fold_names else {}),
+                 **{k[4:]: v for k, v in b.provenance.get("training", {})
+                                          .get("validation", {}).items() if k.startswith("val_")}}
+                for b in fold_models]
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {"name": sc.study_name, "trial": trial.number, "objective": sc.objective,
+            "cv_mean": float(trial.value), "cv_std": cv.get(f"cv_{sc.objective}_std"),
+            "n_folds": len(per_fold), "folds": per_fold, "params": dict(trial.params),
+            "baseline": trial.user_attrs.get("baseline"),
+            "experiment_file": study.user_attrs.get("experiment_file", ""),
+            "trials_complete": states.count(TrialState.COMPLETE), "trials_pruned": states.count(TrialState.PRUNED),
+            "trials_failed": states.count(TrialState.FAIL),
+            "space": study.user_attrs.get("search", {}).get("space", [])}
+
+
+def next_steps(name: str, cfg: Config) -> str:
+    """Commands that use the champion, runnable as printed from any directory of a fresh shell."""
+    import shlex
+
+    import mlflow
+
+    uri = f"MLFLOW_TRACKING_URI={shlex.quote(mlflow.get_tracking_uri())}"
+    from dga.data.sources import SOURCES, resolve
+    from dga.data.store import genome_from_arg
+
+    fasta = ""
+    if cfg.fasta:
+        fasta = str(Path(cfg.fasta).resolve())
+    elif cfg.genomes:  # several genomes: the first one's FASTA
+        fasta = str(Path(genome_from_arg(cfg.genome_args[0]).fasta).resolve())
+    elif cfg.dataset in SOURCES:
+        fasta = str(resolve(cfg.dataset)[0])
+    py = f"import dga.api as dga; m = dga.load('models:/{name}@{ALIAS}'); print(m.source, m.config.hidden_size)"
+    return ("use it (from any directory):\n"
+            f"  {uri} dga predict {shlex.quote(fasta or 'genome.fa')} --model models:/{name}@{ALIAS} "
+            f"-o champion.gff3\n"
+            f"  {uri} python -c {shlex.quote(py)}")
+
+
+def register_best(study: "optuna.Study", sc: "SearchConfig", *, dist: "DistInfo | None" = None,
+                  store: "Store | None" = None, splits: "Splits | None" = None) -> dict:
+    """Retrain the study's best configuration on all non-test data, tune its decoder on the trial's
+    fold models (validation folds only), test it once, and register the bundle."""
+    import mlflow
+
+    import dga.bundle as bundle_io
+    from dga import tracking
+    from dga.config import load_config
+    from dga.data.windows import splits_for
+    from dga.lifecycle.train_command import write_bundle
+    from dga.lifecycle.tuning import tune_bundle
+    from dga.search.files import fold_bundles, study_checkpoint_root
+    from dga.training.finetune import parent_tags
+    from dga.training.fit import fit, setup_distributed, store_for_config, validate
+
+    best = study.best_trial
+    assert best.value is not None  # best_trial is a COMPLETE trial
+    base = load_config(None, study.user_attrs["base_config"])
+    overrides = {**best.user_attrs.get("overrides", {}), **best.params}
+    cfg = replace(load_config(None, {**base.to_dict(), **overrides}), fold=-1, log_model=True,
+                  run_name=f"{sc.study_name}-trial-{best.number:03d}-final")
+    dist = dist or setup_distributed(cfg.device, cfg.threads)
+    store = store or store_for_config(cfg, dist)
+    splits = splits or splits_for(store, cfg)
+    name = model_name(cfg, store)
+    existing = registered_version_of(name, sc.study_name, best.number)
+    if existing is not None:
+        print(f"\ntrial {best.number} of study {sc.study_name!r} is registered already as {name} v{existing}: "
+              f"nothing to do (the champion alias stays where it is)")
+        return {"name": name, "version": existing, "moved": False, "score": float(best.value)}
+    folds = [bundle_io.read(p) for p in fold_bundles(best, base, sc.study_name)]
+    if not folds:
+        raise InputError(None, f"trial {best.number}'s fold models are missing under "
+                               f"{study_checkpoint_root(base, sc.study_name)}: the decoder cannot be tuned on its CV "
+                               f"folds (run `dga register` where the study's checkpoints are)")
+    cv = best.user_attrs.get("cv", {})
+    score = float(best.value)
+    print(f"\nregistering trial {best.number} (CV {sc.objective} {score:.4f}): retraining on all non-test data "
+          f"({cfg.epochs} epochs), tuning the decoder on its {len(folds)} fold model(s), then one evaluation on "
+          f"the held-out test region", flush=True)
+    experiment_id = tracking.experiment_id(sc.mlflow_experiment)
+    tags = {"optuna_study": sc.study_name, "optuna_trial": str(best.number), "dga.kind": "final",
+            "store_checksum": store.checksum}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name, tags=tags) as run:
+        mlflow.log_params(cfg.to_dict())
+        mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
+        tracking.log_store_input(store)
+        ckpt_dir = study_checkpoint_root(base, sc.study_name) / f"final-trial-{best.number:04d}"
+        ckpt = ckpt_dir / "checkpoint.pt"
+        result = fit(cfg, store, splits, dist, checkpoint=ckpt, resume=ckpt.is_file(), on_epoch=tracking.log_epoch)
+        tracking.log_curves(result.history)
+        t = time.perf_counter()
+        cm, test_loss = validate(result.model, store, list(splits.test), cfg, dist)
+        test = {f"test_{k}": v for k, v in metrics_from_confusion(cm).items()}
+        test["test_seconds"] = time.perf_counter() - t
+        mlflow.log_metrics({**test, **{k: v for k, v in cv.items()}, "train_seconds": result.train_seconds})
+        mlflow.log_param("n_parameters", result.n_parameters)
+        tracking.log_confusion(cm, "test_confusion", f"held-out test region, trial {best.number} retrained")
+        study_rec = cv_record(study, best, sc, folds, splits)
+        folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True,
+                              extra={"study": study_rec, "mlflow": {"run_id": run.info.run_id,
+                                                                    "experiment": sc.mlflow_experiment},
+                                     "test_window": {"region": [f"{r.seqid}:{r.start + 1}-{r.end}"
+                                                                for r in splits.test],
+                                                     **{k[5:]: v for k, v in test.items()}}})
+        tuned = tune_bundle(bundle_io.read(folder), folds, store, splits, trials=sc.decoder_trials,
+                            bases=sc.decoder_bases, seed=sc.sampler_seed, log=lambda s: print(s, flush=True))
+        bundle_io.write(tuned, folder)
+        dec = tuned.decoder["tuned"]
+        mlflow.log_metrics({"decoder_objective": dec["value"], "decoder_objective_defaults": dec["start_value"],
+                            "decoder_tuning_seconds": dec["seconds"]})
+        mlflow.log_dict(tuned.decoder, "decoder.json")
+        model_uri = tracking.log_bundle(folder)
+        manifest = store.manifest
+        mv_tags = {**tags, "config": json.dumps(cfg.to_dict(), sort_keys=True), "cv_objective": sc.objective,
+                   "cv_score": repr(score), "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
+                   "cv_folds": str(len(folds)), "n_parameters": str(result.n_parameters), "run_id": run.info.run_id,
+                   "decoder_tuned_on": ", ".join(dec["regions"]),
+                   "inputs": json.dumps(manifest.get("inputs", {}), sort_keys=True)}
+        # full precision: the champion comparison reads these back and must not see a rounded score
+        mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})
+        mv_tags[f"cv_{sc.objective}"] = repr(score)
+        mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
+        lineage = parent_tags(result.parent)
+        mv_tags.update(lineage)
+        mlflow.set_tags(lineage)
+        description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "
+                       f"{len(folds)} folds; retrained on all non-test data; decoder tuned on the trial's fold "
+                       f"models ({dec['objective']} {dec['value']:.4f}); test genic F1 (before decoding) "
+                       f"{test['test_genic_f1']:.4f}.")
+        version = register_model_version(model_uri, name, mv_tags, description)
+        moved, old, old_version = promote_if_better(name, version, sc.objective, score)
+    print(f"test region ({sum(len(r) for r in splits.test):,} bases): genic F1 {test['test_genic_f1']:.4f}, "
+          f"sub-genic F1 {test['test_subgenic_f1']:.4f}, macro F1 {test['test_macro_f1']:.4f}, "
+          f"accuracy {test['test_accuracy']:.4f}")
+    if moved and old_version is None:
+        decision = f"no champion yet: {name} v{version} is now @{ALIAS}"
+    elif moved:
+        decision = f"CV {sc.objective} {score:.4f} > champion v{old_version}'s {old:.4f}: v{version} is now @{ALIAS}"
+    elif old is None:
+        decision = (f"champion v{old_version} has no CV {sc.objective} to compare with: it stays @{ALIAS}; "
+                    f"v{version} registered without the alias")
+    else:
+        decision = (f"CV {sc.objective} {score:.4f} <= champion v{old_version}'s {old:.4f}: champion stays; "
+                    f"v{version} registered without the alias")
+    print(f"registry: {decision}")
+    print(next_steps(name, cfg))
+    return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
+            "test": test, "confusion": np.asarray(cm).tolist(), "bundle": str(folder)}

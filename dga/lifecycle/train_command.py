@@ -1,0 +1,168 @@
+"""`dga train`: config -> store -> splits -> fit (DDP-aware) -> the bundle, and its MLflow run on rank 0."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+    from dga.training.fit import DistInfo, FitResult
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from dga.config import Config, config_values, load_config
+from dga.data.windows import splits_for
+from dga.tracking import write_json
+from dga.training.finetune import adopt_architecture, parent_tags
+from dga.training.fit import (
+    EXIT_DIVERGED,
+    EXIT_PREEMPTED,
+    Preempted,
+    TrainingDiverged,
+    cleanup_distributed,
+    fit,
+    setup_distributed,
+    store_for_config,
+    training_regions,
+)
+
+HANDOVER = "handover.json"  # in a fold's checkpoint folder: {"parent_run_id", "tags"} from the search
+
+
+def run_name(cfg: Config) -> str:
+    return cfg.run_name or (f"{cfg.dataset or 'custom'}-h{cfg.hidden_size}-l{cfg.num_layers}-k{cfg.bases_per_step}"
+                            f"-w{cfg.window}-fold{cfg.fold}")
+
+
+def run_training(config_path: str | None, overrides: list[str] | dict, resume: bool = False) -> int:
+    """Train per the config; returns the process exit status (0, EXIT_PREEMPTED or EXIT_DIVERGED).
+
+    Rank 0 writes the trained model as a bundle in `<checkpoint dir>/bundle` (weights, config,
+    signal models, untuned decoder settings, provenance); with `tracking = "mlflow"` (default) it
+    also logs the run and the bundle to MLflow."""
+    cfg = adopt_architecture(load_config(config_path, overrides), config_values(config_path, overrides))
+    dist = setup_distributed(cfg.device, cfg.threads)
+    say = print if dist.is_main else (lambda *_: None)
+    if dist.world_size > 1:  # every rank says where it runs (SLURM's node name, else the host)
+        print(f"rank {dist.rank} of {dist.world_size} on node "
+              f"{os.environ.get('SLURMD_NODENAME') or socket.gethostname()}", flush=True)
+    try:
+        store = store_for_config(cfg, dist, log=say)
+        splits = splits_for(store, cfg)
+        ckpt_dir = Path(cfg.checkpoint_dir or Path("checkpoints") / run_name(cfg))
+        checkpoint = ckpt_dir / "checkpoint.pt"
+        if not dist.is_main:
+            fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume, log=say)
+            return 0
+        if cfg.tracking == "none":
+            try:
+                result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume)
+            except TrainingDiverged as exc:
+                print(f"dga: error: {exc}", file=sys.stderr)
+                return EXIT_DIVERGED
+            folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True)
+            _report(result, ckpt_dir, folder, {})
+            print("tracking = none: nothing logged to MLflow")
+            return 0
+        return _train_and_track(cfg, store, splits, dist, ckpt_dir, checkpoint, resume)
+    except Preempted as exc:
+        say(f"dga: {exc}; resume with --resume")
+        return EXIT_PREEMPTED
+    finally:
+        cleanup_distributed()
+
+
+def write_bundle(cfg: Config, store: "Store", splits: "Splits", dist: "DistInfo", result: "FitResult",
+                 ckpt_dir: Path, *, with_signals: bool,
+                 extra: dict | None = None) -> Path:
+    """The trained model as a bundle in `ckpt_dir/bundle` (signal models fitted on its training region)."""
+    from dga import bundle
+    from dga.decoding.signals import fit_signals
+    from dga.training.provenance import data_record, training_record
+
+    signals = fit_signals(store, training_regions(cfg, splits)) if with_signals else None
+    provenance = {"data": data_record(store, splits, cfg),
+                  "training": training_record(cfg, result, dist, result.stopped), **(extra or {})}
+    decoder = None
+    if result.parent:
+        from dga.training.finetune import inherited_decoder
+
+        provenance["parent"] = result.parent
+        decoder = inherited_decoder(result.parent)
+    return bundle.write(bundle.from_model(result.model, cfg, signals=signals, decoder=decoder,
+                                          provenance=provenance), ckpt_dir / "bundle")
+
+
+def _report(result, ckpt_dir: Path, folder: Path, summary: dict) -> None:
+    summary = {**summary, "n_parameters": result.n_parameters, "best_epoch": result.best_epoch,
+               "metrics": result.metrics, "confusion": None if result.confusion is None else result.confusion.tolist(),
+               "bundle": str(folder)}
+    write_json(ckpt_dir / "result.json", summary)
+    if result.metrics:
+        print(f"best epoch {result.best_epoch}: validation genic F1 {result.metrics['val_genic_f1']:.3f}, "
+              f"macro F1 {result.metrics['val_macro_f1']:.3f}, accuracy {result.metrics['val_accuracy']:.3f}")
+    print(f"bundle {folder} (use it with `dga predict --model {folder}`)")
+
+
+def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path, resume: bool) -> int:
+    import mlflow
+
+    from dga import tracking
+
+    tracking.setup()
+    exp_id = tracking.experiment_id(cfg.experiment)
+    run_id_file = ckpt_dir / "mlflow_run_id"
+    run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    # A search running folds as torchrun jobs nests them under its trial run (and tags them): its
+    # hand-over file in the checkpoint folder says which run and which tags.
+    handover = json.loads((ckpt_dir / HANDOVER).read_text()) if (ckpt_dir / HANDOVER).is_file() else {}
+    parent = handover.get("parent_run_id")
+    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
+                          run_name=None if run_id else run_name(cfg),
+                          parent_run_id=None if run_id else parent) as run:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        run_id_file.write_text(run.info.run_id)
+        if run_id is None:
+            mlflow.log_params(cfg.to_dict())
+            mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
+            mlflow.set_tags(handover.get("tags", {}))
+            tracking.log_store_input(store)
+        try:
+            result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume,
+                         on_epoch=tracking.log_epoch)
+        except Preempted:
+            mlflow.set_tag("preempted", "true")
+            mlflow.end_run(status="KILLED")
+            raise
+        except TrainingDiverged as exc:
+            print(f"dga: error: {exc}", file=sys.stderr)
+            mlflow.set_tag("failure_reason", str(exc))
+            mlflow.end_run(status="FAILED")
+            return EXIT_DIVERGED
+        mlflow.log_param("n_parameters", result.n_parameters)
+        mlflow.set_tags(parent_tags(result.parent))
+        mlflow.log_metric("train_seconds", result.train_seconds)
+        if result.stopped:
+            mlflow.set_tag("stopped", result.stopped)
+        if result.confusion is not None:
+            mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
+            tracking.log_confusion(result.confusion, "val_confusion",
+                                   f"validation fold {cfg.fold}, best epoch {result.best_epoch}")
+        tracking.log_curves(result.history)
+        # a model of its own gets its decoder's signal models; a search fold's are fitted when tuning
+        folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=parent is None,
+                              extra={"mlflow": {"run_id": run.info.run_id, "experiment": cfg.experiment}})
+        summary = {"run_id": run.info.run_id}
+        if cfg.log_model:
+            t = time.perf_counter()
+            summary["model_uri"] = tracking.log_bundle(folder)
+            print(f"logged model {summary['model_uri']} in {time.perf_counter() - t:.1f} s")
+        _report(result, ckpt_dir, folder, summary)
+        print(f"MLflow run {run.info.run_id} (experiment {cfg.experiment!r}, {mlflow.get_tracking_uri()})")
+    return 0

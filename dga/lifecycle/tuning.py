@@ -1,0 +1,261 @@
+"""`dga tune-decoder`: tune the HMM decoder's settings (`dga.decoding.hmm.HMMParams`) for a model on its own
+species' cross-validation folds, never on the test region and never on what a fold model trained on.
+
+Cross-validation already trains one model per fold (each without its validation fold). Each fold
+model predicts class probabilities over (up to `bases` of) its validation fold, both reads; its
+signal models are fitted on its own training region. An Optuna TPE study then searches the
+decoder's weights and penalties, every trial decoding all folds and scoring them pooled against
+the reference exactly as `dga evaluate` does (objective: exon F1 + sub-genic F1, or + genic F1).
+The best settings are written into the bundle being shipped, with a record of where they came from.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dga.data.store import Store
+    from dga.data.windows import Splits
+    from dga.decoding.hmm import HMMParams
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dga.bundle import Bundle, with_decoder
+from dga.errors import InputError
+
+OBJECTIVES = {"exon+subgenic": "subgenic", "exon+genic": "genic"}  # exon F1 + this base-level F1
+# HMMParams searched: name -> (low, high, log scale)
+SPACE = {"emission_weight": (0.1, 1.0, True), "coding_weight": (2, 30, True), "site_weight": (4, 50, True),
+         "codon_site_weight": (4, 50, True), "gene": (-400, -20, False), "intron": (-200, -10, False),
+         "utr_intron": (-20, 0, False), "no_utr": (-20, 5, False), "utr_atg": (-12, 0, False),
+         "bias_cds": (-0.5, 0.5, False), "bias_intron": (-0.8, 0.2, False), "bias_utr": (-0.5, 0.5, False)}
+# config fields that may differ between fold models of one configuration
+_PER_FOLD = {"fold", "run_name", "checkpoint_dir", "experiment", "log_model", "tracking", "device", "threads",
+             "num_workers", "bf16", "val_batch_size", "deadline_minutes"}
+
+
+@dataclass
+class FoldData:
+    """One fold model's validation stretch: its sequence, probabilities and signal models."""
+
+    fold: int
+    seqid: str
+    start: int
+    end: int
+    codes: np.ndarray
+    fwd: np.ndarray  # forward read [L, 4]
+    rev_fwd: np.ndarray  # reverse-complement read, in forward coordinates
+    lm: Any  # dga.prediction.model.LoadedModel (config, signals fitted on this fold model's training region)
+
+    def decode(self, params: "HMMParams") -> list:
+        """The HMM's gene models of this stretch with `params` (as `dga predict` decodes it)."""
+        from dataclasses import replace
+
+        from dga.decoding.reads import SequenceReads
+        from dga.decoding.registry import get_decoder
+
+        reads = SequenceReads(self.seqid, self.codes, self.fwd, self.rev_fwd, self.lm.config.labels == "stranded")
+        return get_decoder("hmm").decode(reads, replace(self.lm.decoder_settings, hmm=params), None, None)
+
+
+def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
+    """Fold models must be the target's configuration on its data and split, one per fold."""
+    if not folds:
+        raise InputError(None, "tune-decoder needs at least one fold model (a model trained with fold >= 0)")
+    mine = {k: v for k, v in target.config.to_dict().items() if k not in _PER_FOLD}
+    seen = set()
+    for b in folds:
+        if b.config.fold < 0:
+            raise InputError(None, f"{b.source}: trained on every fold (fold = -1): it has no validation fold")
+        if b.config.fold in seen:
+            raise InputError(None, f"two fold models validate on fold {b.config.fold}")
+        seen.add(b.config.fold)
+        theirs = {k: v for k, v in b.config.to_dict().items() if k not in _PER_FOLD}
+        diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+        if diff:
+            raise InputError(None, f"{b.source} is not the configuration of {target.source or 'the model'}: "
+                                   f"{', '.join(f'{k} {theirs.get(k)!r} != {mine[k]!r}' for k in diff[:5])}")
+
+
+def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,
+              log: Callable[[str], None] = print) -> list[FoldData]:
+    """Each fold model's probabilities over the first `bases` of its validation fold, both reads,
+    and signal models fitted on its own training region."""
+    import torch
+
+    from dga.decoding.signals import fit_signals
+    from dga.prediction.model import loaded
+    from dga.prediction.reads import read_both_strands
+    from dga.training.fit import training_regions
+
+    offsets = {s["id"]: s["offset"] for s in store.seqids}
+    out = []
+    for b in folds:
+        lm = loaded(b)
+        cfg = lm.config
+        lm.signals = fit_signals(store, training_regions(cfg, splits))  # once per fold model
+        left = bases
+        for r in splits.validation(cfg.fold):
+            if left <= 0:
+                break
+            a, e = r.start, min(r.end, r.start + left)
+            left -= e - a
+            codes = np.asarray(store.track("seq")[offsets[r.seqid] + a: offsets[r.seqid] + e])
+            t = time.perf_counter()
+            ((fwd, rev),) = read_both_strands(lm, [codes], batch_size=cfg.val_batch_size, device=torch.device("cpu"))
+            log(f"fold {cfg.fold}: {r.seqid}:{a + 1}-{e} probabilities in {time.perf_counter() - t:.0f} s")
+            out.append(FoldData(cfg.fold, r.seqid, a, e, codes, fwd, rev[::-1], lm))
+    return out
+
+
+def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, seed: int = 0,
+         objective: str = "exon+subgenic", start: dict | None = None, calibration: str = "isotonic",
+         log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Search the decoder settings on the folds' data; returns the tuning record (best params, its
+    objective and per-metric scores, the folds and regions, trials run, seconds)."""
+    import optuna
+
+    from dga.data.encode import encode_labels
+    from dga.data.gff import read_gff
+    from dga.decoding.genes import shift_genes, write_gff3
+    from dga.decoding.hmm import HMMParams
+    from dga.evaluation.evaluate import Span, score_transcripts
+
+    if objective not in OBJECTIVES:
+        raise InputError(None, f"unknown objective {objective!r} (choose from {', '.join(OBJECTIVES)})")
+    t0 = time.perf_counter()
+    lengths = {s["id"]: s["length"] for s in store.seqids}
+    offsets = {s["id"]: s["offset"] for s in store.seqids}
+    ref_lab = encode_labels(ref, offsets, sum(lengths.values())).merged  # once, not per trial
+    spans = [Span(d.seqid, d.start, d.end) for d in data]
+
+    def score(params: HMMParams, tmp: Path) -> dict[str, float]:
+        genes = []
+        for d in data:
+            genes += shift_genes(d.decode(params), d.start)
+        with open(tmp, "w") as fh:  # scored through a GFF3 file: exactly what `dga evaluate` sees
+            write_gff3(genes, lengths, fh)
+        pred = read_gff(tmp, lengths).transcripts if genes else []
+        res = score_transcripts(ref, pred, lengths, spans, ref_labels=ref_lab)
+        m = res["base"]
+        return {"CDS": m["f1_CDS"], "intron": m["f1_intron"], "UTR": m["f1_UTR"], "genic": m["genic_f1"],
+                "subgenic": m["subgenic_f1"], "exon": res["exon"]["f1"], "gene": res["gene"]["f1"]}
+
+    base = asdict(HMMParams())
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="dga-tune-") as tmpdir:
+        tmp = Path(tmpdir) / "trial.gff3"
+
+        def trial_fn(trial) -> float:
+            suggested = {k: trial.suggest_float(k, lo, hi, log=lg) for k, (lo, hi, lg) in SPACE.items()}
+            p = HMMParams(**{**base, **suggested})
+            r = score(p, tmp)
+            r["objective"] = r["exon"] + r[OBJECTIVES[objective]]
+            rows.append({"trial": trial.number, "params": asdict(p), **r})
+            log(f"  decoder trial {trial.number:>3}: objective {r['objective']:.4f} (exon F1 {r['exon']:.3f}, "
+                f"gene F1 {r['gene']:.3f}, sub-genic {r['subgenic']:.3f}, genic {r['genic']:.3f})")
+            return r["objective"]
+
+        log(f"decoder trials: {trials}, each decoding {sum(d.end - d.start for d in data):,} bases (the first one "
+            "also loads or compiles the numba decoder, up to half a minute after an update)")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        first = {**base, **(start or {})}
+        study.enqueue_trial({k: min(max(first[k], SPACE[k][0]), SPACE[k][1]) for k in SPACE})
+        study.optimize(trial_fn, n_trials=trials)
+    best = rows[study.best_trial.number]
+    fitted = fit_gene_calibration(data, HMMParams(**best["params"]), ref, spans, calibration)
+    log(f"gene confidence calibrated ({calibration}) on {fitted['genes']} predicted genes of the validation "
+        f"folds ({fitted['exact']} exactly right)")
+    return {"params": best["params"], "calibration": fitted, "objective": f"exon F1 + {OBJECTIVES[objective]} F1",
+            "value": best["objective"], "scores": {k: best[k] for k in ("CDS", "intron", "UTR", "genic", "subgenic",
+                                                                         "exon", "gene")},
+            "start_value": rows[0]["objective"], "trials": trials, "seed": seed,
+            "folds": sorted({d.fold for d in data}),
+            "regions": [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data],
+            "bases": int(sum(d.end - d.start for d in data)), "seconds": round(time.perf_counter() - t0, 1),
+            "fold_models": [d.lm.source for d in data], "test_region_used": False}
+
+
+def validation_genes(data: list[FoldData], params: "HMMParams", ref: list,
+                     spans: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every whole gene the folds decode with `params`: calibration features (rows of
+    dga.decoding.confidence.gene_features), whether its whole CDS chain is in the reference, and its place
+    (fold * 1e10 + start: an order by position)."""
+    from dga.decoding.confidence import FEATURES, gene_features
+    from dga.decoding.genes import shift_genes
+    from dga.evaluation.evaluate import cds_chains
+    from dga.prediction.annotate import scored
+
+    ref_chains = cds_chains(ref, spans)
+    features, exact, place = [], [], []
+    for d in data:
+        genes = d.decode(params)
+        for g in shift_genes(scored(d.lm, genes, d.fwd, d.rev_fwd, calibrate=False), d.start):
+            if g.partial:
+                continue  # cut by the stretch's ends: not comparable with whole reference genes
+            features.append(gene_features(g))
+            exact.append((g.seqid, g.strand, tuple((s, e) for s, e, _ in g.cds)) in ref_chains)
+            place.append(d.fold * 10**10 + g.start)
+    return np.array(features, float).reshape(-1, len(FEATURES)), np.array(exact, bool), np.array(place, np.int64)
+
+
+def fit_gene_calibration(data: list[FoldData], params: "HMMParams", ref: list, spans: list,
+                         kind: str = "isotonic") -> dict[str, Any]:
+    """Calibration of the genes' confidence against exactness (whole CDS chain in the reference),
+    on the folds decoded with `params`: validation folds only."""
+    from dga.decoding.confidence import fit_calibration
+
+    features, exact, _ = validation_genes(data, params, ref, spans)
+    if len(features) < 10:
+        return {"genes": len(features), "exact": int(exact.sum()), "x": [], "y": [],
+                "note": "too few predicted genes on the validation folds to calibrate: raw scores"}
+    cal = fit_calibration(features, exact, kind)
+    cal["fit_on"] = [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data]
+    return cal
+
+
+def tune_bundle(target: Bundle, folds: list[Bundle], store: "Store", splits: "Splits", *, trials: int = 40,
+                bases: int = 3_000_000, seed: int = 0, objective: str = "exon+subgenic",
+                calibration: str = "isotonic", log: Callable[[str], None] = print) -> Bundle:
+    """`target` with decoder settings tuned on `folds`' validation folds (its fold models)."""
+    from dga.data.store import reference_transcripts
+
+    check_fold_models(target, folds)
+    t = time.perf_counter()
+    data = fold_data(folds, store, splits, bases, log)
+    record = tune(data, store, reference_transcripts(store), trials=trials, seed=seed, objective=objective,
+                  start=target.decoder.get("params"), calibration=calibration, log=log)
+    record["seconds"] = round(time.perf_counter() - t, 1)
+    log(f"decoder tuned on {len(record['folds'])} fold(s) ({record['bases']:,} bases, {trials} trials, "
+        f"{record['seconds']:.0f} s): {record['objective']} {record['start_value']:.4f} -> {record['value']:.4f}")
+    return with_decoder(target, record.pop("params"), record, record.pop("calibration"))
+
+
+def run_tune_decoder(model: str, fold_models: list[str], out: str | None, *, trials: int = 40,
+                     bases: int = 3_000_000, seed: int = 0, objective: str = "exon+subgenic",
+                     calibration: str = "isotonic") -> int:
+    """`dga tune-decoder`: tune MODEL's decoder on its fold models and write the bundle with the
+    tuned settings to OUT (default: MODEL's folder)."""
+    import dga.bundle as bundle_io
+    from dga.data.windows import splits_for
+    from dga.training.fit import DistInfo, store_for_config
+
+    target = bundle_io.load(model)
+    dest = Path(out) if out else Path(model) if Path(model).is_dir() else None
+    if dest is None:
+        raise InputError(None, f"{model} is not a folder: say where the tuned bundle goes with -o/--out")
+    folds = [bundle_io.load(p) for p in fold_models]
+    store = store_for_config(target.config, DistInfo())
+    splits = splits_for(store, target.config)
+    tuned = tune_bundle(target, folds, store, splits, trials=trials, bases=bases, seed=seed, objective=objective,
+                        calibration=calibration)
+    bundle_io.write(tuned, dest)
+    print(f"tuned decoder settings written to {dest}/decoder.json")
+    return 0
