@@ -36,7 +36,7 @@ def worker(args) -> None:
     from dga.data.windows import EpochBatches, WindowDataset, load_or_make_splits
     from dga.nets.infer import forward_codes, iter_region_batches
     from dga.nets.registry import build_model, count_parameters
-    from dga.training.fit import setup_distributed
+    from dga.training.distributed import setup_distributed
 
     preset = dict(PRESETS[args.preset])
     preset["batch_size"] *= args.batch_scale

@@ -30,7 +30,7 @@ def gene_table(model: str, fold_models: list[str], bases: int) -> dict[str, np.n
     from dga.decoding.hmm import HMMParams
     from dga.evaluation.evaluate import Span
     from dga.lifecycle.tuning import fold_data, validation_genes
-    from dga.training.fit import DistInfo, store_for_config
+    from dga.training.distributed import DistInfo, store_for_config
 
     target = bundle_io.load(model)
     store = store_for_config(target.config, DistInfo())

@@ -92,7 +92,8 @@ def test_zoo_names_are_names_not_paths(tmp_path, monkeypatch):
 
 def test_a_malicious_checkpoint_is_not_resumed(tmp_path, dmel_store):
     from dga.data.windows import load_or_make_splits
-    from dga.training.fit import DistInfo, fit
+    from dga.training.distributed import DistInfo
+    from dga.training.fit import fit
 
     ckpt = tmp_path / "checkpoint.pt"
     marker = tmp_path / "pwned"
@@ -160,7 +161,8 @@ def test_deadline_stops_training_and_keeps_the_best_epoch(tmp_path, dmel_store):
     from dataclasses import replace
 
     from dga.data.windows import load_or_make_splits
-    from dga.training.fit import DistInfo, fit
+    from dga.training.distributed import DistInfo
+    from dga.training.fit import fit
 
     cfg = load_config(None, {"store": str(dmel_store.path), "k_folds": 4, "hidden_size": 8, "num_layers": 1,
                              "window": 400, "bases_per_step": 4, "epochs": 1000, "threads": 1,

@@ -87,6 +87,83 @@ def _merge(segments: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], bool
     return [(s, e) for s, e in merged], overlapped
 
 
+def _fields(path: Path, line: str, line_no: int, seq_lengths: dict[str, int],
+            only: frozenset[str] | None) -> tuple[str, str, int, int, str, str, str, str] | None:
+    """A feature line's columns, checked against the FASTA's sequences (None: a sequence not asked for)."""
+    cols = line.split("\t")
+    if len(cols) != 9:
+        raise InputError(path, f"expected 9 tab-separated columns, found {len(cols)}", line_no)
+    seqid, _source, ftype, start_s, end_s, _score_s, strand, phase_s, attr_s = cols
+    if "%" in seqid:  # GFF3 %-escapes what column 1 cannot carry
+        seqid = unquote(seqid)
+    if only is not None and seqid not in only:
+        return None
+    try:
+        start, end = int(start_s), int(end_s)
+    except ValueError:
+        raise InputError(path, f"start and end must be integers, found {start_s!r} and {end_s!r}",
+                         line_no) from None
+    if start < 1 or end < start:
+        raise InputError(path, f"bad coordinates {start}..{end}: need 1 <= start <= end", line_no)
+    if strand not in _STRANDS:
+        raise InputError(path, f"unknown strand {strand!r}: expected '+', '-', '.' or '?'", line_no)
+    if seqid not in seq_lengths:
+        known = ", ".join(list(seq_lengths)[:5])
+        raise InputError(path, f"sequence {seqid!r} is not in the FASTA (FASTA has: {known})", line_no)
+    if end > seq_lengths[seqid]:
+        raise InputError(path, f"feature {start}..{end} runs past the end of {seqid!r} "
+                               f"(length {seq_lengths[seqid]} in the FASTA; to score a stretch of a "
+                               f"sequence, give the whole sequence's FASTA and --region SEQID:START-END)",
+                         line_no)
+    return seqid, ftype, start, end, _score_s, strand, phase_s, attr_s
+
+
+def _annotation(nodes: dict[str, "_Node"], exons: dict[str, list[tuple[int, int]]],
+                cds: dict[str, list[tuple[int, int, int]]], child_strands: dict[str, set[str]],
+                child_seqids: dict[str, set[str]], first_line: dict[str, int], gtf_genes: dict[str, str],
+                counts: Counter) -> Annotation:
+    """The features gathered by transcript -> one protein-coding transcript per gene (the longest CDS),
+    with what was skipped or odd counted."""
+    counts["transcripts_with_exons_or_cds"] = len(set(exons) | set(cds))
+    by_gene: dict[str, list[Transcript]] = defaultdict(list)
+    for tid, segments in cds.items():
+        node = nodes.get(tid)
+        gene_id = gtf_genes.get(tid) or (node.parents[0] if node and node.parents else tid)
+        strands = child_strands[tid] | ({node.strand} if node else set())
+        if len(child_seqids[tid]) > 1 or len(strands - {".", "?"}) > 1:
+            counts["skipped_mixed_strand_or_seqid"] += 1
+            continue
+        strand = next(iter(strands - {".", "?"}), None)
+        if strand is None:
+            counts["skipped_unstranded"] += 1
+            counts["skipped_unstranded_cds_bases"] += sum(e - s for s, e, _ in segments)
+            continue
+        segments = _join_abutting(segments)
+        _, overlapped = _merge(exons.get(tid, []))
+        merged, _ = _merge(exons.get(tid, []) + [(s, e) for s, e, _ in segments])
+        if overlapped:
+            counts["transcripts_with_overlapping_exons"] += 1
+        if tid not in exons:
+            counts["transcripts_exons_from_cds"] += 1
+        elif any(not any(es <= s and e <= ee for es, ee in exons[tid]) for s, e, _ in segments):
+            counts["transcripts_cds_outside_exons"] += 1
+        seqid = next(iter(child_seqids[tid]))
+        gene_node = nodes.get(gene_id)
+        score = node.score if node is not None and node.score is not None else \
+            (gene_node.score if gene_node is not None else None)
+        by_gene[gene_id].append(Transcript(tid, gene_id, seqid, strand, merged, sorted(segments),
+                                           first_line.get(tid, 0) if node is None else node.line, score))
+    counts["coding_transcripts"] = sum(len(v) for v in by_gene.values())
+    counts["coding_genes"] = len(by_gene)
+    counts["noncoding_transcripts_skipped"] = counts["transcripts_with_exons_or_cds"] - len(cds)
+
+    kept = [min(ts, key=lambda t: (-t.cds_length, -(t.span[1] - t.span[0]), t.order)) for ts in by_gene.values()]
+    kept.sort(key=lambda t: (t.seqid, t.exons[0][0], t.order))
+    counts["transcripts_kept"] = len(kept)
+    _count_overlaps(kept, counts)
+    return Annotation(kept, counts)
+
+
 def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str] | None = None) -> Annotation:
     """Parse a GFF3 or GTF file and keep one protein-coding transcript per gene.
 
@@ -118,31 +195,10 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str]
                 if line.startswith("##FASTA"):
                     break
                 continue
-            cols = line.split("\t")
-            if len(cols) != 9:
-                raise InputError(path, f"expected 9 tab-separated columns, found {len(cols)}", line_no)
-            seqid, _source, ftype, start_s, end_s, _score_s, strand, phase_s, attr_s = cols
-            if "%" in seqid:  # GFF3 %-escapes what column 1 cannot carry
-                seqid = unquote(seqid)
-            if only is not None and seqid not in only:
+            fields = _fields(path, line, line_no, seq_lengths, only)
+            if fields is None:
                 continue
-            try:
-                start, end = int(start_s), int(end_s)
-            except ValueError:
-                raise InputError(path, f"start and end must be integers, found {start_s!r} and {end_s!r}",
-                                 line_no) from None
-            if start < 1 or end < start:
-                raise InputError(path, f"bad coordinates {start}..{end}: need 1 <= start <= end", line_no)
-            if strand not in _STRANDS:
-                raise InputError(path, f"unknown strand {strand!r}: expected '+', '-', '.' or '?'", line_no)
-            if seqid not in seq_lengths:
-                known = ", ".join(list(seq_lengths)[:5])
-                raise InputError(path, f"sequence {seqid!r} is not in the FASTA (FASTA has: {known})", line_no)
-            if end > seq_lengths[seqid]:
-                raise InputError(path, f"feature {start}..{end} runs past the end of {seqid!r} "
-                                       f"(length {seq_lengths[seqid]} in the FASTA; to score a stretch of a "
-                                       f"sequence, give the whole sequence's FASTA and --region SEQID:START-END)",
-                                 line_no)
+            seqid, ftype, start, end, _score_s, strand, phase_s, attr_s = fields
             n_features += 1
             gtf = "=" not in attr_s and '"' in attr_s
             attrs = _attributes(attr_s, gtf)
@@ -190,44 +246,7 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str]
                                    "(CDS without a parent transcript)", line_no)
 
     counts["features"] = n_features
-    counts["transcripts_with_exons_or_cds"] = len(set(exons) | set(cds))
-    by_gene: dict[str, list[Transcript]] = defaultdict(list)
-    for tid, segments in cds.items():
-        node = nodes.get(tid)
-        gene_id = gtf_genes.get(tid) or (node.parents[0] if node and node.parents else tid)
-        strands = child_strands[tid] | ({node.strand} if node else set())
-        if len(child_seqids[tid]) > 1 or len(strands - {".", "?"}) > 1:
-            counts["skipped_mixed_strand_or_seqid"] += 1
-            continue
-        strand = next(iter(strands - {".", "?"}), None)
-        if strand is None:
-            counts["skipped_unstranded"] += 1
-            counts["skipped_unstranded_cds_bases"] += sum(e - s for s, e, _ in segments)
-            continue
-        segments = _join_abutting(segments)
-        _, overlapped = _merge(exons.get(tid, []))
-        merged, _ = _merge(exons.get(tid, []) + [(s, e) for s, e, _ in segments])
-        if overlapped:
-            counts["transcripts_with_overlapping_exons"] += 1
-        if tid not in exons:
-            counts["transcripts_exons_from_cds"] += 1
-        elif any(not any(es <= s and e <= ee for es, ee in exons[tid]) for s, e, _ in segments):
-            counts["transcripts_cds_outside_exons"] += 1
-        seqid = next(iter(child_seqids[tid]))
-        gene_node = nodes.get(gene_id)
-        score = node.score if node is not None and node.score is not None else \
-            (gene_node.score if gene_node is not None else None)
-        by_gene[gene_id].append(Transcript(tid, gene_id, seqid, strand, merged, sorted(segments),
-                                           first_line.get(tid, 0) if node is None else node.line, score))
-    counts["coding_transcripts"] = sum(len(v) for v in by_gene.values())
-    counts["coding_genes"] = len(by_gene)
-    counts["noncoding_transcripts_skipped"] = counts["transcripts_with_exons_or_cds"] - len(cds)
-
-    kept = [min(ts, key=lambda t: (-t.cds_length, -(t.span[1] - t.span[0]), t.order)) for ts in by_gene.values()]
-    kept.sort(key=lambda t: (t.seqid, t.exons[0][0], t.order))
-    counts["transcripts_kept"] = len(kept)
-    _count_overlaps(kept, counts)
-    return Annotation(kept, counts)
+    return _annotation(nodes, exons, cds, child_strands, child_seqids, first_line, gtf_genes, counts)
 
 
 def _score(text: str) -> float | None:

@@ -176,13 +176,8 @@ def _input_key(entry: dict) -> str:
     return entry["sha256"] + (":" + ",".join(entry["seqids"]) if entry.get("seqids") else "")
 
 
-def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str | None = None,
-                    force: bool = False, log: Callable[[str], None] = print) -> PrepareResult:
-    """Build one store from several genomes (atomically); every sequence records its genome, and
-    with several genomes its id becomes `GENOME|SEQID`, so ids that repeat between genomes stay
-    apart. No-op when the inputs are unchanged."""
-    t0 = time.perf_counter()
-    out = Path(out)
+def _check_inputs(genomes: list[GenomeInput], out: Path) -> None:
+    """Names unique and usable, files present, and `out` a new or empty folder or a store."""
     names = [g.name for g in genomes]
     if not genomes:
         raise InputError(None, "no genome to prepare")
@@ -199,17 +194,11 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
     if out.is_dir() and not (out / "manifest.json").is_file() and any(out.iterdir()):
         raise InputError(out, "exists and is not a DGA store (no manifest.json): not replacing it; give a new "
                               "or empty directory")
-    inputs = _inputs(genomes)
-    if not force and (out / "manifest.json").is_file():
-        try:
-            old = open_store(out)
-        except InputError:
-            old = None
-        if old is not None and {k: _input_key(v) for k, v in old.manifest["inputs"].items()} == \
-                {k: _input_key(v) for k, v in inputs.items()}:
-            log(f"store {out} is up to date (inputs unchanged): nothing to do")
-            return PrepareResult(old, True, time.perf_counter() - t0)
 
+
+def _read_genomes(genomes: list[GenomeInput], log: Callable[[str], None]) -> tuple[list, list, dict, dict, dict]:
+    """Every genome's records and reference transcripts (ids `GENOME|SEQID` when there are several),
+    which genome and source id each sequence has, and the annotation's counts summed."""
     several = len(genomes) > 1
     records, transcripts, seq_genome, source_ids = [], [], {}, {}
     counts: dict = {}
@@ -234,6 +223,61 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
             seq_genome[new_id], source_ids[new_id] = g.name, r.id
             records.append(replace(r, id=new_id))
         transcripts += [replace(t, seqid=rename(t.seqid)) for t in annotation.transcripts]
+    return records, transcripts, seq_genome, source_ids, counts
+
+
+def _manifest(genomes: list[GenomeInput], dataset: str | None, records: list, offsets: dict, seq_genome: dict,
+              source_ids: dict, inputs: dict, arrays: dict, tracks, transcripts: list, counts: dict,
+              oddities: dict) -> dict:
+    """The store's manifest.json (format: docs/store-format.md)."""
+    seq, total = arrays["seq"], sum(len(r) for r in records)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dga_version": dga.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dataset": dataset,
+        "genomes": [{"name": g.name, "dataset": g.dataset} for g in genomes],
+        "label_map": {name: i for i, name in enumerate(CLASS_NAMES)},
+        "tracks": TRACKS,
+        "seqids": [{"id": r.id, "description": r.description, "length": len(r), "offset": offsets[r.id],
+                    "genome": seq_genome[r.id], "source_id": source_ids[r.id]} for r in records],
+        "total_length": total,
+        "inputs": inputs,
+        "bases": {"N": int(np.count_nonzero(seq == N_CODE)),
+                  "softmasked": int(np.count_nonzero(arrays["softmask"]))},
+        "label_counts": {"label": _counts(tracks.merged), "label_plus": _counts(tracks.plus),
+                         "label_minus": _counts(tracks.minus)},
+        "genes": {"coding_genes": int(counts["coding_genes"]),
+                  "coding_transcripts": int(counts["coding_transcripts"]),
+                  "transcripts_kept": int(counts["transcripts_kept"]),
+                  "plus_strand": sum(t.strand == "+" for t in transcripts),
+                  "minus_strand": sum(t.strand == "-" for t in transcripts),
+                  "gff_features": int(counts["features"])},
+        "oddities": oddities,
+    }
+
+
+
+def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str | None = None,
+                    force: bool = False, log: Callable[[str], None] = print) -> PrepareResult:
+    """Build one store from several genomes (atomically); every sequence records its genome, and
+    with several genomes its id becomes `GENOME|SEQID`, so ids that repeat between genomes stay
+    apart. No-op when the inputs are unchanged."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    _check_inputs(genomes, out)
+    inputs = _inputs(genomes)
+    if not force and (out / "manifest.json").is_file():
+        try:
+            old = open_store(out)
+        except InputError:
+            old = None
+        if old is not None and {k: _input_key(v) for k, v in old.manifest["inputs"].items()} == \
+                {k: _input_key(v) for k, v in inputs.items()}:
+            log(f"store {out} is up to date (inputs unchanged): nothing to do")
+            return PrepareResult(old, True, time.perf_counter() - t0)
+
+    records, transcripts, seq_genome, source_ids, counts = _read_genomes(genomes, log)
     offsets, pos = {}, 0
     for r in records:
         offsets[r.id] = pos
@@ -254,30 +298,8 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
         oddities = {k: int(v) for k, v in sorted(counts.items())
                     if k.startswith(("skipped", "overlapping", "transcripts_with_overlapping",
                                      "transcripts_exons_from", "transcripts_cds_outside", "noncoding"))}
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "dga_version": dga.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "dataset": dataset,
-            "genomes": [{"name": g.name, "dataset": g.dataset} for g in genomes],
-            "label_map": {name: i for i, name in enumerate(CLASS_NAMES)},
-            "tracks": TRACKS,
-            "seqids": [{"id": r.id, "description": r.description, "length": len(r), "offset": offsets[r.id],
-                        "genome": seq_genome[r.id], "source_id": source_ids[r.id]} for r in records],
-            "total_length": total,
-            "inputs": inputs,
-            "bases": {"N": int(np.count_nonzero(seq == N_CODE)),
-                      "softmasked": int(np.count_nonzero(arrays["softmask"]))},
-            "label_counts": {"label": _counts(tracks.merged), "label_plus": _counts(tracks.plus),
-                             "label_minus": _counts(tracks.minus)},
-            "genes": {"coding_genes": int(counts["coding_genes"]),
-                      "coding_transcripts": int(counts["coding_transcripts"]),
-                      "transcripts_kept": int(counts["transcripts_kept"]),
-                      "plus_strand": sum(t.strand == "+" for t in transcripts),
-                      "minus_strand": sum(t.strand == "-" for t in transcripts),
-                      "gff_features": int(counts["features"])},
-            "oddities": oddities,
-        }
+        manifest = _manifest(genomes, dataset, records, offsets, seq_genome, source_ids, inputs, arrays, tracks,
+                             transcripts, counts, oddities)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         os.chmod(tmp, 0o755)
         if out.exists() and any(out.iterdir()):  # a store (checked above): replace it

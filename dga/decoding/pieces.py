@@ -9,7 +9,8 @@ from typing import Protocol
 import numpy as np
 
 from dga.decoding.genes import GeneModel, runs, shift_genes
-from dga.decoding.hmm import IG, IG_AFTER, STATE_CLASS, STATE_CODON, STATE_STRAND, HMMParams, Progress, viterbi_path
+from dga.decoding.hmm import HMMParams, Progress, viterbi_path
+from dga.decoding.hmm_kernel import IG, IG_AFTER, STATE_CLASS, STATE_CODON, STATE_STRAND
 from dga.decoding.signals import SignalModel
 from dga.labels import Label
 

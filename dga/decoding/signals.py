@@ -49,6 +49,7 @@ WAM_ORDER = 2  # bases of context per position in the site tables, given enough 
 _V1_WINDOWS = {"donor": (-3, 8), "acceptor": (-22, 3), "start": (-12, 6), "stop": (-6, 6)}
 # columns of the score table: + strand kinds, then - strand kinds in forward coordinates
 COLUMNS = ("p_donor", "p_acceptor", "p_start", "p_stop", "m_acceptor", "m_donor", "m_stop", "m_start")
+P_DONOR, P_ACCEPTOR, P_START, P_STOP, M_ACCEPTOR, M_DONOR, M_STOP, M_START = range(len(COLUMNS))
 
 
 @dataclass

@@ -10,7 +10,6 @@ champion comparison uses.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,15 +18,14 @@ import numpy as np
 
 from dga.config import OBJECTIVES, Config
 from dga.errors import InputError
+from dga.search.space import SearchConfig
 
 if TYPE_CHECKING:
     import optuna
 
     from dga.data.store import Store
     from dga.data.windows import Splits
-    from dga.search.space import SearchConfig
-    from dga.training.fit import DistInfo
-from dga.evaluation.metrics import metrics_from_confusion
+    from dga.training.distributed import DistInfo
 
 ALIAS = "champion"
 
@@ -131,28 +129,53 @@ def next_steps(name: str, cfg: Config) -> str:
             f"  {uri} python -c {shlex.quote(py)}")
 
 
-def register_best(study: "optuna.Study", sc: "SearchConfig", *, dist: "DistInfo | None" = None,
-                  store: "Store | None" = None, splits: "Splits | None" = None) -> dict:
-    """Retrain the study's best configuration on all non-test data, tune its decoder on the trial's
-    fold models (validation folds only), test it once, and register the bundle."""
-    import mlflow
-
-    import dga.bundle as bundle_io
+def register_study(study_name: str, storage: str | None = None) -> int:
+    """`dga register STUDY` (and `dga search` once its trials are done): the study's search settings
+    come from its storage; its best configuration is made into a model and registered."""
     from dga import tracking
+    from dga.search.storage import open_study
+
+    tracking.setup()
+    sc = SearchConfig(study_name=study_name, storage=storage or "")
+    study = open_study(sc, create=False)
+    saved = study.user_attrs.get("search", {})
+    if "base_config" not in study.user_attrs:
+        raise InputError(None, f"study {study_name!r} in {sc.storage_url()} was not created by `dga search`")
+    sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""),
+                 decoder_trials=saved.get("decoder_trials", sc.decoder_trials),
+                 decoder_bases=saved.get("decoder_bases", sc.decoder_bases), sampler_seed=saved.get("sampler_seed", 0))
+    register_best(study, sc)
+    return 0
+
+
+def _best_config(study: "optuna.Study", sc: SearchConfig) -> tuple[Config, Config]:
+    """(the study's base config, its best trial's config for all non-test data)."""
     from dga.config import load_config
-    from dga.data.windows import splits_for
-    from dga.lifecycle.train_command import write_bundle
-    from dga.lifecycle.tuning import tune_bundle
-    from dga.search.files import fold_bundles, study_checkpoint_root
-    from dga.training.finetune import parent_tags
-    from dga.training.fit import fit, setup_distributed, store_for_config, validate
 
     best = study.best_trial
-    assert best.value is not None  # best_trial is a COMPLETE trial
     base = load_config(None, study.user_attrs["base_config"])
     overrides = {**best.user_attrs.get("overrides", {}), **best.params}
     cfg = replace(load_config(None, {**base.to_dict(), **overrides}), fold=-1, log_model=True,
                   run_name=f"{sc.study_name}-trial-{best.number:03d}-final")
+    return base, cfg
+
+
+def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | None" = None,
+                  store: "Store | None" = None, splits: "Splits | None" = None) -> dict:
+    """Make the study's best configuration into a model (`make_model`: retrained on all non-test
+    data, tested once, its decoder tuned on the trial's fold models' validation folds) and register it."""
+    import mlflow
+
+    import dga.bundle as bundle_io
+    from dga import tracking
+    from dga.data.windows import splits_for
+    from dga.lifecycle.pipeline import ModelJob, Tuning, make_model
+    from dga.search.files import fold_bundles, study_checkpoint_root
+    from dga.training.distributed import setup_distributed, store_for_config
+
+    best = study.best_trial
+    assert best.value is not None  # best_trial is a COMPLETE trial
+    base, cfg = _best_config(study, sc)
     dist = dist or setup_distributed(cfg.device, cfg.threads)
     store = store or store_for_config(cfg, dist)
     splits = splits or splits_for(store, cfg)
@@ -167,77 +190,89 @@ def register_best(study: "optuna.Study", sc: "SearchConfig", *, dist: "DistInfo 
         raise InputError(None, f"trial {best.number}'s fold models are missing under "
                                f"{study_checkpoint_root(base, sc.study_name)}: the decoder cannot be tuned on its CV "
                                f"folds (run `dga register` where the study's checkpoints are)")
-    cv = best.user_attrs.get("cv", {})
     score = float(best.value)
     print(f"\nregistering trial {best.number} (CV {sc.objective} {score:.4f}): retraining on all non-test data "
           f"({cfg.epochs} epochs), tuning the decoder on its {len(folds)} fold model(s), then one evaluation on "
           f"the held-out test region", flush=True)
-    experiment_id = tracking.experiment_id(sc.mlflow_experiment)
     tags = {"optuna_study": sc.study_name, "optuna_trial": str(best.number), "dga.kind": "final",
             "store_checksum": store.checksum}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name, tags=tags) as run:
+    with mlflow.start_run(experiment_id=tracking.experiment_id(sc.mlflow_experiment), run_name=cfg.run_name,
+                          tags=tags) as run:
         mlflow.log_params(cfg.to_dict())
         mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
         tracking.log_store_input(store)
-        ckpt_dir = study_checkpoint_root(base, sc.study_name) / f"final-trial-{best.number:04d}"
-        ckpt = ckpt_dir / "checkpoint.pt"
-        result = fit(cfg, store, splits, dist, checkpoint=ckpt, resume=ckpt.is_file(), on_epoch=tracking.log_epoch)
-        tracking.log_curves(result.history)
-        t = time.perf_counter()
-        cm, test_loss = validate(result.model, store, list(splits.test), cfg, dist)
-        test = {f"test_{k}": v for k, v in metrics_from_confusion(cm).items()}
-        test["test_seconds"] = time.perf_counter() - t
-        mlflow.log_metrics({**test, **{k: v for k, v in cv.items()}, "train_seconds": result.train_seconds})
-        mlflow.log_param("n_parameters", result.n_parameters)
-        tracking.log_confusion(cm, "test_confusion", f"held-out test region, trial {best.number} retrained")
-        study_rec = cv_record(study, best, sc, folds, splits)
-        folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True,
-                              extra={"study": study_rec, "mlflow": {"run_id": run.info.run_id,
-                                                                    "experiment": sc.mlflow_experiment},
-                                     "test_window": {"region": [f"{r.seqid}:{r.start + 1}-{r.end}"
-                                                                for r in splits.test],
-                                                     **{k[5:]: v for k, v in test.items()}}})
-        tuned = tune_bundle(bundle_io.read(folder), folds, store, splits, trials=sc.decoder_trials,
-                            bases=sc.decoder_bases, seed=sc.sampler_seed, log=lambda s: print(s, flush=True))
-        bundle_io.write(tuned, folder)
-        dec = tuned.decoder["tuned"]
-        mlflow.log_metrics({"decoder_objective": dec["value"], "decoder_objective_defaults": dec["start_value"],
-                            "decoder_tuning_seconds": dec["seconds"]})
-        mlflow.log_dict(tuned.decoder, "decoder.json")
-        model_uri = tracking.log_bundle(folder)
-        manifest = store.manifest
-        mv_tags = {**tags, "config": json.dumps(cfg.to_dict(), sort_keys=True), "cv_objective": sc.objective,
-                   "cv_score": repr(score), "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
-                   "cv_folds": str(len(folds)), "n_parameters": str(result.n_parameters), "run_id": run.info.run_id,
-                   "decoder_tuned_on": ", ".join(dec["regions"]),
-                   "inputs": json.dumps(manifest.get("inputs", {}), sort_keys=True)}
-        # full precision: the champion comparison reads these back and must not see a rounded score
-        mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})
-        mv_tags[f"cv_{sc.objective}"] = repr(score)
-        mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
-        lineage = parent_tags(result.parent)
-        mv_tags.update(lineage)
-        mlflow.set_tags(lineage)
-        description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "
-                       f"{len(folds)} folds; retrained on all non-test data; decoder tuned on the trial's fold "
-                       f"models ({dec['objective']} {dec['value']:.4f}); test genic F1 (before decoding) "
-                       f"{test['test_genic_f1']:.4f}.")
-        version = register_model_version(model_uri, name, mv_tags, description)
-        moved, old, old_version = promote_if_better(name, version, sc.objective, score)
+        job = ModelJob(cfg, store, splits, dist, study_checkpoint_root(base, sc.study_name) /
+                       f"final-trial-{best.number:04d}", resume=True, test=True,
+                       tuning=Tuning(folds, sc.decoder_trials, sc.decoder_bases, sc.sampler_seed),
+                       provenance={"study": cv_record(study, best, sc, folds, splits),
+                                   "mlflow": {"run_id": run.info.run_id, "experiment": sc.mlflow_experiment}},
+                       on_epoch=tracking.log_epoch, log=lambda s: print(s, flush=True))
+        made = make_model(job)
+        version, moved, old, old_version = _log_and_register(made, study, sc, cfg, store, name, tags, len(folds))
+    assert made.test is not None and made.bundle is not None
+    test = made.test
     print(f"test region ({sum(len(r) for r in splits.test):,} bases): genic F1 {test['test_genic_f1']:.4f}, "
           f"sub-genic F1 {test['test_subgenic_f1']:.4f}, macro F1 {test['test_macro_f1']:.4f}, "
           f"accuracy {test['test_accuracy']:.4f}")
-    if moved and old_version is None:
-        decision = f"no champion yet: {name} v{version} is now @{ALIAS}"
-    elif moved:
-        decision = f"CV {sc.objective} {score:.4f} > champion v{old_version}'s {old:.4f}: v{version} is now @{ALIAS}"
-    elif old is None:
-        decision = (f"champion v{old_version} has no CV {sc.objective} to compare with: it stays @{ALIAS}; "
-                    f"v{version} registered without the alias")
-    else:
-        decision = (f"CV {sc.objective} {score:.4f} <= champion v{old_version}'s {old:.4f}: champion stays; "
-                    f"v{version} registered without the alias")
-    print(f"registry: {decision}")
+    print(f"registry: {_decision(name, sc.objective, score, version, moved, old, old_version)}")
     print(next_steps(name, cfg))
     return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
-            "test": test, "confusion": np.asarray(cm).tolist(), "bundle": str(folder)}
+            "test": test, "confusion": np.asarray(made.test_confusion).tolist(), "bundle": str(made.bundle)}
+
+
+def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store", name: str, tags: dict,
+                      n_folds: int) -> tuple[str, bool, float | None, str | None]:
+    """Inside the final run: log what `make_model` made, register its bundle, maybe move the alias."""
+    import mlflow
+
+    import dga.bundle as bundle_io
+    from dga import tracking
+    from dga.training.finetune import parent_tags
+
+    best, result, test, dec = study.best_trial, made.result, made.test, made.decoder
+    cv = best.user_attrs.get("cv", {})
+    score = float(best.value)
+    tracking.log_curves(result.history)
+    mlflow.log_metrics({**test, **cv, "train_seconds": result.train_seconds})
+    mlflow.log_param("n_parameters", result.n_parameters)
+    tracking.log_confusion(made.test_confusion, "test_confusion", f"held-out test region, trial {best.number} "
+                                                                  f"retrained")
+    mlflow.log_metrics({"decoder_objective": dec["value"], "decoder_objective_defaults": dec["start_value"],
+                        "decoder_tuning_seconds": dec["seconds"]})
+    mlflow.log_dict(bundle_io.read(made.bundle).decoder, "decoder.json")
+    model_uri = tracking.log_bundle(made.bundle)
+    run = mlflow.active_run()
+    assert run is not None  # called inside the final run
+    run_id = run.info.run_id
+    mv_tags = {**tags, "config": json.dumps(cfg.to_dict(), sort_keys=True), "cv_objective": sc.objective,
+               "cv_score": repr(score), "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
+               "cv_folds": str(n_folds), "n_parameters": str(result.n_parameters), "run_id": run_id,
+               "decoder_tuned_on": ", ".join(dec["regions"]),
+               "inputs": json.dumps(store.manifest.get("inputs", {}), sort_keys=True)}
+    # full precision: the champion comparison reads these back and must not see a rounded score
+    mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})
+    mv_tags[f"cv_{sc.objective}"] = repr(score)
+    mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
+    lineage = parent_tags(result.parent)
+    mv_tags.update(lineage)
+    mlflow.set_tags(lineage)
+    description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "
+                   f"{n_folds} folds; retrained on all non-test data; decoder tuned on the trial's fold "
+                   f"models ({dec['objective']} {dec['value']:.4f}); test genic F1 (before decoding) "
+                   f"{test['test_genic_f1']:.4f}.")
+    version = register_model_version(model_uri, name, mv_tags, description)
+    moved, old, old_version = promote_if_better(name, version, sc.objective, score)
+    return version, moved, old, old_version
+
+
+def _decision(name: str, objective: str, score: float, version: str, moved: bool, old: float | None,
+              old_version: str | None) -> str:
+    if moved and old_version is None:
+        return f"no champion yet: {name} v{version} is now @{ALIAS}"
+    if moved:
+        return f"CV {objective} {score:.4f} > champion v{old_version}'s {old:.4f}: v{version} is now @{ALIAS}"
+    if old is None:
+        return (f"champion v{old_version} has no CV {objective} to compare with: it stays @{ALIAS}; "
+                f"v{version} registered without the alias")
+    return (f"CV {objective} {score:.4f} <= champion v{old_version}'s {old:.4f}: champion stays; "
+            f"v{version} registered without the alias")

@@ -1,15 +1,7 @@
-"""`dga train`: config -> store -> splits -> fit (DDP-aware) -> the bundle, and its MLflow run on rank 0."""
+"""`dga train`: config -> store -> splits -> `make_model` (DDP-aware) -> the bundle, and its MLflow run on rank 0."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dga.data.store import Store
-    from dga.data.windows import Splits
-    from dga.training.fit import DistInfo, FitResult
-
-import json
 import os
 import socket
 import sys
@@ -18,21 +10,12 @@ from pathlib import Path
 
 from dga.config import Config, config_values, load_config
 from dga.data.windows import splits_for
+from dga.lifecycle.pipeline import MadeModel, ModelJob, make_model
 from dga.tracking import write_json
+from dga.training import checkpoint as ckpt
+from dga.training.distributed import cleanup_distributed, setup_distributed, store_for_config
 from dga.training.finetune import adopt_architecture, parent_tags
-from dga.training.fit import (
-    EXIT_DIVERGED,
-    EXIT_PREEMPTED,
-    Preempted,
-    TrainingDiverged,
-    cleanup_distributed,
-    fit,
-    setup_distributed,
-    store_for_config,
-    training_regions,
-)
-
-HANDOVER = "handover.json"  # in a fold's checkpoint folder: {"parent_run_id", "tags"} from the search
+from dga.training.fit import EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged
 
 
 def run_name(cfg: Config) -> str:
@@ -56,21 +39,20 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
         store = store_for_config(cfg, dist, log=say)
         splits = splits_for(store, cfg)
         ckpt_dir = Path(cfg.checkpoint_dir or Path("checkpoints") / run_name(cfg))
-        checkpoint = ckpt_dir / "checkpoint.pt"
+        job = ModelJob(cfg, store, splits, dist, ckpt_dir, resume=resume, log=say)
         if not dist.is_main:
-            fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume, log=say)
+            make_model(job)
             return 0
         if cfg.tracking == "none":
             try:
-                result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume)
+                made = make_model(job)
             except TrainingDiverged as exc:
                 print(f"dga: error: {exc}", file=sys.stderr)
                 return EXIT_DIVERGED
-            folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=True)
-            _report(result, ckpt_dir, folder, {})
+            _report(made, ckpt_dir, {})
             print("tracking = none: nothing logged to MLflow")
             return 0
-        return _train_and_track(cfg, store, splits, dist, ckpt_dir, checkpoint, resume)
+        return _train_and_track(job)
     except Preempted as exc:
         say(f"dga: {exc}; resume with --resume")
         return EXIT_PREEMPTED
@@ -78,28 +60,8 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
         cleanup_distributed()
 
 
-def write_bundle(cfg: Config, store: "Store", splits: "Splits", dist: "DistInfo", result: "FitResult",
-                 ckpt_dir: Path, *, with_signals: bool,
-                 extra: dict | None = None) -> Path:
-    """The trained model as a bundle in `ckpt_dir/bundle` (signal models fitted on its training region)."""
-    from dga import bundle
-    from dga.decoding.signals import fit_signals
-    from dga.training.provenance import data_record, training_record
-
-    signals = fit_signals(store, training_regions(cfg, splits)) if with_signals else None
-    provenance = {"data": data_record(store, splits, cfg),
-                  "training": training_record(cfg, result, dist, result.stopped), **(extra or {})}
-    decoder = None
-    if result.parent:
-        from dga.training.finetune import inherited_decoder
-
-        provenance["parent"] = result.parent
-        decoder = inherited_decoder(result.parent)
-    return bundle.write(bundle.from_model(result.model, cfg, signals=signals, decoder=decoder,
-                                          provenance=provenance), ckpt_dir / "bundle")
-
-
-def _report(result, ckpt_dir: Path, folder: Path, summary: dict) -> None:
+def _report(made: MadeModel, ckpt_dir: Path, summary: dict) -> None:
+    result, folder = made.result, made.bundle
     summary = {**summary, "n_parameters": result.n_parameters, "best_epoch": result.best_epoch,
                "metrics": result.metrics, "confusion": None if result.confusion is None else result.confusion.tolist(),
                "bundle": str(folder)}
@@ -110,18 +72,19 @@ def _report(result, ckpt_dir: Path, folder: Path, summary: dict) -> None:
     print(f"bundle {folder} (use it with `dga predict --model {folder}`)")
 
 
-def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path, resume: bool) -> int:
+def _train_and_track(job: ModelJob) -> int:
+    """Rank 0's `dga train` with tracking: the run's params, curves, confusion and bundle in MLflow
+    (a search's fold nests under its trial's run, as the folder's hand-over says)."""
     import mlflow
 
     from dga import tracking
 
+    cfg, store, dist, ckpt_dir = job.cfg, job.store, job.dist, job.folder
     tracking.setup()
     exp_id = tracking.experiment_id(cfg.experiment)
-    run_id_file = ckpt_dir / "mlflow_run_id"
-    run_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
-    # A search running folds as torchrun jobs nests them under its trial run (and tags them): its
-    # hand-over file in the checkpoint folder says which run and which tags.
-    handover = json.loads((ckpt_dir / HANDOVER).read_text()) if (ckpt_dir / HANDOVER).is_file() else {}
+    run_id_file = ckpt_dir / ckpt.RUN_ID
+    run_id = run_id_file.read_text().strip() if job.resume and run_id_file.is_file() else None
+    handover = ckpt.handover(ckpt_dir)
     parent = handover.get("parent_run_id")
     with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
                           run_name=None if run_id else run_name(cfg),
@@ -133,9 +96,12 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
             mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
             mlflow.set_tags(handover.get("tags", {}))
             tracking.log_store_input(store)
+        # a model of its own gets its decoder's signal models; a search fold's are fitted when tuning
+        job.with_signals = parent is None
+        job.provenance = {"mlflow": {"run_id": run.info.run_id, "experiment": cfg.experiment}}
+        job.on_epoch = tracking.log_epoch
         try:
-            result = fit(cfg, store, splits, dist, checkpoint=checkpoint, resume=resume,
-                         on_epoch=tracking.log_epoch)
+            made = make_model(job)
         except Preempted:
             mlflow.set_tag("preempted", "true")
             mlflow.end_run(status="KILLED")
@@ -145,24 +111,30 @@ def _train_and_track(cfg, store, splits, dist, ckpt_dir: Path, checkpoint: Path,
             mlflow.set_tag("failure_reason", str(exc))
             mlflow.end_run(status="FAILED")
             return EXIT_DIVERGED
-        mlflow.log_param("n_parameters", result.n_parameters)
-        mlflow.set_tags(parent_tags(result.parent))
-        mlflow.log_metric("train_seconds", result.train_seconds)
-        if result.stopped:
-            mlflow.set_tag("stopped", result.stopped)
-        if result.confusion is not None:
-            mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
-            tracking.log_confusion(result.confusion, "val_confusion",
-                                   f"validation fold {cfg.fold}, best epoch {result.best_epoch}")
-        tracking.log_curves(result.history)
-        # a model of its own gets its decoder's signal models; a search fold's are fitted when tuning
-        folder = write_bundle(cfg, store, splits, dist, result, ckpt_dir, with_signals=parent is None,
-                              extra={"mlflow": {"run_id": run.info.run_id, "experiment": cfg.experiment}})
+        _log_result(made, cfg)
         summary = {"run_id": run.info.run_id}
-        if cfg.log_model:
+        if cfg.log_model and made.bundle is not None:
             t = time.perf_counter()
-            summary["model_uri"] = tracking.log_bundle(folder)
+            summary["model_uri"] = tracking.log_bundle(made.bundle)
             print(f"logged model {summary['model_uri']} in {time.perf_counter() - t:.1f} s")
-        _report(result, ckpt_dir, folder, summary)
+        _report(made, ckpt_dir, summary)
         print(f"MLflow run {run.info.run_id} (experiment {cfg.experiment!r}, {mlflow.get_tracking_uri()})")
     return 0
+
+
+def _log_result(made: MadeModel, cfg: Config) -> None:
+    import mlflow
+
+    from dga import tracking
+
+    result = made.result
+    mlflow.log_param("n_parameters", result.n_parameters)
+    mlflow.set_tags(parent_tags(result.parent))
+    mlflow.log_metric("train_seconds", result.train_seconds)
+    if result.stopped:
+        mlflow.set_tag("stopped", result.stopped)
+    if result.confusion is not None:
+        mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
+        tracking.log_confusion(result.confusion, "val_confusion",
+                               f"validation fold {cfg.fold}, best epoch {result.best_epoch}")
+    tracking.log_curves(result.history)

@@ -245,7 +245,7 @@ def run_tune_decoder(model: str, fold_models: list[str], out: str | None, *, tri
     tuned settings to OUT (default: MODEL's folder)."""
     import dga.bundle as bundle_io
     from dga.data.windows import splits_for
-    from dga.training.fit import DistInfo, store_for_config
+    from dga.training.distributed import DistInfo, store_for_config
 
     target = bundle_io.load(model)
     dest = Path(out) if out else Path(model) if Path(model).is_dir() else None

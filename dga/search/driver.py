@@ -26,7 +26,7 @@ from pathlib import Path
 from dga.config import config_values, load_config
 from dga.errors import InputError
 from dga.search.files import study_checkpoint_root
-from dga.search.space import SearchConfig, load_search
+from dga.search.space import load_search
 from dga.search.storage import make_sampler, open_study, sampler_seed_for
 from dga.search.summary import all_intergenic_cv, format_table, log_study_summary, trial_table
 from dga.search.trial import TrialContext, make_objective
@@ -36,16 +36,17 @@ from dga.training.fit import EXIT_PREEMPTED, Preempted
 
 
 def run_search(path: str, overrides: list[str], n_trials: int | None = None, workers: int = 1,
-               worker_only: bool = False, register: bool | None = None) -> int:
-    """`dga search`: create or load the study, run trials in `workers` processes, summarise, register."""
+               worker_only: bool = False) -> int:
+    """`dga search`: create or load the study, run trials in `workers` processes, summarise. Returns
+    the exit status: 0 when the study has a complete trial (`dga register` can take it from there)."""
     from dga import tracking
     from dga.data.windows import splits_for
-    from dga.training.fit import setup_distributed, store_for_config
+    from dga.training.distributed import setup_distributed, store_for_config
 
     sc = load_search(path, n_trials)
     base = adopt_architecture(load_config(path, overrides), config_values(path, overrides))
     if workers > 1 and not base.threads:
-        from dga.training.fit import usable_cpus
+        from dga.training.distributed import usable_cpus
 
         base = replace(base, threads=max(1, usable_cpus() // workers))
     folds = list(sc.folds) or list(range(base.k_folds))
@@ -108,31 +109,9 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
         print("no trial completed: nothing to register", file=sys.stderr)
         return 1
     print(f"best: trial {study.best_trial.number}, CV {sc.objective} {study.best_value:.4f}")
-    if sc.register if register is None else register:
-        from dga.lifecycle.registry import register_best
-
-        register_best(study, sc, dist=dist, store=store, splits=splits)
     return 0
 
 
 def worker_process(path: str, overrides: list[str], n_trials: int) -> None:
     """An extra local worker (a spawned process): the same loop as `dga search --worker-only`."""
     sys.exit(run_search(path, overrides, n_trials=n_trials, worker_only=True))
-
-
-def register_study(study_name: str, storage: str | None = None) -> int:
-    """`dga register STUDY`: the study's search settings come from its storage."""
-    from dga import tracking
-    from dga.lifecycle.registry import register_best
-
-    tracking.setup()
-    sc = SearchConfig(study_name=study_name, storage=storage or "")
-    study = open_study(sc, create=False)
-    saved = study.user_attrs.get("search", {})
-    if "base_config" not in study.user_attrs:
-        raise InputError(None, f"study {study_name!r} in {sc.storage_url()} was not created by `dga search`")
-    sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""),
-                 decoder_trials=saved.get("decoder_trials", sc.decoder_trials),
-                 decoder_bases=saved.get("decoder_bases", sc.decoder_bases), sampler_seed=saved.get("sampler_seed", 0))
-    register_best(study, sc)
-    return 0

@@ -18,11 +18,13 @@ import numpy as np
 from dga.config import Config
 from dga.data.store import Store
 from dga.data.windows import Splits
-from dga.lifecycle.train_command import HANDOVER
+from dga.errors import InputError
 from dga.search.files import fold_checkpoint_dir
 from dga.search.space import RUNTIME_FIELDS, SearchConfig, trial_config
+from dga.training import checkpoint as ckpt
+from dga.training.distributed import DistInfo
 from dga.training.finetune import parent_tags
-from dga.training.fit import EXIT_PREEMPTED, DistInfo, Preempted
+from dga.training.fit import EXIT_PREEMPTED, Preempted
 
 
 @dataclass
@@ -57,13 +59,11 @@ def _fold_checkpoint_dir(ctx: TrialContext, origin: int, fold: int) -> Path:
 def _fresh_checkpoint(ckpt_dir: Path, cfg: Config) -> None:
     """Keep a fold checkpoint only if it was written for this config (names and runtime settings
     aside: a retried trial has another number), else start over."""
-    ckpt = ckpt_dir / "checkpoint.pt"
-    if ckpt.is_file():
-        import torch
-
+    path = ckpt_dir / ckpt.CHECKPOINT
+    if path.is_file():
         try:
-            saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("config") or {}
-        except Exception:  # unreadable as plain data (an older DGA's, or altered): start the fold over
+            saved = ckpt.saved_config(path)
+        except InputError:  # unreadable as plain data (an older DGA's, or altered): start the fold over
             saved = {}
         mine = cfg.to_dict()
         if any(saved.get(k) != v for k, v in mine.items() if k not in RUNTIME_FIELDS):
@@ -74,10 +74,10 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
     import mlflow
 
     from dga import tracking
-    from dga.lifecycle.train_command import write_bundle
+    from dga.training.bundling import write_bundle
     from dga.training.fit import fit
 
-    resumed = (ckpt_dir / "checkpoint.pt").is_file()
+    resumed = (ckpt_dir / ckpt.CHECKPOINT).is_file()
     with mlflow.start_run(experiment_id=ctx.experiment_id, run_name=cfg.run_name, nested=True,
                           tags={**tags, "resumed_from_checkpoint": str(resumed).lower()}) as run:
         mlflow.log_params(cfg.to_dict())
@@ -91,7 +91,7 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
             if text.startswith("epoch"):
                 ctx.log(f"    fold {cfg.fold} {text}")
 
-        result = fit(cfg, ctx.store, ctx.splits, ctx.dist, checkpoint=ckpt_dir / "checkpoint.pt", resume=True,
+        result = fit(cfg, ctx.store, ctx.splits, ctx.dist, checkpoint=ckpt_dir / ckpt.CHECKPOINT, resume=True,
                      on_epoch=on_epoch, log=epoch_lines)
         for record in result.history:  # epochs trained before a resume
             if record["epoch"] not in logged:
@@ -121,7 +121,7 @@ def _fold_as_torchrun(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict
     cmd = [*launcher, "-m", "dga.cli", "train", str(ckpt_dir / "config.json"), "--resume"]
     import mlflow
 
-    (ckpt_dir / HANDOVER).write_text(json.dumps({"parent_run_id": parent_run_id, "tags": tags}, indent=1))
+    (ckpt_dir / ckpt.HANDOVER).write_text(json.dumps({"parent_run_id": parent_run_id, "tags": tags}, indent=1))
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode == EXIT_DIVERGED:

@@ -1,4 +1,5 @@
-"""Training: single process, torchrun or srun (DDP: gloo on CPU, nccl on GPU), checkpoints and resume.
+"""Training: one loop for a single process, torchrun or srun (`dga.training.distributed`), with checkpoints
+(`dga.training.checkpoint`) and resume.
 
 Training never imports MLflow or Optuna: fit() returns metrics and calls `on_epoch` with each
 epoch's record; the CLI and the search wire that to tracking.
@@ -7,9 +8,7 @@ epoch's record; the CLI and the search wire that to tracking.
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,9 @@ from dga.errors import InputError
 from dga.evaluation.metrics import confusion, metrics_from_confusion
 from dga.labels import N_CLASSES
 from dga.nets.infer import forward_codes, iter_region_batches
-from dga.nets.registry import build_model, count_parameters
+from dga.nets.registry import build_model, count_parameters, describe
+from dga.training import checkpoint as ckpt
+from dga.training.distributed import DistInfo, auto_threads
 
 EXIT_PREEMPTED = 75  # distinct exit status after SIGTERM: checkpoint saved, resume with --resume
 EXIT_DIVERGED = 3
@@ -40,100 +41,6 @@ class Preempted(Exception):
 
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    local_world_size: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def backend(self) -> str:
-        return "nccl" if self.device.type == "cuda" else "gloo"
-
-
-def _first_slurm_host() -> str:
-    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
-    if nodelist:
-        try:
-            out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                                 timeout=10, check=True).stdout.split()
-            if out:
-                return out[0]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return "127.0.0.1"
-
-
-SMALL_MODEL = 1_000_000  # parameters: below this, one thread per process (benchmarks/bench_contention.py)
-
-
-def auto_threads(n_parameters: int, dist: "DistInfo") -> int:
-    """Threads for training when the config leaves it open: one for a small model, whose work per
-    step is too little to share (measured on 2 cores: the quickstart's model trains as fast on one
-    thread alone, and 2.9x faster than on two when another CPU-bound process runs beside it), the
-    usable CPUs shared between local processes otherwise."""
-    if n_parameters < SMALL_MODEL:
-        return 1
-    return max(1, usable_cpus() // dist.local_world_size)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may really use: its affinity mask (taskset, SLURM's cgroup cpuset), capped by a
-    cgroup v2 CPU quota (containers) when one is set. os.cpu_count() counts the whole machine."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, n)
-
-
-def setup_distributed(device: str = "auto", threads: int = 0) -> DistInfo:
-    """Read the launcher's environment (torchrun: RANK/WORLD_SIZE/LOCAL_RANK; srun: SLURM_PROCID/
-    SLURM_NTASKS/SLURM_LOCALID), pick the device, and join the process group when world_size > 1."""
-    env = os.environ
-    if "RANK" in env and "WORLD_SIZE" in env:
-        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
-        local_rank = int(env.get("LOCAL_RANK", 0))
-        local_world = int(env.get("LOCAL_WORLD_SIZE", world))
-    elif int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
-        rank, world = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
-        local_rank = int(env.get("SLURM_LOCALID", 0))
-        local_world = int(env.get("SLURM_NTASKS_PER_NODE", env.get("SLURM_TASKS_PER_NODE", "1")).split("(")[0])
-        env.setdefault("MASTER_ADDR", _first_slurm_host())
-        env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
-    else:
-        rank, world, local_rank, local_world = 0, 1, 0, 1
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "device = 'cuda' but no CUDA device is available (set device = 'auto' or 'cpu')")
-    if use_cuda:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    else:
-        dev = torch.device("cpu")
-    torch.set_num_threads(threads or max(1, usable_cpus() // local_world))
-    info = DistInfo(rank, world, local_rank, local_world, dev)
-    if world > 1 and not tdist.is_initialized():
-        env.setdefault("MASTER_ADDR", "127.0.0.1")
-        env.setdefault("MASTER_PORT", "29500")
-        tdist.init_process_group(info.backend, rank=rank, world_size=world)
-    return info
-
-
-def cleanup_distributed() -> None:
-    if tdist.is_initialized():
-        tdist.destroy_process_group()
 
 
 @dataclass
@@ -224,21 +131,29 @@ def validate(model: nn.Module, store: Store, regions: list[Region], cfg: Config,
     return cm, float(loss_sum[0]) / max(float(loss_sum[1]), 1.0)
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic torch.save (temp file + rename): a kill mid-write never leaves a broken checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+@dataclass
+class _Run:
+    """Everything one `fit` call works with."""
+
+    cfg: Config
+    store: Store
+    dist: DistInfo
+    dataset: WindowDataset
+    batches: EpochBatches
+    parts: ckpt.Trainable
+    ddp: nn.Module
+    loss_fn: nn.Module
+    val_regions: list[Region]
+    limit: int
+    checkpoint: Path | None
+    log: Callable[[str], None]
+    stop: dict = field(default_factory=lambda: {"flag": False})  # set by SIGTERM (and the deadline)
 
 
-def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint: Path | None = None,
-        resume: bool = False, on_epoch: Callable[[dict], None] | None = None,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train on every fold but cfg.fold (all non-test data when fold == -1), validating on cfg.fold."""
-    torch.manual_seed(cfg.seed)
+def _setup(cfg: Config, store: Store, splits: Splits, dist: DistInfo, checkpoint: Path | None,
+           log: Callable[[str], None]) -> tuple[_Run, dict | None]:
+    """The run's data, network (fine-tuning's start when asked), optimizer, schedule and loss."""
     train_regions = training_regions(cfg, splits)
-    val_regions = splits.validation(cfg.fold) if cfg.fold >= 0 else []
     dataset = WindowDataset(store, train_regions, cfg.window, reverse_complement=cfg.reverse_complement,
                             labels=cfg.labels)
     if len(dataset) < cfg.batch_size * dist.world_size:
@@ -258,12 +173,11 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
         parent = initialise(model, cfg)
         if dist.is_main:
             log(f"fine-tuning from {cfg.init_from} (weights {parent['weights_sha256'][:12]}, trained on "
-                f"{parent['trained_on']['dataset']})" + (f", first {cfg.freeze_layers} LSTM layer(s) frozen"
+                f"{parent['trained_on']['dataset']})" + (f", first {cfg.freeze_layers} layer(s) frozen"
                                                          if cfg.freeze_layers else ""))
     model = model.to(dist.device)
     if not cfg.threads and dist.device.type == "cpu":
         torch.set_num_threads(auto_threads(count_parameters(model), dist))
-    n_params = count_parameters(model)
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda"
                                               else None) if dist.world_size > 1 else model
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -273,141 +187,152 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
         if cfg.lr_schedule == "cosine" else (lambda s: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(store, train_regions, cfg).to(dist.device))
+    run = _Run(cfg, store, dist, dataset, batches, ckpt.Trainable(model, optimizer, scheduler, dist.device), ddp,
+               loss_fn, splits.validation(cfg.fold) if cfg.fold >= 0 else [], limit, checkpoint, log)
+    return run, parent
 
-    result = FitResult(model, n_parameters=n_params, parent=parent)
-    start_epoch, best_score, best_state, stale = 0, -math.inf, None, 0
+
+def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, deadline: float) -> tuple[float, bool, bool]:
+    """One optimizer step; returns (mean loss over ranks, SIGTERM seen by any rank, deadline passed)."""
+    cfg, dist, parts = run.cfg, run.dist, run.parts
+    x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
+    with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and dist.device.type == "cuda"):
+        logits = run.ddp(x)[..., :N_CLASSES]
+    loss = run.loss_fn(logits.float().reshape(-1, N_CLASSES), y.reshape(-1))
+    parts.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.grad_clip)
+    parts.optimizer.step()
+    parts.scheduler.step()
+    if deadline and time.perf_counter() > deadline:
+        run.stop["deadline"] = True
+    status = torch.tensor([loss.item(), float(run.stop["flag"]), float(run.stop.get("deadline", False))],
+                          device=dist.device)
+    if dist.world_size > 1:
+        tdist.all_reduce(status)
+    return status[0].item() / dist.world_size, status[1].item() > 0, status[2].item() > 0
+
+
+def _train_epoch(run: _Run, progress: ckpt.Progress, epoch: int, deadline: float) -> tuple[dict, bool]:
+    """One epoch of training from `progress.batch`; returns its record and whether time ran out."""
+    from tqdm import tqdm
+
+    cfg, dist = run.cfg, run.dist
+    run.dataset.set_epoch(epoch, cfg.seed)
+    run.batches.set_epoch(epoch)
+    first = run.batches.skip
+    run.ddp.train()
+    t0, seen, loss_acc, wait, out_of_time = time.perf_counter(), 0, 0.0, 0.0, False
+    bar = tqdm(total=len(run.batches), initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not (dist.is_main and sys.stderr.isatty()), mininterval=2, unit="batch", leave=False)
+    t_fetch = time.perf_counter()
+    for i, (x, y) in enumerate(batch_loader(run.dataset, run.batches, cfg.num_workers), start=first):
+        wait += time.perf_counter() - t_fetch
+        mean_loss, stopping, out_of_time = _step(run, x, y, deadline)
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(f"non-finite training loss ({mean_loss}) at epoch {epoch + 1}, "
+                                   f"batch {i + 1}: lower lr (now {cfg.lr}) or enable grad_clip")
+        loss_acc += mean_loss
+        seen += 1
+        bar.update(1)
+        if not bar.disable:
+            rate = seen * x.shape[0] * x.shape[1] * dist.world_size / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{mean_loss:.4f}", bases_s=f"{rate:,.0f}")
+        if stopping:
+            if dist.is_main and run.checkpoint is not None:
+                progress.epoch, progress.batch = epoch, i + 1
+                ckpt.save(run.checkpoint, run.parts, progress, cfg.to_dict())
+            raise Preempted(f"SIGTERM: checkpoint saved at epoch {epoch + 1}, batch {i + 1}")
+        if out_of_time:
+            break
+        t_fetch = time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "train_loss": loss_acc / max(seen, 1), "lr": run.parts.scheduler.get_last_lr()[0],
+            "train_bases_per_s": seen * cfg.batch_size * cfg.window * dist.world_size / seconds,
+            "data_wait_fraction": wait / seconds, "epoch_seconds": seconds}, out_of_time
+
+
+def _validate_epoch(run: _Run, progress: ckpt.Progress, record: dict, epoch: int) -> None:
+    """Validation metrics into the epoch's record; the best epoch's weights kept."""
+    tv = time.perf_counter()
+    cm, val_loss = validate(run.parts.model, run.store, run.val_regions, run.cfg, run.dist, run.loss_fn)
+    record["val_seconds"] = time.perf_counter() - tv
+    record["val_loss"] = val_loss
+    record.update({f"val_{k}": v for k, v in metrics_from_confusion(cm).items()})
+    record["val_confusion"] = cm.tolist()
+    score = float(record[f"val_{run.cfg.objective}"])
+    if score > progress.best_score:
+        progress.best_score, progress.stale, progress.best_epoch = score, 0, epoch + 1
+        progress.best_state = {k: v.detach().clone() for k, v in run.parts.model.state_dict().items()}
+    else:
+        progress.stale += 1
+
+
+def _epoch_line(record: dict, cfg: Config, validated: bool) -> str:
+    msg = (f"epoch {record['epoch']}/{cfg.epochs}: train loss {record['train_loss']:.4f}, "
+           f"{record['train_bases_per_s']:,.0f} bases/s, data wait {record['data_wait_fraction']:.1%}")
+    if validated:
+        msg += (f"; val loss {record['val_loss']:.4f}, genic F1 {record['val_genic_f1']:.3f}, "
+                f"macro F1 {record['val_macro_f1']:.3f}")
+    return msg
+
+
+def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint: Path | None = None,
+        resume: bool = False, on_epoch: Callable[[dict], None] | None = None,
+        log: Callable[[str], None] = print) -> FitResult:
+    """Train on every fold but cfg.fold (all non-test data when fold == -1), validating on cfg.fold;
+    the best validated epoch's weights are returned. With `checkpoint`, rank 0 saves the run after
+    every epoch and on SIGTERM (then `Preempted` is raised); `resume` continues from it."""
+    torch.manual_seed(cfg.seed)
+    run, parent = _setup(cfg, store, splits, dist, checkpoint, log)
+    result = FitResult(run.parts.model, n_parameters=count_parameters(run.parts.model), parent=parent)
+    progress = ckpt.Progress()
     if resume and checkpoint is not None and checkpoint.is_file():
-        try:  # tensors and plain data only: a checkpoint cannot run code
-            state = torch.load(checkpoint, map_location=dist.device, weights_only=True)
-        except Exception as exc:
-            raise InputError(checkpoint, f"cannot be read as a plain checkpoint ({type(exc).__name__}): written by "
-                                         f"an older DGA or altered; remove it to start this run over") from None
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if dist.device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"])
-        start_epoch, batches.skip = state["epoch"], state["batch"]
-        result.history, best_score, best_state, stale = state["history"], state["best_score"], \
-            state["best_state"], state["stale"]
-        result.best_epoch = state.get("best_epoch", -1)
+        progress = ckpt.restore(checkpoint, run.parts)
+        run.batches.skip = progress.batch
         if dist.is_main:
-            log(f"resumed from {checkpoint}: epoch {start_epoch + 1}, batch {batches.skip}")
-
-    def snapshot(epoch: int, batch: int) -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "batch": batch,
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state() if dist.device.type == "cuda" else None,
-                "history": result.history, "best_score": best_score, "best_state": best_state,
-                "best_epoch": result.best_epoch, "stale": stale, "config": cfg.to_dict()}
-
-    stop = {"flag": False}
-    old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-    autocast = cfg.bf16 and dist.device.type == "cuda"
-    if dist.is_main and limit > len(dataset):
-        log(f"bases_per_epoch {cfg.bases_per_epoch:,} is more than the {len(dataset) * cfg.window:,} bases of the "
-            f"training windows: each epoch reads every window once (raise epochs to train longer)")
+            log(f"resumed from {checkpoint}: epoch {progress.epoch + 1}, batch {progress.batch}")
+    result.history, result.best_epoch = progress.history, progress.best_epoch
+    old_handler = signal.signal(signal.SIGTERM, lambda *_: run.stop.update(flag=True))
+    if dist.is_main and run.limit > len(run.dataset):
+        log(f"bases_per_epoch {cfg.bases_per_epoch:,} is more than the {len(run.dataset) * cfg.window:,} bases of "
+            f"the training windows: each epoch reads every window once (raise epochs to train longer)")
     if dist.is_main:
-        log(f"model: BiLSTM hidden {cfg.hidden_size} x {cfg.num_layers} layers, {cfg.bases_per_step} base(s)/step, "
-            f"{n_params:,} parameters; {len(dataset):,} training windows of {cfg.window}; "
-            f"{len(batches)} batches/epoch/rank on {dist.world_size} process(es), {dist.device}")
+        log(f"model: {describe(cfg)}, {result.n_parameters:,} parameters; {len(run.dataset):,} training windows of "
+            f"{cfg.window}; {len(run.batches)} batches/epoch/rank on {dist.world_size} process(es), {dist.device}")
     t_start = time.perf_counter()
     deadline = t_start + cfg.deadline_minutes * 60 if cfg.deadline_minutes else 0.0
-    out_of_time = False
     try:
-        from tqdm import tqdm
-
-        for epoch in range(start_epoch, cfg.epochs):
-            dataset.set_epoch(epoch, cfg.seed)
-            batches.set_epoch(epoch)
-            first = batches.skip
-            ddp.train()
-            t0, seen, loss_acc, wait = time.perf_counter(), 0, 0.0, 0.0
-            bar = tqdm(total=len(batches), initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not (dist.is_main and sys.stderr.isatty()), mininterval=2, unit="batch", leave=False)
-            t_fetch = time.perf_counter()
-            for i, (x, y) in enumerate(batch_loader(dataset, batches, cfg.num_workers), start=first):
-                wait += time.perf_counter() - t_fetch
-                x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
-                with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = ddp(x)[..., :N_CLASSES]
-                loss = loss_fn(logits.float().reshape(-1, N_CLASSES), y.reshape(-1))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                if deadline and time.perf_counter() > deadline:
-                    stop["deadline"] = True
-                status = torch.tensor([loss.item(), float(stop["flag"]), float(stop.get("deadline", False))],
-                                      device=dist.device)
-                if dist.world_size > 1:
-                    tdist.all_reduce(status)
-                mean_loss, stopping = status[0].item() / dist.world_size, status[1].item() > 0
-                out_of_time = status[2].item() > 0
-                if not math.isfinite(mean_loss):
-                    raise TrainingDiverged(f"non-finite training loss ({mean_loss}) at epoch {epoch + 1}, "
-                                           f"batch {i + 1}: lower lr (now {cfg.lr}) or enable grad_clip")
-                loss_acc += mean_loss
-                seen += 1
-                bar.update(1)
-                if not bar.disable:
-                    rate = seen * x.shape[0] * x.shape[1] * dist.world_size / (time.perf_counter() - t0)
-                    bar.set_postfix(loss=f"{mean_loss:.4f}", bases_s=f"{rate:,.0f}")
-                if stopping:
-                    if dist.is_main and checkpoint is not None:
-                        save_checkpoint(checkpoint, snapshot(epoch, i + 1))
-                    raise Preempted(f"SIGTERM: checkpoint saved at epoch {epoch + 1}, batch {i + 1}")
-                if out_of_time:
-                    break
-                t_fetch = time.perf_counter()
-            bar.close()
-            seconds = time.perf_counter() - t0
-            record = {"epoch": epoch + 1, "train_loss": loss_acc / max(seen, 1), "lr": scheduler.get_last_lr()[0],
-                      "train_bases_per_s": seen * cfg.batch_size * cfg.window * dist.world_size / seconds,
-                      "data_wait_fraction": wait / seconds, "epoch_seconds": seconds}
-            if val_regions:
-                tv = time.perf_counter()
-                cm, val_loss = validate(model, store, val_regions, cfg, dist, loss_fn)
-                record["val_seconds"] = time.perf_counter() - tv
-                record["val_loss"] = val_loss
-                record.update({f"val_{k}": v for k, v in metrics_from_confusion(cm).items()})
-                record["val_confusion"] = cm.tolist()
-                score = float(record[f"val_{cfg.objective}"])
-                if score > best_score:
-                    best_score, stale, result.best_epoch = score, 0, epoch + 1
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    stale += 1
-            result.history.append(record)
+        for epoch in range(progress.epoch, cfg.epochs):
+            record, out_of_time = _train_epoch(run, progress, epoch, deadline)
+            if run.val_regions:
+                _validate_epoch(run, progress, record, epoch)
+                result.best_epoch = progress.best_epoch
+            progress.history.append(record)
             if dist.is_main:
-                msg = (f"epoch {epoch + 1}/{cfg.epochs}: train loss {record['train_loss']:.4f}, "
-                       f"{record['train_bases_per_s']:,.0f} bases/s, data wait {record['data_wait_fraction']:.1%}")
-                if val_regions:
-                    msg += (f"; val loss {record['val_loss']:.4f}, genic F1 {record['val_genic_f1']:.3f}, "
-                            f"macro F1 {record['val_macro_f1']:.3f}")
-                log(msg)
+                log(_epoch_line(record, cfg, bool(run.val_regions)))
                 if on_epoch is not None:
                     on_epoch(record)
                 if checkpoint is not None:
-                    save_checkpoint(checkpoint, snapshot(epoch + 1, 0))
+                    progress.epoch, progress.batch = epoch + 1, 0
+                    ckpt.save(checkpoint, run.parts, progress, cfg.to_dict())
             if out_of_time:
                 result.stopped = f"deadline: {cfg.deadline_minutes:g} minutes reached in epoch {epoch + 1}"
                 if dist.is_main:
                     log(f"{result.stopped}; keeping the best validated epoch ({result.best_epoch})")
                 break
-            if cfg.early_stopping_patience and stale >= cfg.early_stopping_patience:
+            if cfg.early_stopping_patience and progress.stale >= cfg.early_stopping_patience:
                 if dist.is_main:
-                    log(f"early stopping: no {cfg.objective} gain for {stale} epochs (best epoch {result.best_epoch})")
+                    log(f"early stopping: no {cfg.objective} gain for {progress.stale} epochs (best epoch "
+                        f"{result.best_epoch})")
                 break
     finally:
         signal.signal(signal.SIGTERM, old_handler)
     result.train_seconds = time.perf_counter() - t_start
-    if best_state is not None:
-        _keep_best(result, best_state)
+    if progress.best_state is not None:
+        _keep_best(result, progress.best_state)
     return result
 
 
@@ -417,26 +342,3 @@ def _keep_best(result: FitResult, best_state: dict) -> None:
     best = next(r for r in result.history if r["epoch"] == result.best_epoch)
     result.confusion = np.array(best["val_confusion"])
     result.metrics = {k: v for k, v in best.items() if k.startswith("val_") and k != "val_confusion"}
-
-
-def store_for_config(cfg: Config, dist: DistInfo, log: Callable[[str], None] = print) -> Store:
-    """Open the config's store; rank 0 prepares it first if it does not exist yet (others wait)."""
-    from dga.data.sources import resolve
-    from dga.data.store import open_store, prepare_store
-
-    genomes = cfg.genome_args
-    default = cfg.dataset or ("+".join(g.split("=")[0] for g in genomes) if genomes else "custom")
-    path = Path(cfg.store or Path("stores") / default)
-    if dist.is_main and not (path / "manifest.json").is_file():
-        if genomes:
-            from dga.data.store import genome_from_arg, prepare_genomes
-
-            prepare_genomes([genome_from_arg(g) for g in genomes], path, dataset=cfg.dataset or None, log=log)
-        elif cfg.fasta and cfg.gff:
-            prepare_store(cfg.fasta, cfg.gff, path, log=log)
-        else:
-            fasta, gff, _ = resolve(cfg.dataset)
-            prepare_store(fasta, gff, path, dataset=cfg.dataset, log=log)
-    if dist.world_size > 1:
-        tdist.barrier()
-    return open_store(path)

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from dga.config import Config
     from dga.data.store import Store
     from dga.data.windows import Region, Splits
-    from dga.training.fit import DistInfo, FitResult
+    from dga.training.distributed import DistInfo
+    from dga.training.fit import FitResult
 
 import socket
 from datetime import datetime, timezone

@@ -83,7 +83,8 @@ def _same_as_one_process(ck: Path, store, result_confusion) -> None:
     from dga import bundle
     from dga.config import load_config
     from dga.data.windows import load_or_make_splits
-    from dga.training.fit import DistInfo, validate
+    from dga.training.distributed import DistInfo
+    from dga.training.fit import validate
 
     cfg = load_config(ROOT / "experiments" / "tiny.toml", {"store": str(store.path)})
     model = bundle.read(ck / "bundle").build_model()

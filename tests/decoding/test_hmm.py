@@ -11,7 +11,8 @@ import pytest
 from dga.data.gff import read_gff
 from dga.data.windows import COMPLEMENT
 from dga.decoding.genes import write_gff3
-from dga.decoding.hmm import IG, HMMParams
+from dga.decoding.hmm import HMMParams, viterbi_path
+from dga.decoding.hmm_kernel import IG
 from dga.decoding.pieces import hmm_decode, stitch_point
 from dga.decoding.signals import (
     NO_SITE,
@@ -268,15 +269,16 @@ def test_genes_from_reference_probabilities_score_near_one(dmel_store, dmel):
 
 
 def test_the_kernel_allows_exactly_the_transitions_of_the_table(dmel, dmel_store):
-    """The Viterbi kernel's `take(dst, prev[src] ...)` lines, read from its source, are the table
-    `hmm.TRANSITIONS`; and decoded paths (noise and reference probabilities) only use those."""
+    """The Viterbi kernel's `take(dst, prev[src] ...)` lines (`hmm_kernel._transitions`), read from its
+    source, are the table `hmm_kernel.TRANSITIONS`; and decoded paths (noise and reference probabilities)
+    only use those."""
     import inspect
     import re
 
-    from dga.decoding import hmm
+    from dga.decoding import hmm_kernel as hmm
 
-    src = inspect.getsource(hmm._viterbi.py_func)
-    body = src[src.index("# intergenic: stays"): src.index("# introns: what entered")]
+    src = inspect.getsource(hmm._transitions.py_func)
+    body = src[src.index("# intergenic: stays"):]
     used = set()
     for m in re.finditer(r"take\((.*?),\s*(?:prev\[(\w+)\]|c2)[^\n]*?,\s*(\w+)\)", body, re.S):
         for dst in re.findall(r"\b([A-Z][A-Z0-9_]*|after)\b", m.group(1)):
@@ -290,6 +292,6 @@ def test_the_kernel_allows_exactly_the_transitions_of_the_table(dmel, dmel_store
     seqid, n, codes, ref, signals = dmel
     noisy = np.random.default_rng(3).dirichlet(np.ones(4), size=n).astype(np.float32)
     for probs in (noisy, one_hot(np.asarray(dmel_store.track("label")))):
-        path = hmm.viterbi_path(probs, None, codes, HMMParams(gene=-5.0), signals)
+        path = viterbi_path(probs, None, codes, HMMParams(gene=-5.0), signals)
         pairs = set(zip(path[:-1].tolist(), path[1:].tolist()))
         assert pairs <= set(hmm.TRANSITIONS), sorted(pairs - set(hmm.TRANSITIONS))

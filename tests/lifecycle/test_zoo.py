@@ -13,11 +13,11 @@ from dga.data.sources import resolve
 from dga.data.store import prepare_store
 from dga.data.windows import load_or_make_splits
 from dga.errors import InputError
-from dga.lifecycle import zoo
+from dga.lifecycle import zoo, zoo_card
 from dga.prediction.model import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRIES = zoo.names()
+ENTRIES = zoo_card.names()
 
 
 def test_the_zoo_has_a_plant_and_a_fly():
@@ -29,7 +29,7 @@ def test_entry_is_a_verified_bundle_with_a_generated_card(name):
     import torch
 
     b = bundle_io.load(f"zoo:{name}")  # checksums verified, tensors only
-    card = zoo.card(name)  # validates against zoo.CARD_SCHEMA
+    card = zoo_card.card(name)  # validates against zoo_card.CARD_SCHEMA
     # the card's config is the bundle's (fields added to Config since take their defaults)
     assert card["config"].items() <= b.config.to_dict().items() and card["n_parameters"] == b.n_parameters
     model = b.build_model()  # strict load: the config builds exactly these weights
@@ -51,16 +51,16 @@ def test_entry_is_a_verified_bundle_with_a_generated_card(name):
 
 
 def test_card_schema_rejects_a_broken_card():
-    card = zoo.card("dmelanogaster")
+    card = zoo_card.card("dmelanogaster")
     del card["cv"]["score"]
     with pytest.raises(InputError, match="card.cv: missing key 'score'"):
-        zoo.validate_card(card)
-    card = zoo.card("dmelanogaster")
+        zoo_card.validate_card(card)
+    card = zoo_card.card("dmelanogaster")
     card["n_parameters"] = "many"
     with pytest.raises(InputError, match="n_parameters: expected int"):
-        zoo.validate_card(card)
+        zoo_card.validate_card(card)
     with pytest.raises(InputError, match="no zoo entry 'nope'"):
-        zoo.card("nope")
+        zoo_card.card("nope")
 
 
 @pytest.mark.slow
@@ -68,7 +68,7 @@ def test_card_schema_rejects_a_broken_card():
 def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
     from dga.data.store import genome_from_arg, prepare_genomes, reference_transcripts
 
-    card = zoo.card(name)
+    card = zoo_card.card(name)
     dataset = card["dataset"]
     genomes = [g for g in card["config"].get("genomes", "").split(";") if g]
     if genomes:  # a lineage model: its store of several genomes

@@ -14,8 +14,9 @@ from dga.config import Config, config_values, load_config
 from dga.data.windows import splits_for
 from dga.errors import InputError
 from dga.nets.registry import build_model
+from dga.training.distributed import DistInfo
 from dga.training.finetune import adopt_architecture, initialise
-from dga.training.fit import DistInfo, fit
+from dga.training.fit import fit
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCH = {"hidden_size": 12, "num_layers": 2, "bases_per_step": 2}
@@ -66,7 +67,7 @@ def test_architecture_comes_from_the_source_and_a_conflict_names_both(source, dm
 
 
 def test_frozen_layers_stay_unchanged_after_training(source, dmel_store, tmp_path):
-    from dga.lifecycle.train_command import write_bundle
+    from dga.training.bundling import write_bundle
 
     cfg = Config(store=str(dmel_store.path), window=200, init_from=str(source), freeze_layers=1, epochs=1,
                  bases_per_epoch=40_000, batch_size=16, lr=0.05, k_folds=4, val_window=2000, threads=1, **ARCH)

@@ -15,7 +15,8 @@ import torch
 from dga.config import load_config
 from dga.data.windows import load_or_make_splits
 from dga.lifecycle.train_command import run_training
-from dga.training.fit import EXIT_DIVERGED, EXIT_PREEMPTED, DistInfo, validate
+from dga.training.distributed import DistInfo
+from dga.training.fit import EXIT_DIVERGED, EXIT_PREEMPTED, validate
 
 TINY = Path(__file__).resolve().parents[2] / "experiments" / "tiny.toml"
 
@@ -165,7 +166,8 @@ def test_nan_loss_stops_with_failed_run(dmel_store, workdir, monkeypatch, capsys
 
 def test_bases_per_epoch_beyond_the_windows_reads_each_once_and_says_so(dmel_store):
     from dga.data.windows import WindowDataset
-    from dga.training.fit import fit, setup_distributed, training_regions
+    from dga.training.distributed import setup_distributed
+    from dga.training.fit import fit, training_regions
 
     cfg = load_config(None, {"store": str(dmel_store.path), "k_folds": 4, "fold": 0, "epochs": 1, "hidden_size": 8,
                              "num_layers": 1, "bases_per_step": 4, "window": 960, "batch_size": 64,
