@@ -84,7 +84,7 @@ def _records(sequences: Any):
 
 
 def annotate(model: "LoadedModel | str", sequences: Any, *, out: str | Path | None = None,
-             regions: list[str] | None = None, decoder: str = "hmm", fp32: bool = False) -> list["GeneModel"]:
+             regions: list[str] | None = None, decoder: str | None = None, fp32: bool = False) -> list["GeneModel"]:
     """Gene models of a FASTA file, a {id: sequence} dict or one sequence string (both strands, the
     model's own decoder; on a CPU the network runs in int8 unless `fp32`, as `dga predict`); with
     `out`, also the GFF3 `dga predict` would write."""

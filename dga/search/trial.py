@@ -167,6 +167,10 @@ def _completed_with(study, params: dict, number: int) -> int | None:
 
 
 def make_objective(ctx: TrialContext):
+    """The study's objective: a trial's configuration trained on each CV fold in turn (a nested MLflow
+    run per fold under the trial's run), the running mean reported after each fold so the pruner can
+    stop it; returns the mean of the objective over the folds. A configuration already complete is
+    failed without training; a SIGTERM checkpoints the fold and marks the trial preempted."""
     import mlflow
     import optuna
 
