@@ -69,6 +69,7 @@ def _records(sequences: Any):
     import numpy as np
 
     from dga.data.fasta import CODE_LUT, FastaRecord, read_fasta
+    from dga.errors import InputError
 
     if isinstance(sequences, Path) or (isinstance(sequences, str) and not _looks_like_dna(sequences)):
         return read_fasta(sequences)  # a FASTA path (a missing file is a clear error there)
@@ -76,6 +77,8 @@ def _records(sequences: Any):
         sequences = {"seq": sequences}
     out = []
     for sid, text in sequences.items():
+        if not text:
+            raise InputError(None, f"sequence {sid!r} is empty: give at least one base")
         chars = np.frombuffer(text.encode(), dtype=np.uint8)
         codes = CODE_LUT[chars]
         codes[codes == 255] = 4  # anything unknown reads as N
@@ -88,19 +91,16 @@ def annotate(model: "LoadedModel | str", sequences: Any, *, out: str | Path | No
     """Gene models of a FASTA file, a {id: sequence} dict or one sequence string (both strands, the
     model's own decoder; on a CPU the network runs in int8 unless `fp32`, as `dga predict`); with
     `out`, also the GFF3 `dga predict` would write."""
-    import os
-
     from dga.decoding.genes import write_gff3
+    from dga.files import Outputs
     from dga.prediction.annotate import annotate_pieces, pieces_of
 
     lm, device = _ready(model, fp32)
     records = _records(sequences)
     genes = annotate_pieces(lm, pieces_of(records, regions), device=device, decoder=decoder)
     if out is not None:
-        part = Path(str(out) + ".part")
-        with open(part, "w") as fh:
+        with Outputs() as outputs, open(outputs.path(out), "w") as fh:  # a unique temporary, renamed into place
             write_gff3(genes, {r.id: len(r) for r in records}, fh)
-        os.replace(part, out)
     return genes
 
 

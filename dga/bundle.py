@@ -69,7 +69,10 @@ class Bundle:
         """The decoder settings as `HMMParams`."""
         from dga.decoding.hmm import HMMParams
 
-        return HMMParams.from_dict(self.decoder.get("params"))
+        try:
+            return HMMParams.from_dict(self.decoder.get("params"))
+        except (TypeError, ValueError) as exc:
+            raise InputError(self.source or None, f"decoder.json: {exc}") from None
 
     def build_model(self, device: "torch.device | None" = None) -> "torch.nn.Module":
         """The network in eval mode, rebuilt from the config and loaded strictly (float32)."""
@@ -77,6 +80,14 @@ class Bundle:
 
         from dga.nets.registry import build_model
 
+        with torch.device("meta"):  # the shapes the config asks for, without allocating them
+            shapes = {k: tuple(v.shape) for k, v in build_model(self.config).state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in self.state.items()}
+        if shapes != theirs:
+            differ = sorted(k for k in set(shapes) | set(theirs) if shapes.get(k) != theirs.get(k))[:3]
+            raise InputError(self.source or None, f"the weights do not fit the bundle's config ({', '.join(differ)}: "
+                                                  f"{[shapes.get(k) for k in differ]} in the config, "
+                                                  f"{[theirs.get(k) for k in differ]} in weights.pt)")
         model = build_model(self.config)
         try:
             model.load_state_dict({k: v.float() for k, v in self.state.items()}, strict=True)
@@ -107,8 +118,41 @@ def sha256(path: Path) -> str:
     return sha256_file(path)
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _listing(folder: Path) -> dict[str, str] | None:
+    """checksums.json as DGA writes it (plain file names -> SHA-256), or None."""
+    path = Path(folder) / CHECKSUMS
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        listing = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(listing, dict) or not all(
+            isinstance(k, str) and "/" not in k and not k.startswith(".") and isinstance(v, str) and _SHA256.match(v)
+            for k, v in listing.items()):
+        return None
+    return listing if all(name in listing for name in REQUIRED) else None
+
+
 def is_bundle(folder: Path) -> bool:
-    return (Path(folder) / CHECKSUMS).is_file()
+    """Whether `folder` holds a bundle: a checksums.json as DGA writes it, listing the required files
+    (what is read from it is verified by `verify`; anything it does not list is never read)."""
+    folder = Path(folder)
+    return folder.is_dir() and not folder.is_symlink() and _listing(folder) is not None
+
+
+def only_bundle_files(folder: Path) -> bool:
+    """Whether `folder` is a bundle DGA wrote and nothing else: every entry is a regular file its
+    checksums.json lists (or checksums.json itself). Only such a folder is ever replaced."""
+    folder = Path(folder)
+    if not is_bundle(folder):
+        return False
+    listing = _listing(folder) or {}
+    return all(e.name == CHECKSUMS or (e.name in listing and e.is_file() and not e.is_symlink())
+               for e in folder.iterdir())
 
 
 def write(bundle: Bundle, folder: str | Path, *, half: bool = False) -> Path:
@@ -119,8 +163,9 @@ def write(bundle: Bundle, folder: str | Path, *, half: bool = False) -> Path:
     import torch
 
     folder = Path(folder)
-    if folder.exists() and not is_bundle(folder):
-        raise InputError(folder, "exists and is not a DGA bundle (no checksums.json): not overwriting it")
+    if folder.exists() and not only_bundle_files(folder):
+        raise InputError(folder, "exists and is not a bundle DGA wrote (a bundle holds only the files its "
+                                 "checksums.json lists): not replacing it; give another folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_dir(folder.parent, f".{folder.name}.part-")  # a killed write is cleaned by the next one
     try:
@@ -136,10 +181,9 @@ def write(bundle: Bundle, folder: str | Path, *, half: bool = False) -> Path:
         files = sorted(p.name for p in tmp.iterdir())
         os.chmod(tmp, 0o755)  # readable by the group that shares the registry or the zoo
         _write_json(tmp / CHECKSUMS, {name: sha256(tmp / name) for name in files})
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
+        if folder.exists():  # a bundle DGA wrote (checked above): moved aside, then removed
+            old = make_dir(folder.parent, f".{folder.name}.old-")
+            os.replace(folder, old / "bundle")
             os.replace(tmp, folder)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -159,6 +203,8 @@ def verify(folder: str | Path) -> dict[str, str]:
     the listing. A file that does not match is an error naming it."""
     folder = Path(folder)
     listing_path = folder / CHECKSUMS
+    if listing_path.is_symlink():
+        raise InputError(listing_path, "is a symbolic link: a bundle holds regular files only")
     if not listing_path.is_file():
         raise InputError(folder, "not a DGA model bundle (no checksums.json; bundles are written by `dga train`, "
                                  "`dga register` and `dga zoo export`)")
@@ -173,13 +219,24 @@ def verify(folder: str | Path) -> dict[str, str]:
             raise InputError(listing_path, f"does not list {name}")
     for name, want in listing.items():
         path = folder / name
-        if "/" in name or name.startswith(".") or not path.is_file():
+        if "/" in name or name.startswith(".") or name == CHECKSUMS:
+            raise InputError(listing_path, f"lists {name!r}: a bundle's files are plain names inside it")
+        if path.is_symlink():
+            raise InputError(path, "is a symbolic link: a bundle holds regular files only, and DGA follows none")
+        if not path.is_file():
             raise InputError(path, "listed in checksums.json but missing")
         got = sha256(path)
         if got != want:
             raise InputError(path, f"SHA-256 {got[:16]}... does not match checksums.json ({want[:16]}...): "
                                    "the file was changed or damaged after the bundle was written")
     return listing
+
+
+def files(folder: str | Path) -> list[Path]:
+    """The files of a bundle, verified: those its checksums.json lists, and checksums.json. Copying or
+    logging a bundle takes these and nothing else that sits in its folder."""
+    listing = verify(folder)
+    return [Path(folder) / name for name in sorted(listing)] + [Path(folder) / CHECKSUMS]
 
 
 def read(folder: str | Path, source: str = "") -> Bundle:
@@ -253,7 +310,13 @@ def load(ref: str) -> Bundle:
         from dga import tracking
 
         with tempfile.TemporaryDirectory(prefix="dga-bundle-") as tmp:
-            return read(tracking.download_bundle(ref, Path(tmp)), ref)
+            b = read(tracking.download_bundle(ref, Path(tmp)), ref)
+        registered = tracking.registered_weights_sha256(ref)
+        if registered is not None and registered != b.weights_sha256:
+            raise InputError(None, f"{ref}: its weights.pt (SHA-256 {b.weights_sha256[:16]}...) is not the file "
+                                   f"that was registered ({registered[:16]}...): the version's files were changed "
+                                   f"after registration; do not use it")
+        return b
     path = Path(ref)
     if path.is_dir():
         return read(path, ref)

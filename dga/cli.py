@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from dga.errors import InputError
+from dga.redact import redact
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -88,7 +89,7 @@ def _ui(args: argparse.Namespace) -> int:
     uri = default_tracking_uri()
     optuna_db = Path("mlruns/optuna.db").resolve()
     optuna_url = os.environ.get("DGA_OPTUNA_STORAGE") or f"sqlite:///{optuna_db}"
-    print(f"MLflow UI on http://{args.host}:{args.port} for {uri} (Ctrl-C stops it)")
+    print(f"MLflow UI on http://{args.host}:{args.port} for {redact(uri)} (Ctrl-C stops it)")
     print(f"Optuna's own dashboard for the same studies: pip install optuna-dashboard && "
           f"optuna-dashboard {optuna_url}", flush=True)
     server_args = ["--backend-store-uri", uri, "--registry-store-uri", uri, "--host", args.host, "--port",
@@ -185,13 +186,38 @@ def build_parser() -> argparse.ArgumentParser:
     return cli_parser.build_parser(sys.modules[__name__])
 
 
+def os_error_text(exc: OSError) -> str:
+    """One line for a failed read or write: the file, what the system said, and what to do."""
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free some space and run the command again",
+            errno.EDQUOT: "free some space and run the command again",
+            errno.EACCES: "choose a folder you may write to", errno.EROFS: "choose a folder you may write to",
+            errno.ENOENT: "check the path"}.get(exc.errno or 0, "")
+    if not exc.errno and "requested and" in what:  # numpy's short write: the disk filled up
+        hint = "the disk is full: free some space and run the command again"
+    return redact(f"{where}{what}" + (f" ({hint}; nothing half-written was left)" if hint else
+                                      " (nothing half-written was left)"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except InputError as exc:
-        print(f"dga: error: {exc}", file=sys.stderr)
+        print(f"dga: error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's answer to a user situation: a read-only folder, a full disk
+        print(f"dga: error: {os_error_text(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a database that filled its disk surfaces as the database's own error
+        if not any(s in str(exc) for s in ("database or disk is full", "No space left on device")):
+            raise
+        print(f"dga: error: {redact(str(exc).splitlines()[0][:300])} (the disk is full: free some space and run "
+              f"the command again)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dga: interrupted (nothing half-written is left: outputs are written to a temporary name and "
               "renamed when complete)", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -102,10 +103,13 @@ class Config:
             "val_batch_size": self.val_batch_size >= 1,
             "device": self.device in ("auto", "cpu", "cuda"),
             "num_workers": self.num_workers >= 0,
-            "threads": self.threads >= 0,
+            "threads": 0 <= self.threads <= MAX_THREADS,
             "deadline_minutes": self.deadline_minutes >= 0.0,
             "tracking": self.tracking in ("mlflow", "none"),
         }
+        for f in fields(self):  # inf or NaN passes every comparison above that it should fail
+            if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name)):
+                checks[f.name] = False
         for key, ok in checks.items():
             if not ok:
                 raise InputError(None, f"config value out of range: {key} = {getattr(self, key)!r} "
@@ -128,6 +132,7 @@ class Config:
 
 
 OBJECTIVES = ("genic_f1", "subgenic_f1", "macro_f1", "accuracy")
+MAX_THREADS = 1024
 _HINTS = {
     "window": "must be >= 1 and divisible by bases_per_step",
     "val_window": "must be divisible by bases_per_step",
@@ -137,6 +142,7 @@ _HINTS = {
     "tracking": "mlflow | none",
     "split": "blocks | genome",
     "freeze_layers": ">= 0, and only with init_from",
+    "threads": "0 (use the CPUs this process may use) to 1024",
 }
 FIELD_NAMES = {f.name for f in fields(Config)}
 _TYPES = {f.name: f.type for f in fields(Config)}

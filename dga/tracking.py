@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from dga.data.store import Store
 
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 import dga
 from dga.labels import CLASS_NAMES
+from dga.redact import redact
 
 
 def default_tracking_uri() -> str:
@@ -42,6 +44,9 @@ def setup(uri: str | None = None) -> str:
     db = _sqlite_file(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
+    # MLflow's own INFO lines (creating tables, migrations) are nothing a DGA user acts on
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -66,8 +71,33 @@ def experiment_id(name: str) -> str:
 def run_tags(device: str, world_size: int, store_checksum: str) -> dict[str, str]:
     from dga.software import software
 
-    return {**software(), "host": socket.gethostname(), "device": device, "world_size": str(world_size),
+    return {**software(), **process_tags(), "device": device, "world_size": str(world_size),
             "store_checksum": store_checksum}
+
+
+def process_tags() -> dict[str, str]:
+    """Which process runs a run: `end_orphaned_runs` ends the runs of processes that no longer exist."""
+    return {"host": socket.gethostname(), "dga.pid": str(os.getpid())}
+
+
+def end_orphaned_runs(experiment_id: str, tags: dict[str, str]) -> list[str]:
+    """Runs of this experiment with `tags` still RUNNING although the process that ran them on this
+    host is gone (killed with -9, the machine lost power): ended as KILLED, with the reason. Returns
+    their ids. Runs of live processes, and of other hosts, are left alone."""
+    import mlflow
+
+    from dga.files import process_alive
+
+    where = " and ".join(["attributes.status = 'RUNNING'"] + [f"tags.`{k}` = '{v}'" for k, v in tags.items()])
+    client = mlflow.MlflowClient()
+    ended = []
+    for run in client.search_runs([experiment_id], where):
+        pid, host = run.data.tags.get("dga.pid", ""), run.data.tags.get("host")
+        if host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid)):
+            client.set_tag(run.info.run_id, "failure_reason", f"process {pid} ended without finishing this run")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
 
 
 def log_store_input(store: "Store", context: str = "training") -> None:
@@ -162,7 +192,11 @@ class _BundleFlavor:
     def save_model(path: str, mlflow_model, bundle_dir: str, **_: Any) -> None:
         import shutil
 
-        shutil.copytree(bundle_dir, path)
+        from dga import bundle
+
+        Path(path).mkdir(parents=True)
+        for f in bundle.files(bundle_dir):  # only what checksums.json lists, as regular files: no symlink followed
+            shutil.copyfile(f, Path(path) / f.name, follow_symlinks=False)
         mlflow_model.add_flavor("dga", dga_version=dga.__version__, reader="dga.bundle.read")
         mlflow_model.save(str(Path(path) / "MLmodel"))
 
@@ -173,6 +207,26 @@ def log_bundle(bundle_dir: Path, name: str = "model") -> str:
 
     info = Model.log(artifact_path=None, name=name, flavor=_BundleFlavor, bundle_dir=str(bundle_dir))
     return info.model_uri
+
+
+def registered_weights_sha256(uri: str) -> str | None:
+    """The weights' SHA-256 recorded when the model version `uri` (models:/NAME@ALIAS or
+    models:/NAME/VERSION) was registered; None for other URIs and versions registered without it."""
+    import mlflow
+
+    if not uri.startswith("models:/"):
+        return None
+    ref = uri[len("models:/"):]
+    client = mlflow.MlflowClient()
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, _, version = ref.rpartition("/")
+        if not name or not version.isdigit():  # a logged model's id (models:/m-...), not a registered version
+            return None
+        mv = client.get_model_version(name, version)
+    return mv.tags.get("weights_sha256")
 
 
 def download_bundle(uri: str, dst: Path) -> Path:
@@ -192,7 +246,7 @@ def download_bundle(uri: str, dst: Path) -> Path:
         path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
     except (MlflowException, OSError) as exc:
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise InputError(None, f"cannot load {uri} from {mlflow.get_tracking_uri()}: {first} "
+        raise InputError(None, f"cannot load {uri} from {redact(mlflow.get_tracking_uri())}: {redact(first)} "
                                f"(set MLFLOW_TRACKING_URI, or run from the folder holding mlruns/)") from None
     return Path(path)
 
@@ -216,7 +270,6 @@ def exec_mlflow_server(args: list[str]) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    from dga.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2))

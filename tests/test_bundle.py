@@ -62,7 +62,7 @@ def test_write_never_replaces_what_is_not_a_bundle(tmp_path):
     keep.mkdir()
     (keep / "precious.txt").write_text("mine")
     cfg = load_config(None, {"hidden_size": 4, "num_layers": 1})
-    with pytest.raises(InputError, match="not a DGA bundle"):
+    with pytest.raises(InputError, match="not a bundle DGA wrote"):
         bundle_io.write(bundle_io.from_model(build_model(cfg), cfg), keep)
     assert (keep / "precious.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no temporary folder left behind

@@ -48,4 +48,4 @@ def test_help_is_complete():
                 assert action.help, f"dga {name} {action.option_strings or action.dest}: no help"
     assert seen >= 13
     text = build_parser()._subparsers._group_actions[0].choices["predict"].format_help()
-    assert "zoo:NAME" in text and "(default: hmm)" in text
+    assert "zoo:NAME" in text and "(default: the bundle's, hmm)" in text

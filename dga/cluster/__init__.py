@@ -1,0 +1,1 @@
+"""SLURM: a study as a worker array, DDP jobs, and the tracking server for a cluster."""

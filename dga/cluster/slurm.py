@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from dga.errors import InputError
+from dga.redact import redact
 
 SLURM_DIR = Path(__file__).resolve().parent / "sbatch"  # package data (slurm/ at the top links here)
 
@@ -70,9 +71,10 @@ def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition:
     env = {**os.environ, "DGA_OPTUNA_STORAGE": storage, "MLFLOW_TRACKING_URI": uri,
            "DGA_PYTHON": os.environ.get("DGA_PYTHON", sys.executable)}
     if dry_run:
-        print(f"# environment: DGA_OPTUNA_STORAGE={storage} MLFLOW_TRACKING_URI={uri} DGA_PYTHON={env['DGA_PYTHON']}")
-        print(shlex.join(array))
-        print(shlex.join(final))
+        print(f"# environment: DGA_OPTUNA_STORAGE={redact(storage)} MLFLOW_TRACKING_URI={redact(uri)} "
+              f"DGA_PYTHON={env['DGA_PYTHON']}")
+        print(redact(shlex.join(array)))
+        print(redact(shlex.join(final)))
         return 0
     if shutil.which("sbatch") is None:
         raise InputError(None, "sbatch not found: run this on a SLURM login node (or use --dry-run)")
@@ -89,7 +91,7 @@ def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition:
     print(f"submitted study {sc.study_name!r}: worker array job {job} ({workers} tasks), final job {fin} "
           f"(summary + registration after the array)")
     print(f"follow it:  squeue -j {job},{fin}   tail -f slurm-dga-{sc.study_name}-{job}_*.out")
-    print(f"results:    MLflow {uri} (experiment {sc.mlflow_experiment!r}); Optuna {storage}")
+    print(f"results:    MLflow {redact(uri)} (experiment {sc.mlflow_experiment!r}); Optuna {redact(storage)}")
     return 0
 
 
@@ -101,8 +103,9 @@ def plain_http_warning(uri: str) -> str:
     parsed = urlparse(uri)
     if parsed.scheme != "http" or parsed.hostname in (None, "localhost", "127.0.0.1", "::1"):
         return ""
-    return (f"MLFLOW_TRACKING_URI {uri} is plain http on a non-loopback host: anyone who reaches it can register "
-            f"models. Put MLflow's basic authentication or a TLS reverse proxy in front of it (README, Security)")
+    return (f"MLFLOW_TRACKING_URI {redact(uri)} is plain http on a non-loopback host: anyone who reaches it can "
+            f"register models. Put MLflow's basic authentication or a TLS reverse proxy in front of it "
+            f"(docs/security.md)")
 
 
 def mlflow_server(backend: str, artifacts: str, host: str, port: int, allowed_hosts: str) -> int:

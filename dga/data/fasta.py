@@ -131,6 +131,9 @@ def read_fasta(path: str | Path) -> list[FastaRecord]:
         if not parts:
             raise InputError(path, "FASTA header has no sequence id", _header_line(_read_text(path), k))
         seq_id, description = parts[0], (parts[1] if len(parts) > 1 else "")
+        if "\ufffd" in seq_id:  # bytes that are not UTF-8: the id would not survive into the GFF3 as written
+            raise InputError(path, f"the id of record {k + 1} ({seq_id!r}) has bytes that are not UTF-8 text: "
+                                   f"rename the sequence", _header_line(_read_text(path), k))
         if seq_id in seen:
             text = _read_text(path)
             raise InputError(path, f"duplicate sequence id {seq_id!r} (first seen on line "

@@ -87,6 +87,21 @@ def _merge(segments: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], bool
     return [(s, e) for s, e in merged], overlapped
 
 
+_UNIQUE_TYPES = frozenset({"gene", "mRNA", "transcript", "pseudogene", "ncRNA_gene"})  # one line per ID
+
+
+def _check_region(path: Path, line: str, line_no: int, seq_lengths: dict[str, int],
+                  only: frozenset[str] | None) -> None:
+    """A `##sequence-region SEQID START END` that contradicts the FASTA: another assembly's annotation."""
+    parts = line.split()
+    if len(parts) != 4 or not parts[3].isdigit():
+        return  # a malformed directive says nothing to check against
+    seqid = unquote(parts[1])
+    if seqid in seq_lengths and (only is None or seqid in only) and int(parts[3]) != seq_lengths[seqid]:
+        raise InputError(path, f"##sequence-region gives {seqid!r} {int(parts[3]):,} bases, the FASTA "
+                               f"{seq_lengths[seqid]:,}: this GFF3 describes another assembly", line_no)
+
+
 def _fields(path: Path, line: str, line_no: int, seq_lengths: dict[str, int],
             only: frozenset[str] | None) -> tuple[str, str, int, int, str, str, str, str] | None:
     """A feature line's columns, checked against the FASTA's sequences (None: a sequence not asked for)."""
@@ -194,6 +209,8 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str]
             if not line or line.startswith("#"):
                 if line.startswith("##FASTA"):
                     break
+                if line.startswith("##sequence-region"):
+                    _check_region(path, line, line_no, seq_lengths, only)
                 continue
             fields = _fields(path, line, line_no, seq_lengths, only)
             if fields is None:
@@ -211,6 +228,10 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str]
             else:
                 fid = attrs.get("ID")
                 parents = [p for p in attrs.get("Parent", "").split(",") if p]
+            if fid and fid in nodes and ftype in _UNIQUE_TYPES and nodes[fid].type == ftype:
+                raise InputError(path, f"ID {fid!r} names two {ftype} features (lines {nodes[fid].line} and "
+                                       f"{line_no}): a GFF3 ID names one feature; their parts would be merged "
+                                       f"into one false transcript", line_no)
             if fid and fid not in nodes:
                 nodes[fid] = _Node(ftype, parents, line_no, strand, seqid, _score(_score_s))
             if ftype in _UTR_TYPES:

@@ -17,6 +17,8 @@ leaves no half-written store; re-running on unchanged inputs is a no-op.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -97,6 +99,44 @@ class Store:
 
     def __getstate__(self):
         return {"path": self.path, "manifest": self.manifest, "_maps": {}}
+
+
+def is_store_folder(path: str | Path) -> bool:
+    """Whether `path` holds a store DGA wrote, and only that: a manifest of DGA's schema, the track
+    files it lists, and the `splits/` folder of split files. Only such a folder is ever replaced."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION \
+            or not isinstance(manifest.get("tracks"), dict) or "dga_version" not in manifest:
+        return False
+    allowed = {"manifest.json", *(f"{name}.npy" for name in manifest["tracks"])}
+    for entry in path.iterdir():
+        if entry.is_symlink():
+            return False
+        if entry.name == "splits" and entry.is_dir():
+            if any(f.is_symlink() or not f.is_file() or not f.name.endswith(".json") and not
+                   f.name.startswith(".splits-") for f in entry.iterdir()):
+                return False
+        elif entry.name not in allowed or not entry.is_file():
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _building(out: Path):
+    """One `dga prepare` at a time per parent folder (a lock on the folder itself, so nothing is left
+    beside the store): a second waits, then finds the store up to date instead of racing the first
+    one's rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def open_store(path: str | Path) -> Store:
@@ -191,9 +231,9 @@ def _check_inputs(genomes: list[GenomeInput], out: Path) -> None:
                 raise InputError(p, f"no such {what} file")
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is a file: give a directory for the store")
-    if out.is_dir() and not (out / "manifest.json").is_file() and any(out.iterdir()):
-        raise InputError(out, "exists and is not a DGA store (no manifest.json): not replacing it; give a new "
-                              "or empty directory")
+    if out.is_dir() and any(out.iterdir()) and not is_store_folder(out):
+        raise InputError(out, "exists and is not a store DGA wrote (a store holds only its manifest, the tracks "
+                              "it lists and splits/): not replacing it; give a new or empty directory")
 
 
 def _read_genomes(genomes: list[GenomeInput], log: Callable[[str], None]) -> tuple[list, list, dict, dict, dict]:
@@ -229,7 +269,7 @@ def _read_genomes(genomes: list[GenomeInput], log: Callable[[str], None]) -> tup
 def _manifest(genomes: list[GenomeInput], dataset: str | None, records: list, offsets: dict, seq_genome: dict,
               source_ids: dict, inputs: dict, arrays: dict, tracks, transcripts: list, counts: dict,
               oddities: dict) -> dict:
-    """The store's manifest.json (format: docs/store-format.md)."""
+    """The store's manifest.json (format: docs/store.md)."""
     seq, total = arrays["seq"], sum(len(r) for r in records)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -263,9 +303,16 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
     """Build one store from several genomes (atomically); every sequence records its genome, and
     with several genomes its id becomes `GENOME|SEQID`, so ids that repeat between genomes stay
     apart. No-op when the inputs are unchanged."""
-    t0 = time.perf_counter()
     out = Path(out)
     _check_inputs(genomes, out)
+    with _building(out):
+        return _prepare(genomes, out, dataset, force, log)
+
+
+def _prepare(genomes: list[GenomeInput], out: Path, dataset: str | None, force: bool,
+             log: Callable[[str], None]) -> PrepareResult:
+    t0 = time.perf_counter()
+    _check_inputs(genomes, out)  # again: another process may have written it meanwhile
     inputs = _inputs(genomes)
     if not force and (out / "manifest.json").is_file():
         try:
@@ -302,7 +349,7 @@ def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str
                              transcripts, counts, oddities)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         os.chmod(tmp, 0o755)
-        if out.exists() and any(out.iterdir()):  # a store (checked above): replace it
+        if out.exists() and any(out.iterdir()):  # a store DGA wrote (checked above): replace it
             trash = make_dir(out.parent, f".{out.name}.old-")
             os.rename(out, trash / "store")
             os.rename(tmp, out)

@@ -56,6 +56,9 @@ from dga.labels import Label
 Progress = Optional[Callable[[int], object]]  # called with the bases just done
 
 
+MAX_CHAIN = 10_000  # the longest minimum intron or gene gap: decoding costs this many states per base
+
+
 @dataclass(frozen=True)
 class HMMParams:
     """Log-space transition penalties (natural log; more negative = rarer) and the emission weight."""
@@ -82,6 +85,18 @@ class HMMParams:
     # from the training region's gene gaps), 1 without one
     floor: float = 1e-4  # probabilities are clipped here before the log
 
+    def __post_init__(self) -> None:
+        import math
+
+        bad = [f.name for f in fields(self) if not math.isfinite(getattr(self, f.name))]
+        if bad:
+            raise ValueError(f"HMM parameter(s) {bad} must be finite numbers")
+        for name in ("min_intron", "min_intergenic"):  # each base costs a chain of this many states
+            if not 0 <= getattr(self, name) <= MAX_CHAIN:
+                raise ValueError(f"{name} = {getattr(self, name):g}: give 0 (learned) to {MAX_CHAIN:,} bases")
+        if not 0 < self.floor < 1:
+            raise ValueError(f"floor = {self.floor:g}: give a probability between 0 and 1")
+
     @classmethod
     def without_signals(cls) -> "HMMParams":
         """Settings for a model that has no signal models: the network's probabilities carry the
@@ -95,7 +110,11 @@ class HMMParams:
         unknown = set(d or {}) - names
         if unknown:
             raise ValueError(f"unknown HMM parameter(s) {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**{k: float(v) for k, v in (d or {}).items()})
+        try:
+            values = {k: float(v) for k, v in (d or {}).items()}
+        except (TypeError, ValueError):
+            raise ValueError(f"HMM parameters must be numbers, got {d!r}") from None
+        return cls(**values)
 
 
 def _log_emissions(probs: np.ndarray, params: HMMParams) -> np.ndarray:

@@ -80,7 +80,13 @@ class SignalModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "SignalModel":
-        with np.load(path) as z:
+        if not Path(path).is_file():
+            raise InputError(path, "no such signal model file (write one with `dga signals`)")
+        try:
+            z = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise InputError(path, f"not a signal model (.npz from `dga signals`): {exc}") from None
+        with z:
             lo, windows = {}, {}
             for kind in SITES:
                 if f"site_{kind}" not in z:
@@ -385,15 +391,15 @@ def coding_scores(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
 def save_signals(store: "Store", regions: "Sequence[Region] | Sequence[tuple[int, int]]", path: str | Path,
                  log: Callable[[str], None] = print) -> SignalModel:
     """Fit on `regions` (the model's training region) and write `path` atomically."""
-    import os
     import time
+
+    from dga.files import Outputs
 
     t = time.perf_counter()
     model = fit_signals(store, regions)
     path = Path(path)
-    part = path.with_name(path.name + ".part.npz")
-    model.save(part)
-    os.replace(part, path)
+    with Outputs() as outputs:  # a unique temporary beside it, renamed into place
+        model.save(outputs.path(path, ".npz"))
     log(f"signal models ({', '.join(f'{v:,} {k}' for k, v in model.counts.items())}) -> {path} "
         f"in {time.perf_counter() - t:.1f} s")
     return model

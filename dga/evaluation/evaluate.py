@@ -22,7 +22,9 @@ from dga.data.encode import encode_labels
 from dga.data.gff import Transcript, read_gff
 from dga.errors import InputError
 from dga.evaluation.metrics import confusion, metrics_from_confusion
+from dga.files import Outputs
 from dga.labels import CLASS_NAMES
+from dga.redact import redact
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,13 @@ class Span:
 
 
 def parse_region(text: str, lengths: dict[str, int]) -> Span:
-    """'seqid:start-end' (1-based inclusive, commas allowed) or 'seqid' -> a 0-based half-open span."""
-    seqid, colon, rng = text.partition(":")
+    """'seqid:start-end' (1-based inclusive, commas allowed) or 'seqid' -> a 0-based half-open span. A
+    seqid may hold ':' itself (the range follows the last one)."""
+    if text in lengths:
+        return Span(text, 0, lengths[text])
+    seqid, colon, rng = text.rpartition(":")
+    if not colon:
+        seqid = rng
     if seqid not in lengths:
         raise InputError(None, f"--region {text!r}: sequence {seqid!r} is not in the FASTA "
                                f"(has: {', '.join(list(lengths)[:5])})")
@@ -209,6 +216,12 @@ def format_per_genome(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _image_format(path: str) -> str:
+    """The figure format a file name asks for (png unless its suffix names another)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in ("png", "pdf", "svg", "jpg", "jpeg") else "png"
+
+
 def run_evaluate(ref: str | list[str], pred: str | list[str], fasta: str | list[str], regions: list[str],
                  out_json: str | None = None, figure: str | None = None, mlflow_run: str | None = None,
                  calibration_figure: str | None = None) -> int:
@@ -221,32 +234,43 @@ def run_evaluate(ref: str | list[str], pred: str | list[str], fasta: str | list[
     if "per_genome" in res:
         print(format_per_genome(res))
     cm = np.array(res["confusion"])
-    if out_json:
-        Path(out_json).write_text(json.dumps(res, indent=1))
+    if calibration_figure and "calibration" not in res:
+        raise InputError(Path(pred), "has no gene confidences (GFF3 column 6) to draw a reliability diagram of")
+    with Outputs() as outputs:  # every file of the run, or none
+        if out_json:
+            outputs.path(out_json).write_text(json.dumps(res, indent=1))
+        if figure:
+            import matplotlib.pyplot as plt
+
+            from dga.tracking import confusion_figure
+
+            fig = confusion_figure(cm, f"{Path(pred).name} vs {Path(ref).name}")
+            fig.savefig(outputs.path(figure, Path(figure).suffix), dpi=110, format=_image_format(figure))
+            plt.close(fig)
+        if calibration_figure:
+            from dga.decoding.confidence import reliability_figure
+
+            reliability_figure(res["calibration"], f"{Path(pred).name}: gene confidence vs exactness").savefig(
+                outputs.path(calibration_figure, Path(calibration_figure).suffix), dpi=110,
+                format=_image_format(calibration_figure))
     if figure:
-        import matplotlib.pyplot as plt
-
-        from dga.tracking import confusion_figure
-
-        fig = confusion_figure(cm, f"{Path(pred).name} vs {Path(ref).name}")
-        fig.savefig(figure, dpi=110)
-        plt.close(fig)
         print(f"confusion matrix figure -> {figure}")
     if calibration_figure:
-        if "calibration" not in res:
-            raise InputError(Path(pred), "has no gene confidences (GFF3 column 6) to draw a reliability diagram of")
-        from dga.decoding.confidence import reliability_figure
-
-        reliability_figure(res["calibration"], f"{Path(pred).name}: gene confidence vs exactness").savefig(
-            calibration_figure, dpi=110)
         print(f"reliability diagram -> {calibration_figure}")
     if mlflow_run:
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         from dga import tracking
 
         tracking.setup()
         run_id = None if mlflow_run == "new" else mlflow_run
+        if run_id is not None:
+            try:
+                mlflow.MlflowClient().get_run(run_id)
+            except MlflowException:
+                raise InputError(None, f"--mlflow-run {run_id}: no such run in {redact(mlflow.get_tracking_uri())} "
+                                       f"(give a run id from `dga ui`, or 'new')") from None
         exp = None if run_id else tracking.experiment_id("dga-evaluate")
         with mlflow.start_run(run_id=run_id, experiment_id=exp,
                               run_name=None if run_id else f"evaluate-{Path(pred).stem}") as run:

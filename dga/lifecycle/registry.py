@@ -18,6 +18,7 @@ import numpy as np
 
 from dga.config import OBJECTIVES, Config
 from dga.errors import InputError
+from dga.redact import redact
 from dga.search.space import SearchConfig
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ def next_steps(name: str, cfg: Config) -> str:
 
     import mlflow
 
-    uri = f"MLFLOW_TRACKING_URI={shlex.quote(mlflow.get_tracking_uri())}"
+    uri = f"MLFLOW_TRACKING_URI={shlex.quote(redact(mlflow.get_tracking_uri()))}"
     from dga.data.sources import SOURCES, resolve
     from dga.data.store import genome_from_arg
 
@@ -140,7 +141,7 @@ def register_study(study_name: str, storage: str | None = None) -> int:
     study = open_study(sc, create=False)
     saved = study.user_attrs.get("search", {})
     if "base_config" not in study.user_attrs:
-        raise InputError(None, f"study {study_name!r} in {sc.storage_url()} was not created by `dga search`")
+        raise InputError(None, f"study {study_name!r} in {redact(sc.storage_url())} was not created by `dga search`")
     sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""),
                  decoder_trials=saved.get("decoder_trials", sc.decoder_trials),
                  decoder_bases=saved.get("decoder_bases", sc.decoder_bases), sampler_seed=saved.get("sampler_seed", 0))
@@ -164,13 +165,8 @@ def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | 
                   store: "Store | None" = None, splits: "Splits | None" = None) -> dict:
     """Make the study's best configuration into a model (`make_model`: retrained on all non-test
     data, tested once, its decoder tuned on the trial's fold models' validation folds) and register it."""
-    import mlflow
-
-    import dga.bundle as bundle_io
-    from dga import tracking
     from dga.data.windows import splits_for
-    from dga.lifecycle.pipeline import ModelJob, Tuning, make_model
-    from dga.search.files import fold_bundles, study_checkpoint_root
+    from dga.search.storage import budget_lock
     from dga.training.distributed import setup_distributed, store_for_config
 
     best = study.best_trial
@@ -180,11 +176,37 @@ def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | 
     store = store or store_for_config(cfg, dist)
     splits = splits or splits_for(store, cfg)
     name = model_name(cfg, store)
-    existing = registered_version_of(name, sc.study_name, best.number)
-    if existing is not None:
-        print(f"\ntrial {best.number} of study {sc.study_name!r} is registered already as {name} v{existing}: "
-              f"nothing to do (the champion alias stays where it is)")
-        return {"name": name, "version": existing, "moved": False, "score": float(best.value)}
+    # one registration of a trial at a time: a second `dga register` (or a second search process ending)
+    # waits here, then finds the version registered
+    with budget_lock(sc.storage_url(), sc.study_name, purpose="register"):
+        existing = registered_version_of(name, sc.study_name, best.number)
+        if existing is not None:
+            print(f"\ntrial {best.number} of study {sc.study_name!r} is registered already as {name} v{existing}: "
+                  f"nothing to do (the champion alias stays where it is)")
+            return {"name": name, "version": existing, "moved": False, "score": float(best.value)}
+        made, version, moved, old, old_version = _make_and_register(study, sc, base, cfg, dist, store, splits, name)
+    assert made.test is not None and made.bundle is not None
+    test, score = made.test, float(best.value)
+    print(f"test region ({sum(len(r) for r in splits.test):,} bases): genic F1 {test['test_genic_f1']:.4f}, "
+          f"sub-genic F1 {test['test_subgenic_f1']:.4f}, macro F1 {test['test_macro_f1']:.4f}, "
+          f"accuracy {test['test_accuracy']:.4f}")
+    print(f"registry: {_decision(name, sc.objective, score, version, moved, old, old_version)}")
+    print(next_steps(name, cfg))
+    return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
+            "test": test, "confusion": np.asarray(made.test_confusion).tolist(), "bundle": str(made.bundle)}
+
+
+def _make_and_register(study, sc: SearchConfig, base: Config, cfg: Config, dist, store, splits, name: str):
+    """Inside the registration lock: the trial's fold models, `make_model` in the final MLflow run, and
+    the registered version."""
+    import mlflow
+
+    import dga.bundle as bundle_io
+    from dga import tracking
+    from dga.lifecycle.pipeline import ModelJob, Tuning, make_model
+    from dga.search.files import fold_bundles, study_checkpoint_root
+
+    best = study.best_trial
     folds = [bundle_io.read(p) for p in fold_bundles(best, base, sc.study_name)]
     if not folds:
         raise InputError(None, f"trial {best.number}'s fold models are missing under "
@@ -196,8 +218,12 @@ def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | 
           f"the held-out test region", flush=True)
     tags = {"optuna_study": sc.study_name, "optuna_trial": str(best.number), "dga.kind": "final",
             "store_checksum": store.checksum}
-    with mlflow.start_run(experiment_id=tracking.experiment_id(sc.mlflow_experiment), run_name=cfg.run_name,
-                          tags=tags) as run:
+    experiment_id = tracking.experiment_id(sc.mlflow_experiment)
+    for run_id in tracking.end_orphaned_runs(experiment_id, {k: tags[k] for k in ("optuna_study", "optuna_trial",
+                                                                                 "dga.kind")}):
+        print(f"MLflow run {run_id} of an earlier registration of this trial, whose process was killed: ended as "
+              f"KILLED")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.run_name, tags=tags) as run:
         mlflow.log_params(cfg.to_dict())
         mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
         tracking.log_store_input(store)
@@ -209,15 +235,7 @@ def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | 
                        on_epoch=tracking.log_epoch, log=lambda s: print(s, flush=True))
         made = make_model(job)
         version, moved, old, old_version = _log_and_register(made, study, sc, cfg, store, name, tags, len(folds))
-    assert made.test is not None and made.bundle is not None
-    test = made.test
-    print(f"test region ({sum(len(r) for r in splits.test):,} bases): genic F1 {test['test_genic_f1']:.4f}, "
-          f"sub-genic F1 {test['test_subgenic_f1']:.4f}, macro F1 {test['test_macro_f1']:.4f}, "
-          f"accuracy {test['test_accuracy']:.4f}")
-    print(f"registry: {_decision(name, sc.objective, score, version, moved, old, old_version)}")
-    print(next_steps(name, cfg))
-    return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
-            "test": test, "confusion": np.asarray(made.test_confusion).tolist(), "bundle": str(made.bundle)}
+    return made, version, moved, old, old_version
 
 
 def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store", name: str, tags: dict,
@@ -248,6 +266,7 @@ def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store"
                "cv_score": repr(score), "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
                "cv_folds": str(n_folds), "n_parameters": str(result.n_parameters), "run_id": run_id,
                "decoder_tuned_on": ", ".join(dec["regions"]),
+               "weights_sha256": bundle_io.read(made.bundle).weights_sha256,  # checked whenever it is loaded
                "inputs": json.dumps(store.manifest.get("inputs", {}), sort_keys=True)}
     # full precision: the champion comparison reads these back and must not see a rounded score
     mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})

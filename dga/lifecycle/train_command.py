@@ -10,7 +10,9 @@ from pathlib import Path
 
 from dga.config import Config, config_values, load_config
 from dga.data.windows import splits_for
+from dga.files import write_text_atomic
 from dga.lifecycle.pipeline import MadeModel, ModelJob, make_model
+from dga.redact import redact
 from dga.tracking import write_json
 from dga.training import checkpoint as ckpt
 from dga.training.distributed import cleanup_distributed, setup_distributed, store_for_config
@@ -90,7 +92,7 @@ def _train_and_track(job: ModelJob) -> int:
                           run_name=None if run_id else run_name(cfg),
                           parent_run_id=None if run_id else parent) as run:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        run_id_file.write_text(run.info.run_id)
+        write_text_atomic(run_id_file, run.info.run_id)
         if run_id is None:
             mlflow.log_params(cfg.to_dict())
             mlflow.set_tags(tracking.run_tags(str(dist.device), dist.world_size, store.checksum))
@@ -118,7 +120,7 @@ def _train_and_track(job: ModelJob) -> int:
             summary["model_uri"] = tracking.log_bundle(made.bundle)
             print(f"logged model {summary['model_uri']} in {time.perf_counter() - t:.1f} s")
         _report(made, ckpt_dir, summary)
-        print(f"MLflow run {run.info.run_id} (experiment {cfg.experiment!r}, {mlflow.get_tracking_uri()})")
+        print(f"MLflow run {run.info.run_id} (experiment {cfg.experiment!r}, {redact(mlflow.get_tracking_uri())})")
     return 0
 
 

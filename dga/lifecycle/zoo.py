@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from dga.prediction.model import LoadedModel
 
 import json
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import dga.bundle as bundle_io
 from dga.errors import InputError
+from dga.files import make_dir
 from dga.lifecycle.zoo_card import card, make_card, render_card
 
 SLICE = 50_000
@@ -114,14 +116,17 @@ def export(model_ref: str, name: str, intended_use: str, *, half: bool = False,
         raise InputError(store.path, f"store checksum {store.checksum} is not the model's "
                                      f"{b.provenance['data']['store_checksum']}: not the data it was trained on")
     splits = splits_for(store, cfg)
-    # write first, then measure what was written (float16 weights with `half`): the card describes what ships
-    out = bundle_io.write(replace(b, card=None), root / name, half=half)
-    shipped = bundle_io.read(out, f"zoo:{name}")
-    log(f"measuring zoo:{name} on the held-out test region ({sum(len(r) for r in splits.test):,} bases)")
-    test, slice_check = measure(loaded(shipped), store, splits, reference_transcripts(store))
-    shipped.card = make_card(shipped, name, model_ref, test, slice_check, intended_use.strip())
-    bundle_io.write(shipped, out, half=half)
-    return out
+    # write the entry to a temporary folder first, measure what was written (float16 weights with `half`:
+    # the card describes what ships), then write it with its card: a killed export leaves no entry
+    tmp = make_dir(root, f".{name}.export-")
+    try:
+        shipped = bundle_io.read(bundle_io.write(replace(b, card=None), tmp / "entry", half=half), f"zoo:{name}")
+        log(f"measuring zoo:{name} on the held-out test region ({sum(len(r) for r in splits.test):,} bases)")
+        test, slice_check = measure(loaded(shipped), store, splits, reference_transcripts(store))
+        shipped.card = make_card(shipped, name, model_ref, test, slice_check, intended_use.strip())
+        return bundle_io.write(shipped, root / name, half=half)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def import_entry(name: str) -> str:
@@ -134,8 +139,15 @@ def import_entry(name: str) -> str:
 
     c = card(name)
     tracking.setup()
+    model_name = f"dga-zoo-{name}"
+    weights = bundle_io.read(bundle_io.zoo_dir(name), f"zoo:{name}").weights_sha256
+    for mv in _versions(model_name):  # importing the same entry again registers nothing new
+        if mv.tags.get("weights_sha256") == weights:
+            return str(mv.version)
     exp = tracking.experiment_id("dga-zoo")
-    with mlflow.start_run(experiment_id=exp, run_name=f"zoo-{name}", tags={"dga.kind": "zoo", "zoo_entry": name}):
+    tracking.end_orphaned_runs(exp, {"dga.kind": "zoo", "zoo_entry": name})
+    with mlflow.start_run(experiment_id=exp, run_name=f"zoo-{name}",
+                          tags={"dga.kind": "zoo", "zoo_entry": name, **tracking.process_tags()}):
         mlflow.log_params(c["config"])
         flat = {f"test_{k}": float(v) for k, v in c["test"]["base"].items()}
         flat.update({f"test_exon_{k}": float(c["test"]["exon"][k]) for k in ("sensitivity", "precision", "f1")})
@@ -147,10 +159,20 @@ def import_entry(name: str) -> str:
         uri = tracking.log_bundle(bundle_io.zoo_dir(name))
     tags = {"zoo_entry": name, "species": c["species"], "config": json.dumps(c["config"], sort_keys=True),
             "test_genic_f1": f"{c['test']['base']['genic_f1']:.6f}",
-            "store_checksum": c["training_data"]["store_checksum"]}
+            "store_checksum": c["training_data"]["store_checksum"], "weights_sha256": weights}
     if c["cv"]["score"] is not None:
         tags.update({"cv_objective": c["cv"]["objective"], f"cv_{c['cv']['objective']}": f"{c['cv']['score']:.6f}"})
-    return register_model_version(uri, f"dga-zoo-{name}", tags, description=render_card(c))
+    return str(register_model_version(uri, model_name, tags, description=render_card(c)))
+
+
+def _versions(model_name: str) -> list:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return list(mlflow.MlflowClient().search_model_versions(f"name = '{model_name}'"))
+    except MlflowException:
+        return []
 
 
 # ----------------------------------------------------------------------------------------- build

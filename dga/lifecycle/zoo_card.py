@@ -201,9 +201,15 @@ def _calibration_lines(cal: dict | None) -> list[str]:
 
 
 def list_table() -> str:
+    """`dga zoo list`: a line per entry; an entry that cannot be read is named with the reason, and
+    the others are listed all the same."""
     rows = [f"{'name':<16}{'species':<36}{'params':>11}{'CV':>18}{'test genic F1':>15}"]
     for n in names():
-        c = card(n)
+        try:
+            c = card(n)
+        except InputError as exc:
+            rows.append(f"{n:<16}(unreadable: {str(exc)[:90]})")
+            continue
         cv = c["cv"]
         cv_text = "-" if cv["score"] is None else f"{cv['score']:.3f} ({cv['n_folds']} fold{'s' * (cv['n_folds'] > 1)})"
         species = c["species"].split("; ")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,33 +106,45 @@ def weights_key(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def _make_int8(model: torch.nn.Module, window: int, path: Path) -> None:
+    """Export and quantize `model` into the cache file `path` (a temporary folder, renamed into place)."""
+    from dga.files import make_dir  # temporaries named by the process, removed by the next run when stale
+
+    try:
+        tmp = make_dir(path.parent, "dga-onnx-")
+    except OSError as exc:
+        raise InputError(path.parent, f"cannot write the int8 model cache ({exc.strerror}): set DGA_CACHE_DIR "
+                                      "to a writable folder, or predict with --fp32") from exc
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic  # 0.9 s of imports: only to make one
+
+        _export(model, window, tmp / "fp32.onnx")
+        root = logging.getLogger()  # the quantizer logs "consider pre-processing" (for static quantization)
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        os.replace(tmp / "int8.onnx", path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger:
     """The int8 ONNX Runtime form of `model` (a BiLSTMTagger on the CPU), from the cache or made now
     (a few seconds; written to a temporary name and renamed, so a killed run leaves no broken file)."""
     import onnxruntime as ort
 
-    from dga.files import make_dir  # temporaries named by the process, removed by the next run when stale
 
     key = f"{weights_key(model)[:32]}-torch{torch.__version__.split('+')[0]}-ort{ort.__version__}-f{FORMAT}"
     path = cache_dir() / f"{key}.int8.onnx"
-    if not path.is_file():
+    if path.is_file():
         try:
-            tmp = make_dir(path.parent, "dga-onnx-")
-        except OSError as exc:
-            raise InputError(path.parent, f"cannot write the int8 model cache ({exc.strerror}): set DGA_CACHE_DIR "
-                                          "to a writable folder, or predict with --fp32") from exc
-        try:
-            from onnxruntime.quantization import QuantType, quantize_dynamic  # 0.9 s of imports: only to make one
-
-            _export(model, window, tmp / "fp32.onnx")
-            root = logging.getLogger()  # the quantizer logs "consider pre-processing" (for static quantization)
-            level = root.level
-            root.setLevel(logging.ERROR)
-            try:
-                quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8)
-            finally:
-                root.setLevel(level)
-            os.replace(tmp / "int8.onnx", path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            return OnnxTagger(path, getattr(model, "bases_per_step", 1), threads)
+        except Exception as exc:  # a damaged cache file (a full disk, a copy cut short): made again
+            print(f"dga: the cached int8 model {path} cannot be read ({type(exc).__name__}): making it again",
+                  file=sys.stderr)
+            path.unlink(missing_ok=True)  # a file of DGA's own cache, named by the weights' checksum
+    _make_int8(model, window, path)
     return OnnxTagger(path, getattr(model, "bases_per_step", 1), threads)

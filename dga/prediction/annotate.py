@@ -68,20 +68,22 @@ def predict_sequence(lm: LoadedModel, seqid: str, codes: np.ndarray, *, batch_si
 
 
 def pack(lengths: list[int], window: int, group_bases: int = 4_000_000) -> list[list[int]]:
-    """Indices of pieces grouped for shared batches: short pieces together up to `group_bases`, each
-    long piece (over 4 windows) alone, in input order."""
+    """Indices of pieces grouped for shared batches: short pieces together up to `group_bases` (each
+    counted with the N spacer its signal tables are joined with, so a group's tables stay bounded
+    however short its pieces), each long piece (over 4 windows) alone, in input order (one pass:
+    linear in the number of pieces)."""
     groups: list[list[int]] = []
-    size = 0
+    size, open_group = 0, False  # open_group: the last group holds short pieces and may take more
     for i, n in enumerate(lengths):
         if n > 4 * window:
             groups.append([i])
-            size = group_bases  # the next short piece starts a new group
-        elif groups and size + n <= group_bases and all(lengths[j] <= 4 * window for j in groups[-1]):
+            open_group = False
+        elif open_group and size + n + SPACER <= group_bases:
             groups[-1].append(i)
-            size += n
+            size += n + SPACER
         else:
             groups.append([i])
-            size = n
+            size, open_group = n + SPACER, True
     return groups
 
 

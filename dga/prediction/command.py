@@ -11,7 +11,6 @@ file for long sequences) plus one batch. On a CPU the network runs in int8 throu
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -22,10 +21,30 @@ import numpy as np
 from dga.decoding.genes import write_gff3
 from dga.decoding.registry import get_decoder
 from dga.errors import InputError
-from dga.files import make_dir
+from dga.files import Outputs, make_dir, same_file
 from dga.nets.registry import describe
 from dga.prediction.annotate import annotate_pieces, pieces_of
 from dga.prediction.model import int8_on_cpu, load_model, resolve_device, tiling
+
+
+def probs_member(name: str) -> str:
+    """A sequence's (or region's) name as a member name of the `--probs` archive: characters outside
+    letters, digits and `._:|-` (a `/`, a leading dot) %-escaped, so no member reads as a path."""
+    out = "".join(c if c.isascii() and (c.isalnum() or c in "._:|-") else "".join(f"%{b:02X}" for b in c.encode())
+                  for c in name)
+    return "%2E" + out[1:] if out.startswith(".") else out
+
+
+def _check_outputs(out: Path, probs: str | None, inputs: list[str]) -> None:
+    """The outputs are files to write, never an input, and their folders exist (made if missing)."""
+    for path in [out] + ([Path(probs)] if probs else []):
+        if path.is_dir() or not path.name:
+            raise InputError(path, "is a directory: give the file to write (-o genes.gff3, --probs probs.npz)")
+        if any(same_file(path, f) for f in inputs):
+            raise InputError(path, "is an input FASTA: give another file to write")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if probs and Path(probs).resolve() == out.resolve():
+        raise InputError(out, "is given as both -o and --probs")
 
 
 def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
@@ -42,8 +61,13 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
 
     dev = resolve_device(device)
     out_path = Path(out)
-    if out_path.is_dir() or not out_path.name:
-        raise InputError(out_path, "is a directory: give the GFF3 file to write (-o genes.gff3)")
+    fastas = [fasta] if isinstance(fasta, str) else list(fasta)
+    _check_outputs(out_path, probs, [f.split("=", 1)[-1] for f in fastas])
+    if not (0.0 <= min_confidence <= 1.0):  # also refuses NaN
+        raise InputError(None, f"--min-confidence {min_confidence}: give a number from 0 to 1")
+    if window < 0:
+        raise InputError(None, f"--window {window}: give a positive number of bases (0: twice the model's "
+                               f"validation window)")
     t0 = time.perf_counter()
     lm = load_model(model_uri, dev, signals)
     dec = get_decoder(decoder or lm.decoder_name)
@@ -51,11 +75,10 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
     lm.window, lm.margin = tiling(lm.config, window, overlap)
     if not fp32:
         lm = int8_on_cpu(lm, dev)
-    records, genomes = read_fastas([fasta] if isinstance(fasta, str) else list(fasta))
+    records, genomes = read_fastas(fastas)
     lengths = {r.id: len(r) for r in records}
     pieces = pieces_of(records, regions)
     total = 2 * sum(len(codes) for _, codes, _, _ in pieces)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"model {lm.source}: {describe(lm.config)}, {lm.config.labels} labels, "
           f"{'int8 (ONNX Runtime)' if dev.type == 'cpu' and not fp32 else 'float32' if dev.type == 'cpu' else 'bf16'}"
           f", window "
@@ -77,19 +100,15 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
         bar.close()
         dbar.close()
         seconds = time.perf_counter() - t_inf
-        # write next to the target and rename: a failed run never leaves a half-written GFF3
-        part = out_path.with_name(out_path.name + ".part")
-        with open(part, "w") as fh:
-            n_genes = write_gff3(genes, lengths, fh)
-        os.replace(part, out_path)
-        if probs and probs_out is not None:
-            arrays = {}
-            for sid, (f, r) in probs_out.items():
-                arrays[f"{sid}/forward"] = f
-                arrays[f"{sid}/reverse_complement"] = r
-            ppart = Path(probs).with_name(Path(probs).name + ".part.npz")
-            np.savez(ppart, **arrays)
-            os.replace(ppart, probs)
+        # each file to a unique temporary beside its target, renamed together at the end: a failed or
+        # concurrent run never leaves a half-written or mixed GFF3 (or a GFF3 beside another run's .npz)
+        with Outputs() as outputs:
+            with open(outputs.path(out_path), "w") as fh:
+                n_genes = write_gff3(genes, lengths, fh)
+            if probs and probs_out is not None:
+                with open(outputs.path(probs), "wb") as fh:
+                    np.savez(fh, **{f"{probs_member(sid)}/{read}": a for sid, (f, r) in probs_out.items()
+                                    for read, a in (("forward", f), ("reverse_complement", r))})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for name in genomes:

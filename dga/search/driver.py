@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dga.config import config_values, load_config
 from dga.errors import InputError
+from dga.redact import redact
 from dga.search.files import study_checkpoint_root
 from dga.search.space import load_search
 from dga.search.storage import make_sampler, open_study, sampler_seed_for
@@ -67,7 +68,8 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
     splits = splits_for(store, base)
     if not worker_only:
         print(f"study {sc.study_name!r}: {sc.n_trials} trials, {len(folds)}-fold CV on {store.path} "
-              f"(objective: mean {sc.objective}), Optuna {sc.storage_url()}, MLflow {tracking.default_tracking_uri()} "
+              f"(objective: mean {sc.objective}), Optuna {redact(sc.storage_url())}, "
+              f"MLflow {redact(tracking.default_tracking_uri())} "
               f"experiment {sc.mlflow_experiment!r}", flush=True)
     ctx = TrialContext(sc, base, store, splits, dist, experiment_id,
                        study_checkpoint_root(base, sc.study_name), folds,

@@ -122,8 +122,13 @@ def _parse_param(name: str, spec: Any, path: str) -> ParamSpec:
 def load_search(path: str | Path, n_trials: int | None = None) -> SearchConfig:
     """The `[search]` table of an experiment file; unknown keys and parameters are errors naming them."""
     raw = read_experiment(path)
-    table = dict(raw.get("search", {}))
     where = str(path)
+    if not isinstance(raw.get("search", {}), dict):
+        raise InputError(where, f"search = {raw['search']!r}: [search] must be a table (a [search] section)")
+    table = dict(raw.get("search", {}))
+    for key in ("space", "baseline"):
+        if key in table and not isinstance(table[key], dict if key == "space" else list):
+            raise InputError(where, f"[search] {key} must be a {'table' if key == 'space' else 'list of tables'}")
     space = tuple(_parse_param(k, v, where) for k, v in table.pop("space", {}).items())
     baselines = []
     for i, entry in enumerate(table.pop("baseline", [])):
@@ -140,7 +145,11 @@ def load_search(path: str | Path, n_trials: int | None = None) -> SearchConfig:
     table.setdefault("study_name", Path(path).stem)
     table.setdefault("objective", raw.get("objective", "genic_f1"))
     if "folds" in table:
-        table["folds"] = tuple(int(f) for f in table["folds"])
+        folds = table["folds"]
+        if not isinstance(folds, list) or not all(isinstance(f, int) and not isinstance(f, bool) for f in folds):
+            raise InputError(where, f"[search] folds = {folds!r}: give a list of fold numbers, e.g. [0, 1]")
+        table["folds"] = tuple(folds)
+    _check_types(table, where)
     if n_trials is not None:
         table["n_trials"] = n_trials
     try:
@@ -155,6 +164,22 @@ def load_search(path: str | Path, n_trials: int | None = None) -> SearchConfig:
         if not ok:
             raise InputError(where, f"[search]: value out of range: {key} = {getattr(sc, key)!r}")
     return sc
+
+
+def _check_types(table: dict, where: str) -> None:
+    """Each [search] value has its field's type (an int where a float is expected is fine)."""
+    for key, value in table.items():
+        default = SearchConfig.__dataclass_fields__[key].default
+        want = type(default) if default is not None and not isinstance(default, tuple) else None
+        if key == "study_name":
+            want = str
+        if want is None:
+            continue
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise InputError(where, f"[search] {key} = {value!r}: expected {want.__name__}")
 
 
 def trial_config(base: Config, overrides: dict[str, Any]) -> Config:

@@ -12,12 +12,14 @@ import contextlib
 import fcntl
 import functools
 import os
+import socket
 import time
 import warnings
 from pathlib import Path
 
 from dga.config import Config
 from dga.errors import InputError
+from dga.redact import redact
 from dga.search.space import RUNTIME_FIELDS, SearchConfig
 
 DATABASE_OUTAGE_S = 120  # how long a worker waits for a restarted / unreachable database server
@@ -42,10 +44,11 @@ def wait_for_database(engine, seconds: float = DATABASE_OUTAGE_S) -> None:
             try:
                 return dialect.loaded_dbapi.connect(*cargs, **cparams)
             except dialect.loaded_dbapi.OperationalError as exc:
-                if time.monotonic() > deadline:
+                refused = any(s in str(exc).lower() for s in ("password", "authentication", "does not exist"))
+                if time.monotonic() > deadline or refused:  # a wrong password does not get better by waiting
                     raise
                 if not said:
-                    print(f"study storage unreachable ({str(exc).splitlines()[0][:200]}): retrying for up to "
+                    print(f"study storage unreachable ({redact(str(exc).splitlines()[0][:200])}): retrying for up to "
                           f"{seconds:.0f} s", flush=True)
                     said = True
                 time.sleep(delay)
@@ -83,17 +86,25 @@ def _on_stale_trial(study, trial, max_retry: int, grace: int) -> None:
 def make_sampler(sc: SearchConfig, seed: int):
     import optuna
 
-    return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, len(sc.baselines) + 2))
-            if sc.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed))
+    # multivariate TPE with the constant liar: Optuna's answer to parallel workers (a running trial counts
+    # as a poor result, so another worker's proposal moves away from it)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return (optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, len(sc.baselines) + 2),
+                                           multivariate=True, constant_liar=True)
+                if sc.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed))
 
 
 def sampler_seed_for(sc: SearchConfig, study: "optuna.Study", worker_only: bool) -> tuple[int, bool]:
     """(seed, reproducible): `sampler_seed` for the first process of a new study, so one worker
     and no restart reproduces the same trials; any other worker or a restart draws its own seed,
     so parallel workers and restarts do not propose the configurations already proposed."""
-    started = any(t.state.name != "WAITING" for t in study.get_trials(deepcopy=False))
-    if not worker_only and not started:
-        return sc.sampler_seed, True
+    if not worker_only:
+        with budget_lock(sc.storage_url(), sc.study_name, purpose="seed"):  # one process takes the file's seed
+            started = any(t.state.name != "WAITING" for t in study.get_trials(deepcopy=False))
+            if not started and not study.user_attrs.get("sampler_seed_taken_by"):
+                study.set_user_attr("sampler_seed_taken_by", f"{socket.gethostname()}:{os.getpid()}")
+                return sc.sampler_seed, True
     return int.from_bytes(os.urandom(4), "little"), False
 
 
@@ -106,7 +117,11 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
     if not url.startswith(("sqlite:", "postgresql", "mysql")):
         raise InputError(None, f"Optuna storage {url!r}: use sqlite:///..., postgresql://... or mysql://...")
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        db = Path(url[len("sqlite:///"):])
+        if not create and not db.is_file():  # looking a study up must not create an empty database
+            raise InputError(None, f"no study {sc.study_name!r}: there is no Optuna database at {db} (run `dga "
+                                   f"search` first, or give --storage, or run from the folder holding mlruns/)")
+        db.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: our one-line reason, not a traceback
     import sqlalchemy.exc
 
@@ -122,16 +137,19 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
             if not url.startswith("sqlite"):
                 wait_for_database(storage.engine)
             break
-        except sqlalchemy.exc.SQLAlchemyError:
-            # another process is creating the same tables right now (first use of a shared storage)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # another process is creating the same tables right now (first use of a shared storage);
+            # anything still failing after the retries (a wrong password, no server) is the user's to fix
             if attempt == 4:
-                raise
+                first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                raise InputError(None, f"cannot open the Optuna storage {redact(url)}: {redact(first)} (check its "
+                                       f"address, user and password)") from None
             time.sleep(1 + attempt)
     sampler = make_sampler(sc, sc.sampler_seed)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=sc.pruner_startup_trials, n_warmup_steps=0)
               if sc.pruner == "median" else optuna.pruners.NopPruner())
     if not create and sc.study_name not in optuna.study.get_all_study_names(storage=storage):
-        raise InputError(None, f"no study {sc.study_name!r} in {url}")
+        raise InputError(None, f"no study {sc.study_name!r} in {redact(url)}")
     study = optuna.create_study(study_name=sc.study_name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction="maximize", load_if_exists=True)
     if base is None:
@@ -147,19 +165,21 @@ def open_study(sc: SearchConfig, base: Config | None = None, create: bool = True
         theirs = {k: v for k, v in attrs["base_config"].items() if k not in RUNTIME_FIELDS}
         changed = sorted(k for k in mine if mine[k] != theirs.get(k))
         if changed:
-            raise InputError(None, f"study {sc.study_name!r} in {url} was started with a different config "
+            raise InputError(None, f"study {sc.study_name!r} in {redact(url)} was started with a different config "
                                    f"({', '.join(changed)}); give the experiment a new study_name")
     return study
 
 
 @contextlib.contextmanager
-def budget_lock(url: str, study_name: str = ""):
+def budget_lock(url: str, study_name: str = "", purpose: str = "budget"):
     """Serialise 'count trials, then start one' among a study's workers, so that they end with exactly
     the requested number of trials: a file lock next to a SQLite database, a PostgreSQL advisory lock
-    on a server (other storages: no lock, at most workers - 1 extra trials)."""
+    on a server (other storages: no lock, at most workers - 1 extra trials). `purpose` names other
+    such sections (taking the sampler seed, registering the best trial), each with a lock of its own."""
     held = {"on": True}
     if url.startswith("sqlite:///"):
-        with open(url[len("sqlite:///"):] + ".lock", "a+") as fh:
+        suffix = ".lock" if purpose == "budget" else f".{purpose}.lock"
+        with open(url[len("sqlite:///"):] + suffix, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
 
             def release() -> None:
@@ -176,7 +196,7 @@ def budget_lock(url: str, study_name: str = ""):
 
         import sqlalchemy
 
-        key = int(hashlib.sha256(f"dga-budget:{study_name}".encode()).hexdigest()[:15], 16)
+        key = int(hashlib.sha256(f"dga-{purpose}:{study_name}".encode()).hexdigest()[:15], 16)
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
         wait_for_database(engine)
         conn = engine.connect()

@@ -19,6 +19,7 @@ from dga.config import Config
 from dga.data.store import Store
 from dga.data.windows import Splits
 from dga.errors import InputError
+from dga.files import write_text_atomic
 from dga.search.files import fold_checkpoint_dir
 from dga.search.space import RUNTIME_FIELDS, SearchConfig, trial_config
 from dga.training import checkpoint as ckpt
@@ -115,13 +116,13 @@ def _fold_as_torchrun(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict
     from dga.training.fit import EXIT_DIVERGED, Preempted, TrainingDiverged
 
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    write_text_atomic(ckpt_dir / "config.json", json.dumps(cfg.to_dict(), indent=1))
     launcher = os.environ.get("DGA_TRIAL_LAUNCHER", "").split() or [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ctx.sc.processes_per_trial}"]
     cmd = [*launcher, "-m", "dga.cli", "train", str(ckpt_dir / "config.json"), "--resume"]
     import mlflow
 
-    (ckpt_dir / ckpt.HANDOVER).write_text(json.dumps({"parent_run_id": parent_run_id, "tags": tags}, indent=1))
+    write_text_atomic(ckpt_dir / ckpt.HANDOVER, json.dumps({"parent_run_id": parent_run_id, "tags": tags}, indent=1))
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode == EXIT_DIVERGED:
@@ -155,13 +156,14 @@ def describe(overrides: dict) -> str:
 
 
 class DuplicateConfiguration(Exception):
-    """A proposed configuration was already completed: the trial fails without training."""
+    """A proposed configuration is complete or running already: the trial fails without training."""
 
 
 def _completed_with(study, params: dict, number: int) -> int | None:
-    """The number of a COMPLETE trial with exactly these parameters, if any."""
+    """The number of another COMPLETE or RUNNING trial with exactly these parameters, if any (a
+    running one: another worker trains that configuration right now)."""
     for t in study.get_trials(deepcopy=False):
-        if t.number != number and t.state.name == "COMPLETE" and t.params == params and params:
+        if t.number != number and t.state.name in ("COMPLETE", "RUNNING") and t.params == params and params:
             return t.number
     return None
 
@@ -187,10 +189,10 @@ def make_objective(ctx: TrialContext):
             same = _completed_with(trial.study, trial.params, trial.number)
             if same is not None:  # TPE on a small categorical space can propose a finished configuration
                 trial.set_user_attr("duplicate_of", same)
-                trial.set_user_attr("fail_reason", f"duplicate of complete trial {same}")
-                ctx.log(f"trial {trial.number}: {describe(overrides)} is trial {same}'s configuration, already "
-                        f"complete: not trained again")
-                raise DuplicateConfiguration(f"same configuration as complete trial {same}")
+                trial.set_user_attr("fail_reason", f"duplicate of trial {same}")
+                ctx.log(f"trial {trial.number}: {describe(overrides)} is trial {same}'s configuration, complete "
+                        f"or running: not trained again")
+                raise DuplicateConfiguration(f"same configuration as trial {same}")
         # A re-queued trial (its worker died) reuses the fold checkpoints of the trial it retries.
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
         origin = frozen.system_attrs.get("failed_trial", trial.number)

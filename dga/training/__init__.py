@@ -1,0 +1,1 @@
+"""Training: one fit loop, DDP and threads, checkpoints, fine-tuning, provenance, the trained network as a bundle."""

@@ -419,7 +419,7 @@ def test_a_completed_configuration_is_never_trained_again(tmp_path, dmel_store):
     assert sorted(t.params["hidden_size"] for t in done) == [8, 16]
     dups = [t for t in study.get_trials() if t.user_attrs.get("duplicate_of") is not None]
     assert dups and all(t.state.name == "FAIL" for t in dups)
-    assert "already complete: not trained again" in proc.stdout
+    assert "complete or running: not trained again" in proc.stdout
     assert "search space looks exhausted" in proc.stdout
 
 
