@@ -72,7 +72,7 @@ def bench_fasta(fasta: Path) -> dict:
 
 
 def bench_prepare(dataset: str, workdir: Path) -> dict:
-    code = ("import sys; from dga.data.sources import resolve; from dga.data.store import prepare_store;"
+    code = ("import sys; from dga.data.sources import resolve; from dga.data.prepare import prepare_store;"
             "f, g, _ = resolve(sys.argv[1]); r = prepare_store(f, g, sys.argv[2], force=True, log=lambda s: None);"
             "print(r.seconds, r.store.total_length)")
     t = time.perf_counter()
@@ -88,7 +88,7 @@ def bench_prepare(dataset: str, workdir: Path) -> dict:
 def bench_prepare_genomes(names: list[str], workdir: Path) -> dict:
     """One store of several genomes (`dga prepare --genome ...` / config `genomes`) in a fresh process,
     beside each genome's own store, same run."""
-    code = ("import sys, time; from dga.data.store import genome_from_arg, prepare_genomes;"
+    code = ("import sys, time; from dga.data.prepare import genome_from_arg, prepare_genomes;"
             "t = time.perf_counter(); r = prepare_genomes([genome_from_arg(g) for g in sys.argv[2:]], sys.argv[1],"
             " force=True, log=lambda s: None); print(time.perf_counter() - t, r.store.total_length)")
 

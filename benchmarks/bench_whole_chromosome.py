@@ -30,8 +30,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
     from dga.data.fasta import read_fasta
+    from dga.data.prepare import prepare_store
     from dga.data.sources import resolve
-    from dga.data.store import prepare_store
     from dga.data.windows import load_or_make_splits
     from dga.evaluation.evaluate import evaluate, parse_region
 

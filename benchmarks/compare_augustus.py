@@ -83,8 +83,9 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results", help="where the tables, JSON and GFF3 files go")
     args = ap.parse_args()
     from dga.data.fasta import read_fasta
+    from dga.data.prepare import prepare_store
     from dga.data.sources import resolve
-    from dga.data.store import open_store, prepare_store
+    from dga.data.store import open_store
     from dga.data.windows import load_or_make_splits
     from dga.evaluation.evaluate import evaluate, format_report, parse_region
 

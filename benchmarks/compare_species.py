@@ -63,8 +63,8 @@ def main() -> None:
     args = ap.parse_args()
     import dga.bundle as bundle_io
     from dga.data.fasta import read_fasta
+    from dga.data.prepare import prepare_store
     from dga.data.sources import resolve
-    from dga.data.store import prepare_store
     from dga.data.windows import load_or_make_splits
     from dga.evaluation.evaluate import evaluate, parse_region
 

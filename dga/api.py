@@ -31,8 +31,8 @@ __all__ = ["prepare", "load", "annotate", "probabilities", "evaluate", "trials"]
 def prepare(fasta: str | Path | None = None, gff: str | Path | None = None, out: str | Path | None = None, *,
             dataset: str | None = None) -> "Store":
     """A genome store from FASTA + GFF3 (or a packaged `dataset`), as `dga prepare` builds it."""
+    from dga.data.prepare import prepare_store
     from dga.data.sources import resolve
-    from dga.data.store import prepare_store
     from dga.errors import InputError
 
     if dataset:

@@ -11,8 +11,9 @@ from dga.redact import redact
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from dga.data.prepare import genome_from_arg, prepare_genomes, prepare_store
     from dga.data.sources import SOURCES, resolve
-    from dga.data.store import genome_from_arg, prepare_genomes, prepare_store, summary_table
+    from dga.data.store import summary_table
 
     genomes = [genome_from_arg(g) for g in args.genome] + \
         ([genome_from_arg(d) for d in args.dataset] if len(args.dataset) > 1 or args.genome else [])
@@ -50,14 +51,17 @@ def _train(args: argparse.Namespace) -> int:
 def _signals(args: argparse.Namespace) -> int:
     from dga.config import load_config
     from dga.data.windows import splits_for
-    from dga.decoding.signals import save_signals
+    from dga.decoding.signals import fit_signals
+    from dga.files import Outputs
     from dga.training.distributed import DistInfo, store_for_config
     from dga.training.fit import training_regions
 
     cfg = load_config(args.config, args.set)
     store = store_for_config(cfg, DistInfo())
-    splits = splits_for(store, cfg)
-    save_signals(store, training_regions(cfg, splits), args.out)
+    model = fit_signals(store, training_regions(cfg, splits_for(store, cfg)))
+    with Outputs() as outputs:  # a unique temporary beside it, renamed into place
+        model.save(outputs.path(args.out, ".npz"))
+    print(f"signal models ({', '.join(f'{v:,} {k}' for k, v in model.counts.items())}) -> {args.out}")
     return 0
 
 

@@ -189,23 +189,22 @@ class _BundleFlavor:
     __name__ = "dga"
 
     @staticmethod
-    def save_model(path: str, mlflow_model, bundle_dir: str, **_: Any) -> None:
+    def save_model(path: str, mlflow_model, files: list[Path], **_: Any) -> None:
         import shutil
 
-        from dga import bundle
-
         Path(path).mkdir(parents=True)
-        for f in bundle.files(bundle_dir):  # only what checksums.json lists, as regular files: no symlink followed
+        for f in files:  # a bundle's verified files (`dga.bundle.files`), copied as regular files
             shutil.copyfile(f, Path(path) / f.name, follow_symlinks=False)
         mlflow_model.add_flavor("dga", dga_version=dga.__version__, reader="dga.bundle.read")
         mlflow_model.save(str(Path(path) / "MLmodel"))
 
 
-def log_bundle(bundle_dir: Path, name: str = "model") -> str:
-    """Log a bundle folder as the active run's model (flavor `dga`); returns its model URI."""
+def log_bundle(files: list[Path], name: str = "model") -> str:
+    """Log a bundle as the active run's model (flavor `dga`): `files`, the bundle's verified files
+    (`dga.bundle.files`: what its checksums list and nothing else); returns its model URI."""
     from mlflow.models import Model
 
-    info = Model.log(artifact_path=None, name=name, flavor=_BundleFlavor, bundle_dir=str(bundle_dir))
+    info = Model.log(artifact_path=None, name=name, flavor=_BundleFlavor, files=list(files))
     return info.model_uri
 
 

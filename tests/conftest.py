@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from dga.data.prepare import prepare_store
 from dga.data.sources import resolve
-from dga.data.store import prepare_store
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -119,7 +119,7 @@ def test_a_malicious_registered_model_does_not_run(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     plant(folder, marker)
     with mlflow.start_run(experiment_id=tracking.experiment_id("shared")):
-        uri = tracking.log_bundle(folder)
+        uri = tracking.log_bundle(bundle_io.files(folder))
     mlflow.register_model(uri, "dga-shared")
     with pytest.raises(InputError, match="not a plain state dict"):
         load_model("models:/dga-shared/1")

@@ -333,7 +333,8 @@ def test_two_prepares_of_one_store_at_once_both_succeed(tmp_path, dmel_files):
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [r[1][-2000:] for r in results]
     assert any("up to date" in r[0] for r in results)  # the second waited for the first, then had nothing to do
-    from dga.data.store import is_store_folder, open_store
+    from dga.data.prepare import is_store_folder
+    from dga.data.store import open_store
 
     assert is_store_folder(out) and open_store(out).total_length > 1_000_000
 
@@ -407,9 +408,7 @@ def test_a_damaged_int8_cache_file_is_made_again(tmp_path, monkeypatch):
 
 
 def test_many_short_records_are_grouped_in_linear_time():
-    from dga.prediction.annotate import pack
-
-    from dga.prediction.annotate import SPACER
+    from dga.prediction.annotate import SPACER, pack
 
     t = time.perf_counter()
     groups = pack([12] * 200_000, 20_000)

@@ -15,7 +15,7 @@ import dga.bundle as bundle
 from dga.cli import main
 from dga.config import load_config
 from dga.data.gff import read_gff
-from dga.data.store import prepare_store
+from dga.data.prepare import prepare_store
 from dga.errors import InputError
 from dga.nets.registry import build_model
 from dga.prediction.command import run_predict
@@ -48,7 +48,8 @@ def test_prepare_never_empties_a_directory_it_did_not_write(make_case, tmp_path,
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
     assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(mine)]) == 2
-    assert "is not a store DGA wrote" in capsys.readouterr().err and (mine / "thesis.tex").read_text() == "years of work"
+    assert "is not a store DGA wrote" in capsys.readouterr().err
+    assert (mine / "thesis.tex").read_text() == "years of work"
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(afile)]) == 2

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
     from dga.data.store import Store
@@ -386,20 +386,3 @@ def coding_scores(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
             v = np.where(ok, table[k][np.maximum(ctx, 0)], 0.0).astype(np.float32)
             out[:, col + k] = v[::-1] if flip else v
     return out
-
-
-def save_signals(store: "Store", regions: "Sequence[Region] | Sequence[tuple[int, int]]", path: str | Path,
-                 log: Callable[[str], None] = print) -> SignalModel:
-    """Fit on `regions` (the model's training region) and write `path` atomically."""
-    import time
-
-    from dga.files import Outputs
-
-    t = time.perf_counter()
-    model = fit_signals(store, regions)
-    path = Path(path)
-    with Outputs() as outputs:  # a unique temporary beside it, renamed into place
-        model.save(outputs.path(path, ".npz"))
-    log(f"signal models ({', '.join(f'{v:,} {k}' for k, v in model.counts.items())}) -> {path} "
-        f"in {time.perf_counter() - t:.1f} s")
-    return model

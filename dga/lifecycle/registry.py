@@ -113,8 +113,8 @@ def next_steps(name: str, cfg: Config) -> str:
     import mlflow
 
     uri = f"MLFLOW_TRACKING_URI={shlex.quote(redact(mlflow.get_tracking_uri()))}"
+    from dga.data.prepare import genome_from_arg
     from dga.data.sources import SOURCES, resolve
-    from dga.data.store import genome_from_arg
 
     fasta = ""
     if cfg.fasta:
@@ -258,7 +258,7 @@ def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store"
     mlflow.log_metrics({"decoder_objective": dec["value"], "decoder_objective_defaults": dec["start_value"],
                         "decoder_tuning_seconds": dec["seconds"]})
     mlflow.log_dict(bundle_io.read(made.bundle).decoder, "decoder.json")
-    model_uri = tracking.log_bundle(made.bundle)
+    model_uri = tracking.log_bundle(bundle_io.files(made.bundle))
     run = mlflow.active_run()
     assert run is not None  # called inside the final run
     run_id = run.info.run_id

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from dga import bundle as bundle_io
 from dga.config import Config, config_values, load_config
 from dga.data.windows import splits_for
 from dga.files import write_text_atomic
@@ -117,7 +118,7 @@ def _train_and_track(job: ModelJob) -> int:
         summary = {"run_id": run.info.run_id}
         if cfg.log_model and made.bundle is not None:
             t = time.perf_counter()
-            summary["model_uri"] = tracking.log_bundle(made.bundle)
+            summary["model_uri"] = tracking.log_bundle(bundle_io.files(made.bundle))
             print(f"logged model {summary['model_uri']} in {time.perf_counter() - t:.1f} s")
         _report(made, ckpt_dir, summary)
         print(f"MLflow run {run.info.run_id} (experiment {cfg.experiment!r}, {redact(mlflow.get_tracking_uri())})")

@@ -156,7 +156,7 @@ def import_entry(name: str) -> str:
             flat[f"cv_{c['cv']['objective']}_mean"] = float(c["cv"]["score"])
         mlflow.log_metrics(flat)
         mlflow.log_text(render_card(c), "card.md")
-        uri = tracking.log_bundle(bundle_io.zoo_dir(name))
+        uri = tracking.log_bundle(bundle_io.files(bundle_io.zoo_dir(name)))
     tags = {"zoo_entry": name, "species": c["species"], "config": json.dumps(c["config"], sort_keys=True),
             "test_genic_f1": f"{c['test']['base']['genic_f1']:.6f}",
             "store_checksum": c["training_data"]["store_checksum"], "weights_sha256": weights}

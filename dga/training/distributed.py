@@ -116,15 +116,16 @@ def cleanup_distributed() -> None:
 
 def store_for_config(cfg: Config, dist: DistInfo, log: Callable[[str], None] = print) -> Store:
     """Open the config's store; rank 0 prepares it first if it does not exist yet (others wait)."""
+    from dga.data.prepare import prepare_store
     from dga.data.sources import resolve
-    from dga.data.store import open_store, prepare_store
+    from dga.data.store import open_store
 
     genomes = cfg.genome_args
     default = cfg.dataset or ("+".join(g.split("=")[0] for g in genomes) if genomes else "custom")
     path = Path(cfg.store or Path("stores") / default)
     if dist.is_main and not (path / "manifest.json").is_file():
         if genomes:
-            from dga.data.store import genome_from_arg, prepare_genomes
+            from dga.data.prepare import genome_from_arg, prepare_genomes
 
             prepare_genomes([genome_from_arg(g) for g in genomes], path, dataset=cfg.dataset or None, log=log)
         elif cfg.fasta and cfg.gff:

@@ -6,7 +6,8 @@ import pytest
 from conftest import gff_line
 
 from dga.cli import main
-from dga.data.store import GenomeInput, prepare_genomes, reference_transcripts
+from dga.data.prepare import GenomeInput, prepare_genomes
+from dga.data.store import reference_transcripts
 from dga.data.windows import load_or_make_splits
 from dga.errors import InputError
 from dga.labels import Label

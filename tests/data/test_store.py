@@ -7,7 +7,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from dga.data.store import open_store, prepare_store
+from dga.data.prepare import prepare_store
+from dga.data.store import open_store
 from dga.errors import InputError
 from dga.labels import Label
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import dga.bundle as bundle_io
+from dga.data.prepare import prepare_store
 from dga.data.sources import resolve
-from dga.data.store import prepare_store
 from dga.data.windows import load_or_make_splits
 from dga.errors import InputError
 from dga.lifecycle import zoo, zoo_card
@@ -66,7 +66,8 @@ def test_card_schema_rejects_a_broken_card():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ENTRIES)
 def test_slice_genic_f1_matches_the_card(name, tmp_path_factory, dmel_store):
-    from dga.data.store import genome_from_arg, prepare_genomes, reference_transcripts
+    from dga.data.prepare import genome_from_arg, prepare_genomes
+    from dga.data.store import reference_transcripts
 
     card = zoo_card.card(name)
     dataset = card["dataset"]

@@ -308,7 +308,7 @@ def test_champion_alias_moves_only_on_improvement(tmp_path, monkeypatch):
     folder = bundle_io.write(bundle_io.from_model(build_model(cfg), cfg), tmp_path / "b")
     for score in (0.50, 0.40, 0.50, 0.60):
         with mlflow.start_run(experiment_id=exp):
-            uri = tracking.log_bundle(folder)
+            uri = tracking.log_bundle(bundle_io.files(folder))
         version = register_model_version(uri, "dga-test", {"cv_genic_f1": f"{score}"})
         decisions.append(promote_if_better("dga-test", version, "genic_f1", score)[0])
     assert decisions == [True, False, False, True]
