@@ -43,9 +43,10 @@ def _data_commands(sub, models: str, h: Any) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even if the store is up to date")
     p.set_defaults(func=h._prepare)
 
+
 def _training_commands(sub, models: str, h: Any) -> None:
     """train, signals."""
-    p = _command(sub, "train", "train one BiLSTM (alone, under torchrun or srun); writes its bundle and logs the "
+    p = _command(sub, "train", "train one network (alone, under torchrun or srun); writes its bundle and logs the "
                                "run to MLflow (unless tracking = none)",
                  "dga train experiments/tiny.toml --set hidden_size=64 --set tracking=none")
     p.add_argument("config", help="experiment TOML (training keys at top level)")
@@ -62,6 +63,7 @@ def _training_commands(sub, models: str, h: Any) -> None:
                    help="override a config value (fold=-1: all non-test data)")
     p.add_argument("-o", "--out", default="signals.npz", help="output .npz")
     p.set_defaults(func=h._signals)
+
 
 def _search_commands(sub, models: str, h: Any) -> None:
     """search, register."""
@@ -83,6 +85,7 @@ def _search_commands(sub, models: str, h: Any) -> None:
     p.add_argument("study", help="study name (the experiment file's study_name, default its file name)")
     p.add_argument("--storage", help="Optuna storage URL (default: DGA_OPTUNA_STORAGE or sqlite:///mlruns/optuna.db)")
     p.set_defaults(func=h._register)
+
 
 def _prediction_commands(sub, models: str, h: Any) -> None:
     """predict."""
@@ -118,6 +121,7 @@ def _prediction_commands(sub, models: str, h: Any) -> None:
                    help="drop genes whose confidence (GFF3 column 6: the estimated chance that the whole CDS chain "
                         "is right, calibrated on the model's validation folds) is below X")
     p.set_defaults(func=h._predict)
+
 
 def _lifecycle_commands(sub, models: str, h: Any) -> None:
     """tune-decoder, zoo."""
@@ -156,6 +160,7 @@ def _lifecycle_commands(sub, models: str, h: Any) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="build: where to train")
     p.set_defaults(func=h._zoo)
 
+
 def _evaluation_commands(sub, models: str, h: Any) -> None:
     """evaluate."""
     p = _command(sub, "evaluate", "score a predicted GFF3 against a reference (base, exon, gene level)",
@@ -175,6 +180,7 @@ def _evaluation_commands(sub, models: str, h: Any) -> None:
     p.add_argument("--calibration-figure", help="write the gene-confidence reliability diagram (PNG)")
     p.add_argument("--mlflow-run", help="log the scores to this MLflow run id ('new' starts one)")
     p.set_defaults(func=h._evaluate)
+
 
 def _cluster_commands(sub, models: str, h: Any) -> None:
     """slurm, mlflow-server, ui."""

@@ -127,8 +127,6 @@ def _inputs(genomes: list[GenomeInput]) -> dict:
                                                                                      ("gff", g.gff))}
 
 
-
-
 def _check_inputs(genomes: list[GenomeInput], out: Path) -> None:
     """Names unique and usable, files present, and `out` a new or empty folder or a store."""
     names = [g.name for g in genomes]
@@ -208,7 +206,6 @@ def _manifest(genomes: list[GenomeInput], dataset: str | None, records: list, of
                   "gff_features": int(counts["features"])},
         "oddities": oddities,
     }
-
 
 
 def prepare_genomes(genomes: list[GenomeInput], out: str | Path, *, dataset: str | None = None,

@@ -22,6 +22,7 @@ from dga.training.fit import training_regions
 
 ROOT = Path(__file__).resolve().parents[2]
 
+
 def client(workdir: Path):
     from mlflow import MlflowClient
 
