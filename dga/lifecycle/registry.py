@@ -257,7 +257,8 @@ def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store"
                                                                   f"retrained")
     mlflow.log_metrics({"decoder_objective": dec["value"], "decoder_objective_defaults": dec["start_value"],
                         "decoder_tuning_seconds": dec["seconds"]})
-    mlflow.log_dict(bundle_io.read(made.bundle).decoder, "decoder.json")
+    shipped = bundle_io.read(made.bundle)  # read (and verified) once: its decoder and weights' checksum
+    mlflow.log_dict(shipped.decoder, "decoder.json")
     model_uri = tracking.log_bundle(bundle_io.files(made.bundle))
     run = mlflow.active_run()
     assert run is not None  # called inside the final run
@@ -266,7 +267,7 @@ def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store"
                "cv_score": repr(score), "cv_std": f"{cv.get(f'cv_{sc.objective}_std', float('nan')):.6f}",
                "cv_folds": str(n_folds), "n_parameters": str(result.n_parameters), "run_id": run_id,
                "decoder_tuned_on": ", ".join(dec["regions"]),
-               "weights_sha256": bundle_io.read(made.bundle).weights_sha256,  # checked whenever it is loaded
+               "weights_sha256": shipped.weights_sha256,  # checked whenever it is loaded
                "inputs": json.dumps(store.manifest.get("inputs", {}), sort_keys=True)}
     # full precision: the champion comparison reads these back and must not see a rounded score
     mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})

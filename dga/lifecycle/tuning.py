@@ -11,12 +11,14 @@ The best settings are written into the bundle being shipped, with a record of wh
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dga.data.store import Store
     from dga.data.windows import Splits
     from dga.decoding.hmm import HMMParams
+    from dga.decoding.reads import SequenceReads
 
 import tempfile
 import time
@@ -53,15 +55,20 @@ class FoldData:
     rev_fwd: np.ndarray  # reverse-complement read, in forward coordinates
     lm: Any  # dga.prediction.model.LoadedModel (config, signals fitted on this fold model's training region)
 
+    @functools.cached_property
+    def reads(self) -> "SequenceReads":
+        """The stretch as the decoder reads it (assembly gaps found once, not per decoder trial)."""
+        from dga.decoding.reads import SequenceReads
+
+        return SequenceReads(self.seqid, self.codes, self.fwd, self.rev_fwd, self.lm.config.labels == "stranded")
+
     def decode(self, params: "HMMParams") -> list:
         """The HMM's gene models of this stretch with `params` (as `dga predict` decodes it)."""
         from dataclasses import replace
 
-        from dga.decoding.reads import SequenceReads
         from dga.decoding.registry import get_decoder
 
-        reads = SequenceReads(self.seqid, self.codes, self.fwd, self.rev_fwd, self.lm.config.labels == "stranded")
-        return get_decoder("hmm").decode(reads, replace(self.lm.decoder_settings, hmm=params), None, None)
+        return get_decoder("hmm").decode(self.reads, replace(self.lm.decoder_settings, hmm=params), None, None)
 
 
 def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
