@@ -93,7 +93,8 @@ def annotate(model: "LoadedModel | str", sequences: Any, *, out: str | Path | No
     `out`, also the GFF3 `dga predict` would write."""
     from dga.decoding.genes import write_gff3
     from dga.files import Outputs
-    from dga.prediction.annotate import annotate_pieces, pieces_of
+    from dga.prediction.annotate import annotate_pieces
+    from dga.prediction.plan import pieces_of
 
     lm, device = _ready(model, fp32)
     records = _records(sequences)

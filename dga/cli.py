@@ -110,7 +110,8 @@ def _predict(args: argparse.Namespace) -> int:
     return run_predict(args.fasta, args.model, args.out, probs=args.probs, batch_size=args.batch_size,
                        device=args.device, decoder=args.decoder, signals=args.signals, regions=args.region,
                        min_confidence=args.min_confidence, window=args.window, overlap=args.overlap,
-                       fp32=args.fp32)
+                       fp32=args.fp32, jobs=args.jobs, proteins=args.proteins, cds=args.cds, summary=args.summary,
+                       chunk=args.chunk, merge_chunks=args.merge_chunks)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -175,6 +176,19 @@ def _slurm(args: argparse.Namespace) -> int:
 
     return submit(args.experiment, args.workers, gpus_per_trial=args.gpus_per_trial, partition=args.partition,
                   overrides=args.set, dry_run=args.dry_run)
+
+
+def _slurm_predict(args: argparse.Namespace) -> int:
+    from dga.cluster.slurm import submit_predict
+
+    predict_args = args.predict_args[1:] if args.predict_args[:1] == ["--"] else args.predict_args
+    pred = build_parser().parse_args(["predict", *predict_args])  # checked before submitting
+    for flag, given in (("--jobs", pred.jobs != 1), ("--chunk", pred.chunk), ("--merge-chunks", pred.merge_chunks),
+                        ("--probs", pred.probs)):
+        if given:
+            raise InputError(None, f"dga slurm predict: leave out {flag} (each array task runs one chunk)")
+    return submit_predict(predict_args, pred.out, args.tasks, cpus=args.cpus_per_task, mem=args.mem,
+                          minutes=args.minutes, partition=args.partition, dry_run=args.dry_run)
 
 
 def _mlflow_server(args: argparse.Namespace) -> int:

@@ -120,6 +120,19 @@ def _prediction_commands(sub, models: str, h: Any) -> None:
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="X",
                    help="drop genes whose confidence (GFF3 column 6: the estimated chance that the whole CDS chain "
                         "is right, calibrated on the model's validation folds) is below X")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="processes sharing the sequences (each on CPUs / N threads); the output is the same as "
+                        "one process's")
+    p.add_argument("--proteins", metavar="FILE", help="also write each gene's protein (FASTA; partial genes "
+                                                      "marked partial=true)")
+    p.add_argument("--cds", metavar="FILE", help="also write each gene's coding sequence (FASTA)")
+    p.add_argument("--summary", metavar="FILE", help="also write the printed summary as JSON (genes per Mb, exons "
+                                                     "per gene, single-exon share, gene lengths, confidence)")
+    p.add_argument("--chunk", metavar="I/K", help="annotate only the I-th of K balanced shares of the input and "
+                                                  "keep its genes in OUT.chunks/ (a SLURM array task; "
+                                                  "`dga slurm predict` submits them)")
+    p.add_argument("--merge-chunks", type=int, default=0, metavar="K",
+                   help="write the outputs from the K chunks in OUT.chunks/ (after every --chunk I/K has run)")
     p.set_defaults(func=h._predict)
 
 
@@ -184,8 +197,9 @@ def _evaluation_commands(sub, models: str, h: Any) -> None:
 
 def _cluster_commands(sub, models: str, h: Any) -> None:
     """slurm, mlflow-server, ui."""
-    p = sub.add_parser("slurm", help="run a study on SLURM: render and submit the worker array",
-                       description="run a study on SLURM: render and submit the worker array", formatter_class=_Help,
+    p = sub.add_parser("slurm", help="run a study or an annotation on SLURM: render and submit job arrays",
+                       description="run a study or an annotation on SLURM: render and submit job arrays",
+                       formatter_class=_Help,
                        epilog="example:\n  dga slurm submit experiments/athaliana.toml --workers 8 --gpus-per-trial 1 "
                               "--partition gpu --dry-run")
     slurm_sub = p.add_subparsers(dest="slurm_command", required=True)
@@ -199,6 +213,19 @@ def _cluster_commands(sub, models: str, h: Any) -> None:
                    help="override a training config value for every trial (repeatable)")
     q.add_argument("--dry-run", action="store_true", help="print the sbatch commands, submit nothing")
     q.set_defaults(func=h._slurm)
+    q = _command(slurm_sub, "predict", "annotate a genome as a job array (balanced chunks of the input) and a merge "
+                                       "job; the GFF3 is the one `dga predict` writes in one process",
+                 "dga slurm predict --tasks 16 --cpus-per-task 2 -- genome.fa.gz --model zoo:athaliana -o genes.gff3 "
+                 "--proteins proteins.faa")
+    q.add_argument("--tasks", type=int, required=True, help="array tasks (chunks of the input)")
+    q.add_argument("--cpus-per-task", type=int, default=2, help="CPUs of each task")
+    q.add_argument("--mem", default="4G", help="memory of each task (SLURM's --mem)")
+    q.add_argument("--minutes", type=float, default=240, help="time limit of each task")
+    q.add_argument("--partition", default="", help="SLURM partition (empty: the cluster's default)")
+    q.add_argument("--dry-run", action="store_true", help="print the sbatch commands, submit nothing")
+    q.add_argument("predict_args", nargs=argparse.REMAINDER, metavar="-- PREDICT ARGS",
+                   help="the arguments of `dga predict` (FASTA, --model, -o and any other option)")
+    q.set_defaults(func=h._slurm_predict)
 
     p = _command(sub, "mlflow-server", "start an MLflow tracking server for a cluster and print its URI",
                  "dga mlflow-server --backend-store-uri postgresql://dga:pw@db/mlflow --artifacts /shared/mlartifacts "

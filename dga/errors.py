@@ -13,3 +13,7 @@ class InputError(ValueError):
         self.line = line
         where = "" if path is None else (f"{path}:{line}: " if line is not None else f"{path}: ")
         super().__init__(f"{where}{message}")
+
+    def __reduce__(self):
+        # the whole message, so the error crosses a process boundary (a `dga predict --jobs` worker) intact
+        return InputError, (None, str(self))

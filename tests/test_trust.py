@@ -165,7 +165,7 @@ def test_user_mistakes_end_in_one_line_errors(tmp_path, dmel_store, capsys, monk
 
 def test_threads_follow_the_cpus_the_process_may_use():
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c",
-                          "from dga.training.distributed import usable_cpus; print(usable_cpus())"],
+                          "from dga.software import usable_cpus; print(usable_cpus())"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "1"
 

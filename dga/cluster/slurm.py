@@ -1,6 +1,7 @@
 """SLURM scale-out: `dga slurm submit` renders and submits the study's job array (plus a final job that
-summarises the study and registers the best model), and `dga mlflow-server` starts a tracking
-server for a cluster. The job scripts are package data, dga/cluster/sbatch/*.sbatch (linked from slurm/ at the top
+summarises the study and registers the best model), `dga slurm predict` annotates a genome as a job
+array plus a merge job, and `dga mlflow-server` starts a tracking server for a cluster. The job
+scripts are package data, dga/cluster/sbatch/*.sbatch (linked from slurm/ at the top
 of the repository).
 """
 
@@ -92,6 +93,46 @@ def submit(experiment: str, workers: int, *, gpus_per_trial: int = 0, partition:
           f"(summary + registration after the array)")
     print(f"follow it:  squeue -j {job},{fin}   tail -f slurm-dga-{sc.study_name}-{job}_*.out")
     print(f"results:    MLflow {redact(uri)} (experiment {sc.mlflow_experiment!r}); Optuna {redact(storage)}")
+    return 0
+
+
+def render_predict(predict_args: list[str], tasks: int, *, cpus: int = 2, mem: str = "4G", minutes: float = 240,
+                   partition: str = "", python: str = "") -> list[list[str]]:
+    """The sbatch command lines of `dga slurm predict`: the array of `tasks` chunks, then the merge job
+    (after every task has ended, however: it names a chunk that is missing)."""
+    if tasks < 1:
+        raise InputError(None, f"--tasks {tasks}: give 1 or more array tasks")
+    common = [f"--partition={partition}"] if partition else []
+    array = ["sbatch", "--parsable", f"--array=0-{tasks - 1}", f"--cpus-per-task={cpus}", f"--mem={mem}",
+             f"--time={_minutes(minutes)}", *common, str(SLURM_DIR / "predict-array.sbatch"), str(tasks),
+             *predict_args]
+    merge = ["sbatch", "--parsable", "--dependency=afterany:{array_job}", "--job-name=dga-predict-merge",
+             "--cpus-per-task=1", f"--mem={mem}", f"--time={_minutes(30)}", *common,
+             "--output=slurm-dga-predict-merge-%j.out",
+             "--wrap", shlex.join([python or sys.executable, "-m", "dga.cli", "predict", *predict_args,
+                                   "--merge-chunks", str(tasks)])]
+    return [array, merge]
+
+
+def submit_predict(predict_args: list[str], out: str, tasks: int, *, cpus: int = 2, mem: str = "4G",
+                   minutes: float = 240, partition: str = "", dry_run: bool = False) -> int:
+    """`dga slurm predict`: submit the array and its merge job; print how to follow them."""
+    python = os.environ.get("DGA_PYTHON", sys.executable)
+    array, merge = render_predict(predict_args, tasks, cpus=cpus, mem=mem, minutes=minutes, partition=partition,
+                                  python=python)
+    if dry_run:
+        print(shlex.join(array))
+        print(shlex.join(merge))
+        return 0
+    if shutil.which("sbatch") is None:
+        raise InputError(None, "sbatch not found: run this on a SLURM login node (or use --dry-run)")
+    env = {**os.environ, "DGA_PYTHON": python}
+    job = subprocess.run(array, env=env, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    merge = [a.replace("{array_job}", job) for a in merge]
+    fin = subprocess.run(merge, env=env, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    print(f"submitted: array job {job} ({tasks} chunks), merge job {fin} -> {out}")
+    print(f"follow it:  squeue -j {job},{fin}   tail -f slurm-dga-predict-{job}_*.out "
+          f"slurm-dga-predict-merge-{fin}.out")
     return 0
 
 

@@ -105,11 +105,18 @@ def _lines(blocks: Iterable[bytes]) -> Iterator[str]:
 
 
 def read_fasta(path: str | Path) -> list[FastaRecord]:
-    """Read every record of a (gzipped) FASTA file: Biopython's `SimpleFastaParser` splits the
-    records, a 256-entry lookup table encodes them (vectorised, no per-base Python loop).
+    """Every record of a (gzipped) FASTA file (`iter_fasta`, collected)."""
+    return list(iter_fasta(path))
 
-    Raises InputError (with file and line) for an empty file, a file that is not FASTA, an
-    empty record, a character that is not a nucleotide code, or a duplicate sequence id.
+
+def iter_fasta(path: str | Path) -> Iterator[FastaRecord]:
+    """The records of a (gzipped) FASTA file one at a time, as the file is read: Biopython's
+    `SimpleFastaParser` splits the records, a 256-entry lookup table encodes them (vectorised, no
+    per-base Python loop). Only the record being read is held, never the whole genome.
+
+    Raises InputError (with file and line) for a missing or empty file, a file that is not FASTA,
+    an empty record, a character that is not a nucleotide code, or a duplicate sequence id (when
+    it is reached: the records before it have been yielded).
     """
     from Bio.SeqIO.FastaIO import SimpleFastaParser
 
@@ -124,33 +131,43 @@ def read_fasta(path: str | Path) -> list[FastaRecord]:
         text = _read_text(path)
         line = text[: len(text) - len(text.lstrip())].count("\n") + 1
         raise InputError(path, f"not a FASTA file: expected a '>' header, found {first.lstrip()[:1]!r}", line)
-    records: list[FastaRecord] = []
     seen: dict[str, int] = {}  # id -> record index
     for k, (title, seq) in enumerate(SimpleFastaParser(itertools.chain([first.lstrip()], lines))):
-        parts = title.split(None, 1)  # the id ends at any whitespace
-        if not parts:
-            raise InputError(path, "FASTA header has no sequence id", _header_line(_read_text(path), k))
-        seq_id, description = parts[0], (parts[1] if len(parts) > 1 else "")
-        if "\ufffd" in seq_id:  # bytes that are not UTF-8: the id would not survive into the GFF3 as written
-            raise InputError(path, f"the id of record {k + 1} ({seq_id!r}) has bytes that are not UTF-8 text: "
-                                   f"rename the sequence", _header_line(_read_text(path), k))
-        if seq_id in seen:
-            text = _read_text(path)
-            raise InputError(path, f"duplicate sequence id {seq_id!r} (first seen on line "
-                                   f"{_header_line(text, seen[seq_id])})", _header_line(text, k))
-        seen[seq_id] = k
-        clean = seq.encode("utf-8", "replace")
-        if any(ws in clean for ws in (b"\t", b"\v", b"\f")):  # Biopython removed spaces and \r only
-            clean = clean.translate(None, b"\t\v\f")
-        if not clean:
-            raise InputError(path, f"record {seq_id!r} has no sequence", _header_line(_read_text(path), k))
-        coded = clean.translate(_CODE_TABLE)
-        at = coded.find(b"\xff")  # 255 = not a sequence character
-        if at != -1:
-            text = _read_text(path)
-            ch, line = _bad_character_line(text, _header_line(text, k), at)
-            raise InputError(path, f"invalid nucleotide character {ch!r} in record {seq_id!r} (base {at + 1})", line)
-        codes = np.frombuffer(bytearray(coded), dtype=np.uint8)  # bytearray: a writable array
-        softmask = np.frombuffer(clean, dtype=np.uint8) >= ord("a")
-        records.append(FastaRecord(seq_id, description.strip(), codes, softmask))
-    return records
+        seq_id, description = _record_id(path, title, k, seen)
+        yield _encoded(path, seq_id, description, seq, k)
+
+
+def _record_id(path: Path, title: str, k: int, seen: dict[str, int]) -> tuple[str, str]:
+    """(id, description) of the k-th record's header, checked: present, UTF-8, not seen before."""
+    parts = title.split(None, 1)  # the id ends at any whitespace
+    if not parts:
+        raise InputError(path, "FASTA header has no sequence id", _header_line(_read_text(path), k))
+    seq_id, description = parts[0], (parts[1] if len(parts) > 1 else "")
+    if "\ufffd" in seq_id:  # bytes that are not UTF-8: the id would not survive into the GFF3 as written
+        raise InputError(path, f"the id of record {k + 1} ({seq_id!r}) has bytes that are not UTF-8 text: "
+                               f"rename the sequence", _header_line(_read_text(path), k))
+    if seq_id in seen:
+        text = _read_text(path)
+        raise InputError(path, f"duplicate sequence id {seq_id!r} (first seen on line "
+                               f"{_header_line(text, seen[seq_id])})", _header_line(text, k))
+    seen[seq_id] = k
+    return seq_id, description
+
+
+def _encoded(path: Path, seq_id: str, description: str, seq: str, k: int) -> FastaRecord:
+    """The k-th record's sequence text as codes and soft mask; a character that is not a nucleotide
+    code is an error naming its line."""
+    clean = seq.encode("utf-8", "replace")
+    if any(ws in clean for ws in (b"\t", b"\v", b"\f")):  # Biopython removed spaces and \r only
+        clean = clean.translate(None, b"\t\v\f")
+    if not clean:
+        raise InputError(path, f"record {seq_id!r} has no sequence", _header_line(_read_text(path), k))
+    coded = clean.translate(_CODE_TABLE)
+    at = coded.find(b"\xff")  # 255 = not a sequence character
+    if at != -1:
+        text = _read_text(path)
+        ch, line = _bad_character_line(text, _header_line(text, k), at)
+        raise InputError(path, f"invalid nucleotide character {ch!r} in record {seq_id!r} (base {at + 1})", line)
+    codes = np.frombuffer(bytearray(coded), dtype=np.uint8)  # bytearray: a writable array
+    softmask = np.frombuffer(clean, dtype=np.uint8) >= ord("a")
+    return FastaRecord(seq_id, description.strip(), codes, softmask)

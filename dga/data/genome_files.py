@@ -4,9 +4,10 @@ genomes stay apart."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from dga.data.fasta import FastaRecord, read_fasta
+from dga.data.fasta import FastaRecord, iter_fasta, read_fasta
 from dga.errors import InputError
 
 SEP = "|"
@@ -47,3 +48,20 @@ def read_fastas(args: list[str]) -> tuple[list[FastaRecord], list[str]]:
         return read_fasta(pairs[0][1]), []
     records = [replace(r, id=qualify(name, r.id)) for name, path in pairs for r in read_fasta(path)]
     return records, [n for n, _ in pairs]
+
+
+def iter_fastas(args: list[str]) -> Iterator[FastaRecord]:
+    """`read_fastas`'s records one at a time, in file order (ids qualified as there): only the record
+    being read is held."""
+    from dataclasses import replace
+
+    pairs = named_paths(args, "fasta")
+    for name, path in pairs:
+        for r in iter_fasta(path):
+            yield r if len(pairs) == 1 else replace(r, id=qualify(name, r.id))
+
+
+def genome_names(args: list[str]) -> list[str]:
+    """The genome names of `read_fastas` (empty for one FASTA)."""
+    pairs = named_paths(args, "fasta")
+    return [] if len(pairs) == 1 else [n for n, _ in pairs]

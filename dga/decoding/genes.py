@@ -67,6 +67,19 @@ def gff3_attr(text: str) -> str:
     return "".join(f"%{ord(c):02X}" if c in ";=&,%\t\n\r" else c for c in text)
 
 
+def named_genes(genes: list[GeneModel], lengths: dict[str, int], prefix: str = "dga") -> list[tuple[str, GeneModel]]:
+    """(ID, gene) in GFF3 order: by sequence (in `lengths`' order), start, end and strand, numbered per
+    sequence as PREFIX.SEQID.gNNNNN: unique across the genome, the same in every run on the same input.
+    The transcript of gene ID is ID.t1."""
+    order = {s: i for i, s in enumerate(lengths)}
+    counter: dict[str, int] = {}
+    named = []
+    for g in sorted(genes, key=lambda g: (order[g.seqid], g.start, g.end, g.strand)):
+        counter[g.seqid] = counter.get(g.seqid, 0) + 1
+        named.append((gff3_attr(f"{prefix}.{g.seqid}.g{counter[g.seqid]:05d}"), g))
+    return named
+
+
 def write_gff3(genes: list[GeneModel], lengths: dict[str, int], out, source: str = "DGA",
                prefix: str = "dga") -> int:
     """GFF3 3 with gene / mRNA / exon / CDS / five_prime_UTR / three_prime_UTR lines (1-based,
@@ -74,12 +87,8 @@ def write_gff3(genes: list[GeneModel], lengths: dict[str, int], out, source: str
     out.write("##gff-version 3\n")
     for seqid, n in lengths.items():
         out.write(f"##sequence-region {gff3_seqid(seqid)} 1 {n}\n")
-    order = {s: i for i, s in enumerate(lengths)}
-    genes = sorted(genes, key=lambda g: (order[g.seqid], g.start, g.end, g.strand))
-    counter: dict[str, int] = {}
-    for g in genes:
-        counter[g.seqid] = counter.get(g.seqid, 0) + 1
-        gid = gff3_attr(f"{prefix}.{g.seqid}.g{counter[g.seqid]:05d}")
+    named = named_genes(genes, lengths, prefix)
+    for gid, g in named:
         tid = f"{gid}.t1"
         col1 = gff3_seqid(g.seqid)
 
@@ -102,4 +111,4 @@ def write_gff3(genes: list[GeneModel], lengths: dict[str, int], out, source: str
         for s, e, ftype, attrs, phase, score in sorted(children, key=lambda c: (c[0], c[1])):
             line(ftype, s, e, attrs, phase, score)
         out.write("###\n")
-    return len(genes)
+    return len(named)

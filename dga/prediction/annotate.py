@@ -14,7 +14,6 @@ from dga.decoding.hmm import HMMParams, Progress
 from dga.decoding.reads import ReadsView, SequenceReads
 from dga.decoding.registry import Decoder, get_decoder, tables_for
 from dga.decoding.rules import DecodeRules
-from dga.errors import InputError
 from dga.prediction.model import LoadedModel
 from dga.prediction.reads import read_both_strands
 
@@ -85,25 +84,6 @@ def pack(lengths: list[int], window: int, group_bases: int = 4_000_000) -> list[
             groups.append([i])
             size, open_group = n + SPACER, True
     return groups
-
-
-def pieces_of(records: list, regions: list[str] | None) -> list[tuple[str, np.ndarray, int, str]]:
-    """(seqid, codes, offset, name) of every sequence, or of each region ('seqid:start-end', 1-based
-    inclusive); overlapping regions are refused (their genes would be called twice)."""
-    from dga.evaluation.evaluate import parse_region
-
-    if not regions:
-        return [(r.id, r.codes, 0, r.id) for r in records]
-    lengths = {r.id: len(r) for r in records}
-    by_id = {r.id: r for r in records}
-    spans = [parse_region(text, lengths) for text in regions]
-    ordered = sorted(spans, key=lambda sp: (sp.seqid, sp.start))
-    for a, b in zip(ordered, ordered[1:]):
-        if a.seqid == b.seqid and b.start < a.end:
-            raise InputError(None, f"--region {a.seqid}:{a.start + 1}-{a.end} and {b.seqid}:{b.start + 1}-{b.end} "
-                                   f"overlap: their genes would be called twice; give one region covering both")
-    return [(sp.seqid, by_id[sp.seqid].codes[sp.start: sp.end], sp.start, f"{sp.seqid}:{sp.start + 1}-{sp.end}")
-            for sp in spans]
 
 
 def _group_tables(lm: LoadedModel, pieces: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -4,27 +4,43 @@ Every sequence is read in overlapping windows on the forward strand and on the r
 (`dga.prediction.reads`); a decoder turns the reads into gene models (`dga.prediction.annotate`).
 A strand-aware model (`labels = "stranded"`) calls + strand genes on the forward read and - strand
 genes on the reverse-complement read (5'->3', as Helixer does); a strand-agnostic model's two reads
-are averaged. Memory is a few bytes per base (codes, classes; probabilities go to a memory-mapped
-file for long sequences) plus one batch. On a CPU the network runs in int8 through ONNX Runtime
-(`dga.nets.onnx_int8`) unless asked for float32.
+are averaged. The FASTA files are streamed (`dga.prediction.plan`): a job holds one group of
+sequences at a time, a few bytes per base of it (codes, classes; probabilities go to a
+memory-mapped file for long sequences) plus one batch, so memory is set by the longest sequence,
+not the genome. On a CPU the network runs in int8 through ONNX Runtime (`dga.nets.onnx_int8`)
+unless asked for float32. Groups are shared among `--jobs` processes or SLURM array tasks
+(`dga.prediction.jobs`); the outputs are the same byte for byte however many.
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from dga.decoding.genes import write_gff3
+from dga.data.genome_files import genome_of
+from dga.decoding.genes import named_genes, write_gff3
 from dga.decoding.registry import get_decoder
 from dga.errors import InputError
-from dga.files import Outputs, make_dir, same_file
+from dga.files import Outputs, same_file
 from dga.nets.registry import describe
-from dga.prediction.annotate import annotate_pieces, pieces_of
-from dga.prediction.model import int8_on_cpu, load_model, resolve_device, tiling
+from dga.prediction.jobs import (
+    PredictSettings,
+    UnitResult,
+    annotate_units,
+    chunk_path,
+    prepared_model,
+    read_chunks,
+    run_jobs,
+    write_chunk,
+)
+from dga.prediction.model import LoadedModel, resolve_device
+from dga.prediction.plan import Plan, make_plan, parse_chunk, share
+from dga.prediction.progress import JobProgress
+from dga.prediction.proteins import translate, write_fasta
+from dga.prediction.summary import summarize, summary_lines
 
 
 def probs_member(name: str) -> str:
@@ -35,87 +51,135 @@ def probs_member(name: str) -> str:
     return "%2E" + out[1:] if out.startswith(".") else out
 
 
-def _check_outputs(out: Path, probs: str | None, inputs: list[str]) -> None:
-    """The outputs are files to write, never an input, and their folders exist (made if missing)."""
-    for path in [out] + ([Path(probs)] if probs else []):
+def _check_outputs(out: Path, extra: list[str | None], inputs: list[str]) -> None:
+    """The outputs are files to write, never an input nor each other, and their folders exist (made if
+    missing)."""
+    paths = [out] + [Path(p) for p in extra if p]
+    for path in paths:
         if path.is_dir() or not path.name:
             raise InputError(path, "is a directory: give the file to write (-o genes.gff3, --probs probs.npz)")
         if any(same_file(path, f) for f in inputs):
             raise InputError(path, "is an input FASTA: give another file to write")
         path.parent.mkdir(parents=True, exist_ok=True)
-    if probs and Path(probs).resolve() == out.resolve():
-        raise InputError(out, "is given as both -o and --probs")
+    resolved = [p.resolve() for p in paths]
+    for k, p in enumerate(resolved):
+        if p in resolved[:k]:
+            raise InputError(p, "is given for two outputs (-o, --probs, --proteins, --cds, --summary)")
 
 
-def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
-                device: str = "auto", decoder: str | None = None, signals: str | None = None,
-                regions: list[str] | None = None, min_confidence: float = 0.0, window: int = 0,
-                overlap: float | None = None, fp32: bool = False) -> int:
-    """`dga predict`: FASTA -> GFF3 (+ optional per-base probabilities as .npz), over whole sequences
-    or only `regions` ('seqid:start-end', 1-based inclusive, or 'seqid'; genes cut by a region's
-    end are marked partial). Several FASTA files (`[NAME=]PATH`) go into one GFF3 with ids
-    `NAME|SEQID`, and the summary counts genes per genome."""
-    from tqdm import tqdm
-
-    from dga.data.genome_files import genome_of, read_fastas
-
-    dev = resolve_device(device)
-    out_path = Path(out)
-    fastas = [fasta] if isinstance(fasta, str) else list(fasta)
-    _check_outputs(out_path, probs, [f.split("=", 1)[-1] for f in fastas])
+def _check_numbers(min_confidence: float, window: int, jobs: int, probs: str | None, chunk: str | None,
+                   merge_chunks: int) -> None:
     if not (0.0 <= min_confidence <= 1.0):  # also refuses NaN
         raise InputError(None, f"--min-confidence {min_confidence}: give a number from 0 to 1")
     if window < 0:
         raise InputError(None, f"--window {window}: give a positive number of bases (0: twice the model's "
                                f"validation window)")
+    if jobs < 1:
+        raise InputError(None, f"--jobs {jobs}: give 1 or more processes")
+    if chunk and merge_chunks:
+        raise InputError(None, "--chunk and --merge-chunks: give one (a chunk is run, then all are merged)")
+    if merge_chunks < 0:
+        raise InputError(None, f"--merge-chunks {merge_chunks}: give the number of chunks")
+    if probs and (jobs > 1 or chunk or merge_chunks):
+        raise InputError(None, "--probs is written by one process: leave out --jobs, --chunk and --merge-chunks")
+
+
+def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | None = None, batch_size: int = 0,
+                device: str = "auto", decoder: str | None = None, signals: str | None = None,
+                regions: list[str] | None = None, min_confidence: float = 0.0, window: int = 0,
+                overlap: float | None = None, fp32: bool = False, *, jobs: int = 1, proteins: str | None = None,
+                cds: str | None = None, summary: str | None = None, chunk: str | None = None,
+                merge_chunks: int = 0) -> int:
+    """`dga predict`: FASTA -> GFF3 (+ optional proteins, coding sequences, a JSON summary and per-base
+    probabilities as .npz), over whole sequences or only `regions` ('seqid:start-end', 1-based
+    inclusive, or 'seqid'; genes cut by a region's end are marked partial). Several FASTA files
+    (`[NAME=]PATH`) go into one GFF3 with ids `NAME|SEQID`. The sequences are streamed and shared
+    among `jobs` processes; `chunk` ('I/K') runs one of K shares and keeps its genes beside `out`
+    (a SLURM array task), `merge_chunks` (K) writes the outputs from the K chunks."""
+    out_path = Path(out)
+    fastas = [fasta] if isinstance(fasta, str) else list(fasta)
+    _check_outputs(out_path, [probs, proteins, cds, summary], [f.split("=", 1)[-1] for f in fastas])
+    _check_numbers(min_confidence, window, jobs, probs, chunk, merge_chunks)
+    settings = PredictSettings(model_uri, device, decoder, signals, window, overlap, fp32, batch_size, min_confidence)
     t0 = time.perf_counter()
-    lm = load_model(model_uri, dev, signals)
-    dec = get_decoder(decoder or lm.decoder_name)
-    decoder = dec.name
-    lm.window, lm.margin = tiling(lm.config, window, overlap)
-    if not fp32:
-        lm = int8_on_cpu(lm, dev)
-    records, genomes = read_fastas(fastas)
-    lengths = {r.id: len(r) for r in records}
-    pieces = pieces_of(records, regions)
-    total = 2 * sum(len(codes) for _, codes, _, _ in pieces)
-    print(f"model {lm.source}: {describe(lm.config)}, {lm.config.labels} labels, "
-          f"{'int8 (ONNX Runtime)' if dev.type == 'cpu' and not fp32 else 'float32' if dev.type == 'cpu' else 'bf16'}"
-          f", window "
-          f"{lm.window} (margins {lm.margin}); {len(pieces)} {'region' if regions else 'sequence'}(s), "
-          f"{total // 2:,} bases on {dev}; "
-          f"decoder {decoder}" + ("" if not dec.reads_tables else " with signal models" if lm.signals is not None
-                                  else " without signal models (splice/start/stop motifs only)"), flush=True)
+    dev = resolve_device(device)
+    lm = prepared_model(settings, dev)  # in this process first: an int8 model is built once, before any worker
+    plan = make_plan(fastas, regions, lm.window)
+    _print_header(lm, settings, plan, dev, jobs, bool(regions))
+    t_inf = time.perf_counter()
     probs_out: dict | None = {} if probs else None
-    tmp = make_dir(None, "dga-predict-")  # removed below, or by the next run if this one is killed
-    try:
-        bar = tqdm(total=total, unit="b", unit_scale=True, desc="predict (both strands)", mininterval=1,
-                   disable=not sys.stderr.isatty())
-        t_inf = time.perf_counter()
-        dbar = tqdm(total=total // 2, unit="b", unit_scale=True, desc="decode (HMM)", mininterval=1,
-                    disable=not dec.reads_tables or not sys.stderr.isatty())
-        genes = annotate_pieces(lm, pieces, device=dev, batch_size=batch_size, decoder=decoder, probs_out=probs_out,
-                                workdir=tmp, progress=bar.update, decode_progress=dbar.update,
-                                min_confidence=min_confidence)
-        bar.close()
-        dbar.close()
-        seconds = time.perf_counter() - t_inf
-        # each file to a unique temporary beside its target, renamed together at the end: a failed or
-        # concurrent run never leaves a half-written or mixed GFF3 (or a GFF3 beside another run's .npz)
-        with Outputs() as outputs:
-            with open(outputs.path(out_path), "w") as fh:
-                n_genes = write_gff3(genes, lengths, fh)
-            if probs and probs_out is not None:
-                with open(outputs.path(probs), "wb") as fh:
-                    np.savez(fh, **{f"{probs_member(sid)}/{read}": a for sid, (f, r) in probs_out.items()
-                                    for read, a in (("forward", f), ("reverse_complement", r))})
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for name in genomes:
-        mine = [g for g in genes if genome_of(g.seqid, genomes) == name]
-        bases = sum(len(c) for sid, c, _, _ in pieces if genome_of(sid, genomes) == name)
-        print(f"  {name}: {len(mine):,} gene models on {bases:,} bases")
-    print(f"{n_genes:,} gene models -> {out_path}; inference + decoding {total:,} bases (both strands) in "
-          f"{seconds:.1f} s "
-          f"= {total / max(seconds, 1e-9):,.0f} bases/s; total {time.perf_counter() - t0:.1f} s")
+    if chunk:
+        i, k = parse_chunk(chunk)
+        units = share(plan, k)[i]
+        results = annotate_units(lm, plan, units, settings, dev, JobProgress(sum(plan.unit_bases(u) for u in units),
+                                                                            f"chunk {i + 1}/{k}"))
+        write_chunk(chunk_path(out_path, i, k), plan, i, k, results)
+        print(f"chunk {i + 1} of {k}: {sum(len(r.genes) for r in results):,} gene models of {len(units)} "
+              f"sequence group(s) -> {chunk_path(out_path, i, k)}; {time.perf_counter() - t0:.1f} s")
+        return 0
+    if merge_chunks:
+        results = read_chunks(out_path, plan, merge_chunks)
+    elif jobs == 1:
+        results = annotate_units(lm, plan, list(range(len(plan.units))), settings, dev, JobProgress(plan.bases),
+                                 probs_out)
+    else:
+        from dga.software import usable_cpus
+
+        results = run_jobs(plan, share(plan, jobs), settings, usable_cpus())
+    seconds = time.perf_counter() - t_inf
+    facts = _write_outputs(results, plan, out_path, proteins=proteins, cds=cds, summary=summary, probs=probs,
+                           probs_out=probs_out)
+    for line in summary_lines(facts):
+        print(line)
+    total = 2 * plan.bases
+    print(f"{facts['genes']:,} gene models -> {out_path}; inference + decoding {total:,} bases (both strands) in "
+          f"{seconds:.1f} s = {total / max(seconds, 1e-9):,.0f} bases/s; total {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _print_header(lm: LoadedModel, settings: PredictSettings, plan: Plan, dev, jobs: int, regions: bool) -> None:
+    dec = get_decoder(settings.decoder or lm.decoder_name)
+    kind = ("int8 (ONNX Runtime)" if dev.type == "cpu" and not settings.fp32 else
+            "float32" if dev.type == "cpu" else "bf16")
+    tables = ("" if not dec.reads_tables else " with signal models" if lm.signals is not None
+              else " without signal models (splice/start/stop motifs only)")
+    print(f"model {lm.source}: {describe(lm.config)}, {lm.config.labels} labels, {kind}, window {lm.window} "
+          f"(margins {lm.margin}); {len(plan.pieces)} {'region' if regions else 'sequence'}(s) in "
+          f"{len(plan.units)} group(s), {plan.bases:,} bases on {dev}"
+          f"{f', {jobs} processes' if jobs > 1 else ''}; decoder {dec.name}{tables}", flush=True)
+
+
+def _fasta_header(gid: str, g) -> str:
+    return (f"{gid}.t1 gene={gid} {g.seqid}:{g.start + 1}-{g.end}({g.strand})"
+            + (" partial=true" if g.partial else ""))
+
+
+def _write_outputs(results: list[UnitResult], plan: Plan, out: Path, *, proteins: str | None, cds: str | None,
+                   summary: str | None, probs: str | None, probs_out: dict | None) -> dict:
+    """GFF3, proteins, coding sequences, summary and probabilities, each to a unique temporary beside
+    its target, renamed together at the end: a failed or concurrent run never leaves a half-written
+    or mixed set. Returns the summary."""
+    genes = [g for r in results for g in r.genes]
+    cds_of = {id(g): c for r in results for g, c in zip(r.genes, r.cds)}
+    per_genome = {name: (sum(genome_of(g.seqid, plan.genomes) == name for g in genes),
+                         sum(len(p) for p in plan.pieces if genome_of(p.seqid, plan.genomes) == name))
+                  for name in plan.genomes}
+    facts = summarize(genes, plan.bases, per_genome)
+    with Outputs() as outputs:
+        with open(outputs.path(out), "w") as fh:
+            write_gff3(genes, plan.lengths, fh)
+        named = named_genes(genes, plan.lengths) if proteins or cds else []
+        if proteins:
+            with open(outputs.path(proteins), "w") as fh:
+                write_fasta(((_fasta_header(gid, g), translate(cds_of[id(g)])) for gid, g in named), fh)
+        if cds:
+            with open(outputs.path(cds), "w") as fh:
+                write_fasta(((_fasta_header(gid, g), cds_of[id(g)]) for gid, g in named), fh)
+        if summary:
+            with open(outputs.path(summary), "w") as fh:
+                json.dump(facts, fh, indent=1)
+        if probs and probs_out is not None:
+            with open(outputs.path(probs), "wb") as fh:
+                np.savez(fh, **{f"{probs_member(sid)}/{read}": a for sid, (f, r) in probs_out.items()
+                                for read, a in (("forward", f), ("reverse_complement", r))})
+    return facts

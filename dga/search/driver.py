@@ -47,7 +47,7 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
     sc = load_search(path, n_trials)
     base = adopt_architecture(load_config(path, overrides), config_values(path, overrides))
     if workers > 1 and not base.threads:
-        from dga.training.distributed import usable_cpus
+        from dga.software import usable_cpus
 
         base = replace(base, threads=max(1, usable_cpus() // workers))
     folds = list(sc.folds) or list(range(base.k_folds))

@@ -18,6 +18,7 @@ import torch.distributed as tdist
 from dga.config import Config
 from dga.data.store import Store
 from dga.errors import InputError
+from dga.software import usable_cpus
 
 
 @dataclass(frozen=True)
@@ -61,19 +62,6 @@ def auto_threads(n_parameters: int, dist: "DistInfo") -> int:
     if n_parameters < SMALL_MODEL:
         return 1
     return max(1, usable_cpus() // dist.local_world_size)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may really use: its affinity mask (taskset, SLURM's cgroup cpuset), capped by a
-    cgroup v2 CPU quota (containers) when one is set. os.cpu_count() counts the whole machine."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, n)
 
 
 def setup_distributed(device: str = "auto", threads: int = 0) -> DistInfo:
