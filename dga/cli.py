@@ -93,7 +93,12 @@ def _ui(args: argparse.Namespace) -> int:
     uri = default_tracking_uri()
     optuna_db = Path("mlruns/optuna.db").resolve()
     optuna_url = os.environ.get("DGA_OPTUNA_STORAGE") or f"sqlite:///{optuna_db}"
-    print(f"MLflow UI on http://{args.host}:{args.port} for {redact(uri)} (Ctrl-C stops it)")
+    from dga.search.views import study_views, view_lines
+
+    base = f"http://{args.host}:{args.port}"
+    print(f"MLflow UI on {base} for {redact(uri)} (Ctrl-C stops it)")
+    for line in view_lines(study_views(base, uri)):
+        print(line)
     print(f"Optuna's own dashboard for the same studies: pip install optuna-dashboard && "
           f"optuna-dashboard {optuna_url}", flush=True)
     server_args = ["--backend-store-uri", uri, "--registry-store-uri", uri, "--host", args.host, "--port",

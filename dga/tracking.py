@@ -51,6 +51,9 @@ def setup(uri: str | None = None) -> str:
     return uri
 
 
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(name: str) -> str:
     """Get or create an experiment; local SQLite stores keep artifacts in <db dir>/artifacts."""
     import mlflow
@@ -61,7 +64,8 @@ def experiment_id(name: str) -> str:
     db = _sqlite_file(mlflow.get_tracking_uri())
     location = (db.parent / "artifacts").resolve().as_uri() if db is not None else None
     try:
-        return mlflow.create_experiment(name, artifact_location=location)
+        # a model-training experiment: MLflow 3's UI opens it on its training runs, not the GenAI views
+        return mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: TRAINING_KIND})
     except mlflow.exceptions.MlflowException:  # another worker created it first
         created = mlflow.get_experiment_by_name(name)
         assert created is not None

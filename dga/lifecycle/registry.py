@@ -124,10 +124,23 @@ def next_steps(name: str, cfg: Config) -> str:
     elif cfg.dataset in SOURCES:
         fasta = str(resolve(cfg.dataset)[0])
     py = f"import dga.api as dga; m = dga.load('models:/{name}@{ALIAS}'); print(m.source, m.config.hidden_size)"
-    return ("use it (from any directory):\n"
-            f"  {uri} dga predict {shlex.quote(fasta or 'genome.fa')} --model models:/{name}@{ALIAS} "
+    python, dga_cmd = _commands()
+    return ("use it (from any directory, in any shell):\n"
+            f"  {uri} {dga_cmd} predict {shlex.quote(fasta or 'genome.fa')} --model models:/{name}@{ALIAS} "
             f"-o champion.gff3\n"
-            f"  {uri} python -c {shlex.quote(py)}")
+            f"  {uri} {python} -c {shlex.quote(py)}")
+
+
+def _commands() -> tuple[str, str]:
+    """(python, dga) as full paths of this installation's interpreter and command: a fresh shell
+    has neither its virtual environment on PATH nor `dga` installed elsewhere."""
+    import shlex
+    import sys
+
+    python = Path(sys.executable).absolute()  # not resolved: a venv's python is a link that selects the venv
+    script = python.parent / "dga"
+    dga_cmd = shlex.quote(str(script)) if script.is_file() else f"{shlex.quote(str(python))} -m dga.cli"
+    return shlex.quote(str(python)), dga_cmd
 
 
 def register_study(study_name: str, storage: str | None = None) -> int:

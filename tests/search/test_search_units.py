@@ -141,3 +141,31 @@ def test_the_objective_averages_its_folds_and_refuses_a_configuration_already_co
     study.optimize(objective, n_trials=1, catch=(Exception,))  # the same (only) configuration again
     again = study.get_trials()[-1]
     assert again.state.name == "FAIL" and again.user_attrs["duplicate_of"] == 0 and len(calls) == 2
+
+
+def test_the_ui_links_list_a_studys_trials_best_first_and_tag_it_as_training(tmp_path):
+    import json
+    from urllib.parse import unquote
+
+    from mlflow import MlflowClient
+
+    from dga.search.views import study_views, view_lines
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    c = MlflowClient(uri)
+    exp = c.create_experiment("s")
+    ids = {}
+    for name, score in (("trial-000", 0.50), ("trial-001", 0.56), ("trial-002", 0.53)):
+        run = c.create_run(exp, run_name=name, tags={"dga.kind": "trial", "dga.objective": "genic_f1"})
+        c.log_metric(run.info.run_id, "cv_genic_f1_mean", score)
+        ids[name] = run.info.run_id
+    c.create_run(exp, run_name="trial-001-fold-0", tags={"dga.kind": "fold"})  # not a trial
+    c.create_experiment("no trials")
+    (view,) = study_views("http://h:1", uri)
+    assert view.trials == 3 and view.best == "trial-001 0.5600" and view.metric == "cv_genic_f1_mean"
+    runs = json.loads(unquote(view.compare_url.split("runs=")[1].split("&")[0]))
+    assert runs == [ids["trial-001"], ids["trial-002"], ids["trial-000"]]
+    assert "searchFilter=tags.`dga.kind` = 'trial'" in unquote(view.runs_url)
+    assert "orderByKey=metrics.`cv_genic_f1_mean`&orderByAsc=false" in unquote(view.runs_url)
+    assert c.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert view_lines([view])[0] == "study 's': 3 trials, best trial-001 0.5600 (cv_genic_f1_mean)"
