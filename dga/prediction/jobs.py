@@ -98,8 +98,8 @@ def run_worker(plan: Plan, units: list[int], settings: PredictSettings, threads:
     torch.set_num_threads(threads)
     device = resolve_device(settings.device)
     lm = prepared_model(settings, device)
-    return annotate_units(lm, plan, units, settings, device, JobProgress(sum(plan.unit_bases(u) for u in units),
-                                                                          label, terminal=False))
+    return annotate_units(lm, plan, units, settings, device, JobProgress(sum(map(plan.unit_bases, units)), label,
+                                                                          terminal=False))
 
 
 def run_jobs(plan: Plan, shares: list[list[int]], settings: PredictSettings, cpus: int) -> list[UnitResult]:

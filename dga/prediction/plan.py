@@ -21,18 +21,56 @@ from dga.data.genome_files import genome_names, iter_fastas, named_paths
 from dga.errors import InputError
 from dga.prediction.annotate import pack
 
+SEGMENT = 8_000_000  # bases: a longer sequence (or region) is annotated as segments of about this size
+FLANK = 100_000  # bases each segment also reads and decodes beyond each of its inner ends
+
 
 @dataclass(frozen=True)
 class Piece:
-    """A stretch to annotate: a whole sequence or a region of one (0-based half-open in the sequence)."""
+    """A stretch to annotate: a whole sequence, a region of one, or a segment of a long one
+    (0-based half-open in the sequence). A segment owns [start, end) and is read and decoded over
+    [lo, hi), FLANK further on each inner side; neighbouring segments' genes are joined where
+    neither decoding has a gene (`dga.prediction.stitch`)."""
 
     seqid: str
     start: int
     end: int
-    name: str  # the sequence id, or 'seqid:start-end' (1-based) for a region
+    name: str  # the sequence id, or 'seqid:start-end' (1-based) for a region: the same for all its segments
+    lo: int = -1  # read span (the piece itself unless a segment)
+    hi: int = -1
+    segment: int = 0
+    segments: int = 1
 
-    def __len__(self) -> int:
-        return self.end - self.start
+    def __post_init__(self) -> None:
+        if self.lo < 0:
+            object.__setattr__(self, "lo", self.start)
+            object.__setattr__(self, "hi", self.end)
+
+    def __len__(self) -> int:  # the bases read
+        return self.hi - self.lo
+
+    @property
+    def key(self) -> str:
+        """A name unique among the plan's pieces (a segment's carries its number)."""
+        return self.name if self.segments == 1 else f"{self.name} [{self.segment + 1}/{self.segments}]"
+
+
+def segmented(p: Piece, segment: int, flank: int, step: int) -> list[Piece]:
+    """`p` itself, or, when longer than 1.5 segments, its segments of equal size with at least
+    `flank` bases more on each inner side, read over spans that start (forward read) and end (the
+    reverse complement's) on the window grid of `p`'s own reads (windows every `step` bases from
+    either end), so a segment's windows are the windows of the whole away from its ends."""
+    n = p.end - p.start
+    if n <= 1.5 * segment:
+        return [p]
+    k = -(-n // segment)
+    cuts = [p.start + (n * i) // k for i in range(k + 1)]
+    pieces = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        lo = p.start + max(0, (a - flank - p.start) // step * step)
+        hi = p.end - max(0, (p.end - b - flank) // step * step)
+        pieces.append(Piece(p.seqid, a, b, p.name, lo, hi, i, k))
+    return pieces
 
 
 @dataclass(frozen=True)
@@ -47,11 +85,13 @@ class Plan:
     genomes: list[str]
 
     def unit_bases(self, u: int) -> int:
+        """Bases a unit reads (its pieces with their flanks)."""
         return sum(len(self.pieces[i]) for i in self.units[u])
 
     @property
     def bases(self) -> int:
-        return sum(len(p) for p in self.pieces)
+        """Bases annotated (each once)."""
+        return sum(p.end - p.start for p in self.pieces)
 
     def fingerprint(self) -> str:
         """What the plan was made of (each FASTA's name, size and modification time, the pieces and
@@ -60,7 +100,7 @@ class Plan:
         for _, path in named_paths(self.fastas, "fasta"):
             st = Path(path).stat()
             h.update(f"{Path(path).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        h.update(repr([(p.seqid, p.start, p.end) for p in self.pieces]).encode())
+        h.update(repr([(p.seqid, p.start, p.end, p.lo, p.hi) for p in self.pieces]).encode())
         h.update(repr(self.units).encode())
         return h.hexdigest()
 
@@ -89,12 +129,16 @@ def _pieces(lengths: dict[str, int], regions: list[str] | None) -> list[Piece]:
     return [Piece(sp.seqid, sp.start, sp.end, f"{sp.seqid}:{sp.start + 1}-{sp.end}") for sp in spans]
 
 
-def make_plan(fastas: list[str], regions: list[str] | None, window: int) -> Plan:
+def make_plan(fastas: list[str], regions: list[str] | None, window: int, margin: int = 0,
+              segment: int | None = None, flank: int | None = None) -> Plan:
     """The plan of a prediction: one pass over the FASTA files for the sequences' lengths (one record
-    held at a time), the pieces, and their units (`dga.prediction.annotate.pack`)."""
+    held at a time), the pieces (long ones as segments), and their units (`dga.prediction.annotate.pack`;
+    a segment is a unit alone)."""
     lengths = {r.id: len(r) for r in iter_fastas(fastas)}
-    pieces = _pieces(lengths, regions)
-    units = pack([len(p) for p in pieces], window)
+    pieces = [s for p in _pieces(lengths, regions)
+              for s in segmented(p, segment or SEGMENT, max(window, FLANK if flank is None else flank),
+                                 window - 2 * margin)]
+    units = pack([len(p) if p.segments == 1 else max(len(p), 4 * window + 1) for p in pieces], window)
     return Plan(list(fastas), pieces, units, lengths, genome_names(fastas))
 
 
@@ -136,7 +180,7 @@ def iter_units(plan: Plan, wanted: list[int]) -> Iterator[tuple[int, list[tuple[
             if u not in want:
                 continue
             p = plan.pieces[i]
-            gathered.append((p.seqid, record.codes[p.start: p.end], p.start, p.name))
+            gathered.append((p.seqid, record.codes[p.lo: p.hi], p.lo, p.key))
             if i == plan.units[u][-1]:
                 yield u, gathered
                 gathered = []

