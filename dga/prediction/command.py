@@ -118,17 +118,17 @@ def run_predict(fasta: str | list[str], model_uri: str, out: str, probs: str | N
         print(f"chunk {i + 1} of {k}: {sum(len(r.genes) for r in results):,} gene models of {len(units)} "
               f"sequence group(s) -> {chunk_path(out_path, i, k)}; {time.perf_counter() - t0:.1f} s")
         return 0
+    every = list(range(len(plan.units)))
     if merge_chunks:
         results = read_chunks(out_path, plan, merge_chunks)
     elif jobs == 1:
-        every = list(range(len(plan.units)))
         results = annotate_units(lm, plan, every, settings, dev, JobProgress(sum(map(plan.unit_bases, every))),
                                  probs_out)
     else:
         from dga.software import usable_cpus
 
         del lm  # the workers load their own: this process holds no network while they run
-        results = run_jobs(plan, share(plan, jobs), settings, usable_cpus())
+        results = run_jobs(plan, settings, jobs, usable_cpus(), JobProgress(sum(map(plan.unit_bases, every))))
     results = stitch(plan, results)
     seconds = time.perf_counter() - t_inf
     facts = _write_outputs(results, plan, out_path, proteins=proteins, cds=cds, summary=summary, probs=probs,

@@ -59,22 +59,35 @@ def prepared_model(settings: PredictSettings, device: torch.device) -> LoadedMod
     return lm if settings.fp32 else int8_on_cpu(lm, device)
 
 
+def annotate_unit(lm: LoadedModel, u: int, pieces: list, settings: PredictSettings, device: torch.device,
+                  workdir: Path, progress: JobProgress | None = None, probs_out: dict | None = None) -> UnitResult:
+    """Gene models (and their coding sequences) of one unit's pieces, (seqid, codes, offset, name).
+    Long reads are memory-mapped under `workdir` and removed when the unit is done, unless they go
+    to `probs_out`."""
+    tmp = make_dir(workdir, "dga-unit-")
+    try:
+        genes = annotate_pieces(lm, pieces, device=device, batch_size=settings.batch_size,
+                                decoder=settings.decoder or lm.decoder_name, probs_out=probs_out, workdir=tmp,
+                                progress=None if progress is None else progress.read,
+                                decode_progress=None if progress is None else progress.decoded,
+                                min_confidence=settings.min_confidence)
+    finally:
+        if probs_out is None:  # (a memory map of --probs stays readable after its file is removed, on Linux)
+            shutil.rmtree(tmp, ignore_errors=True)
+    codes = {name: (c, offset) for _, c, offset, name in pieces}
+    piece_of = _piece_finder(pieces)
+    return UnitResult(u, genes, [cds_sequence(g, *codes[piece_of(g)]) for g in genes])
+
+
 def annotate_units(lm: LoadedModel, plan: Plan, units: list[int], settings: PredictSettings, device: torch.device,
                    progress: JobProgress, probs_out: dict | None = None) -> list[UnitResult]:
-    """Gene models (and their coding sequences) of `units`, streamed from the plan's FASTA files."""
+    """`annotate_unit` of each of `units`, streamed from the plan's FASTA files in this process."""
     progress.units = len(units)
-    tmp = make_dir(None, "dga-predict-")  # memory-mapped reads of long pieces; removed below, or by a later run
+    tmp = make_dir(None, "dga-predict-")  # removed below, or by a later run if this one is killed
     results = []
     try:
         for u, pieces in iter_units(plan, units):
-            genes = annotate_pieces(lm, pieces, device=device, batch_size=settings.batch_size,
-                                    decoder=settings.decoder or lm.decoder_name, probs_out=probs_out, workdir=tmp,
-                                    progress=progress.read, decode_progress=progress.decoded,
-                                    min_confidence=settings.min_confidence)
-            codes = {name: (c, offset) for _, c, offset, name in pieces}
-            piece_of = _piece_finder(pieces)
-            cds = [cds_sequence(g, *codes[piece_of(g)]) for g in genes]
-            results.append(UnitResult(u, genes, cds))
+            results.append(annotate_unit(lm, u, pieces, settings, device, tmp, progress, probs_out))
             progress.unit_done()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -93,26 +106,50 @@ def _piece_finder(pieces: list):
     return find
 
 
-def run_worker(plan: Plan, units: list[int], settings: PredictSettings, threads: int, label: str) -> list[UnitResult]:
-    """One worker process of `--jobs N`: its own model on `threads` CPU threads, its units."""
+# A worker process's own model and scratch folder, made once by `_start_worker` when the pool starts it
+# (loading the model for every unit would cost seconds each); nothing else in DGA keeps state like this.
+_WORKER: dict = {}
+
+
+def _start_worker(settings: PredictSettings, threads: int) -> None:
     torch.set_num_threads(threads)
     device = resolve_device(settings.device)
-    lm = prepared_model(settings, device)
-    return annotate_units(lm, plan, units, settings, device, JobProgress(sum(map(plan.unit_bases, units)), label,
-                                                                          terminal=False))
+    _WORKER.update(lm=prepared_model(settings, device), device=device, settings=settings,
+                   tmp=make_dir(None, "dga-predict-"))  # removed by a later run once this process is gone
 
 
-def run_jobs(plan: Plan, shares: list[list[int]], settings: PredictSettings, cpus: int) -> list[UnitResult]:
-    """The shares run by as many worker processes at once (spawned: no thread state copied from this
-    process), each on cpus / jobs threads; their results in unit order."""
-    from concurrent.futures import ProcessPoolExecutor
+def _worker_unit(u: int, pieces: list) -> UnitResult:
+    w = _WORKER
+    return annotate_unit(w["lm"], u, pieces, w["settings"], w["device"], w["tmp"])
+
+
+def run_jobs(plan: Plan, settings: PredictSettings, jobs: int, cpus: int, progress: JobProgress) -> list[UnitResult]:
+    """Every unit annotated by `jobs` worker processes (spawned: no thread state copied from this one),
+    each on cpus / jobs threads. This process streams the FASTA files and hands each unit to the first
+    free worker, at most `jobs` + 1 units in flight (so memory stays bounded); results in unit order."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
-    threads = max(1, cpus // len(shares))
-    with ProcessPoolExecutor(len(shares), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_worker, plan, units, settings, threads, f"job {j + 1}/{len(shares)}")
-                   for j, units in enumerate(shares) if units]
-        results = [r for f in futures for r in f.result()]
+    progress.units = len(plan.units)
+    results: list[UnitResult] = []
+
+    def collect(done: set[Future]) -> None:
+        for f in done:
+            r = f.result()
+            results.append(r)
+            progress.unit_done()
+            progress.advance(3 * plan.unit_bases(r.unit))
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                             initargs=(settings, max(1, cpus // jobs))) as pool:
+        pending: set[Future] = set()
+        for u, pieces in iter_units(plan, list(range(len(plan.units)))):
+            if len(pending) > jobs:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                collect(done)
+            pending.add(pool.submit(_worker_unit, u, pieces))
+        collect(wait(pending).done)
+    progress.close()
     return sorted(results, key=lambda r: r.unit)
 
 

@@ -2,11 +2,13 @@
 
 A job counts its work in bases: each base is read twice by the network (both strands) and decoded
 once. When standard output is not a terminal (a log file, a SLURM job), a line is printed every
-`interval` seconds and when the job ends, so a long run is never silent.
+`interval` seconds (DGA_PROGRESS_SECONDS, default 30) and when the job ends, so a long run is never
+silent.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
@@ -19,13 +21,27 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _seconds_from_env() -> float:
+    text = os.environ.get("DGA_PROGRESS_SECONDS", "30")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        from dga.errors import InputError
+
+        raise InputError(None, f"DGA_PROGRESS_SECONDS={text!r}: give the seconds between progress lines (e.g. 30)")
+    return seconds
+
+
 class JobProgress:
     """Bases read and decoded by one job, shown as a tqdm bar on a terminal or as periodic lines."""
 
-    def __init__(self, bases: int, label: str = "predict", *, interval: float = 30.0, stream: TextIO | None = None,
-                 terminal: bool | None = None):
+    def __init__(self, bases: int, label: str = "predict", *, interval: float | None = None,
+                 stream: TextIO | None = None, terminal: bool | None = None):
         self.total = (READS + DECODE) * bases
-        self.label, self.interval = label, interval
+        self.label = label
+        self.interval = _seconds_from_env() if interval is None else interval
         self.stream = stream or sys.stdout
         self.done, self.units_done, self.units = 0, 0, 0
         self.start = self.last = time.perf_counter()
@@ -45,6 +61,11 @@ class JobProgress:
 
     def unit_done(self) -> None:
         self.units_done += 1
+
+    def advance(self, n: int) -> None:
+        """`n` units of work done at once (a worker process's whole group: each base counted
+        READS + DECODE times)."""
+        self._add(n)
 
     def _add(self, n: int) -> None:
         self.done += n

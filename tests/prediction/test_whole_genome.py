@@ -3,6 +3,7 @@ array tasks: `--chunk I/K`, `--merge-chunks K`) with the one-process GFF3 byte f
 and coding sequences, a summary, IDs unique across sequences, progress lines in a log."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -185,10 +186,12 @@ def test_progress_is_printed_as_lines_when_the_output_is_a_log():
 
 
 def test_a_prediction_into_a_log_prints_progress_lines(genome, tmp_path):
+    env = {**os.environ, "DGA_PROGRESS_SECONDS": "0"}  # a line at every step
     log = subprocess.run([sys.executable, "-m", "dga.cli", "predict", str(genome), "--model", MODEL, "-o",
-                          str(tmp_path / "g.gff3"), "--jobs", "2"], capture_output=True, text=True, cwd=ROOT)
+                          str(tmp_path / "g.gff3"), "--jobs", "2"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert log.returncode == 0, log.stderr
-    assert "job 1/2: done" in log.stdout and "job 2/2: done" in log.stdout, log.stdout
+    lines = [line for line in log.stdout.splitlines() if line.startswith("predict: ")]
+    assert lines[-1].startswith("predict: done,") and "% of" in lines[0] and "sequence groups" in lines[0], log.stdout
     assert "gene models ->" in log.stdout.splitlines()[-1]
 
 
