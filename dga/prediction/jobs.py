@@ -1,9 +1,9 @@
-"""The units of a plan (`dga.prediction.plan`) annotated by one job: in this process (`--jobs 1`), in
-worker processes (`--jobs N`) or in a SLURM array task (`--chunk I/K`, its result kept in a chunk
-file that the merge reads).
+"""The units of a plan (`dga.prediction.plan`) annotated: in this process (`--jobs 1`), by worker
+processes fed one unit at a time (`--jobs N`), or as one share in a SLURM array task (`--chunk
+I/K`, its result kept in a chunk file that the merge reads).
 
-A job streams the FASTA files and annotates its units one at a time (network reads, decoder, gene
-confidence, each gene's coding sequence), so its memory is set by the largest unit, not the genome.
+The FASTA files are streamed and units are annotated one at a time (network reads, decoder, gene
+confidence, each gene's coding sequence), so memory is set by the largest unit, not the genome.
 """
 
 from __future__ import annotations
