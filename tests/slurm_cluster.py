@@ -62,7 +62,9 @@ def slurm_missing() -> str | None:
 
 
 def _run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+    # daemons and admin tools live in /usr/sbin, which a non-login shell's PATH may lack
+    tool = shutil.which(cmd[0]) or (f"/usr/sbin/{cmd[0]}" if Path(f"/usr/sbin/{cmd[0]}").exists() else cmd[0])
+    return subprocess.run([tool, *cmd[1:]], check=check, capture_output=True, text=True, **kw)
 
 
 def _stop_pidfile(path: str) -> None:
