@@ -56,7 +56,15 @@ def temporary_beside(target: str | Path, suffix: str = "") -> Path:
     clean_stale(target.parent, prefix)
     fd, name = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix, dir=target.parent)
     os.close(fd)
+    # mkstemp makes a private 0600 file; the target gets the mode any new file gets here (0644 under umask 022)
+    os.chmod(name, 0o666 & ~_umask())
     return Path(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 class Outputs:

@@ -491,3 +491,20 @@ def test_probs_members_and_regions_take_any_sequence_id(tmp_path):
                 regions=["HLA:A:1-2000"], fp32=True)
     with np.load(tmp_path / "p.npz") as z:
         assert sorted(z.files) == ["HLA:A:1-2000/forward", "HLA:A:1-2000/reverse_complement"]
+
+
+def test_outputs_get_the_mode_of_any_new_file(tmp_path):
+    """Written through a private temporary, an output still ends up readable as the umask allows."""
+    import os
+
+    from dga.files import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "a.txt", "x")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        write_text_atomic(tmp_path / "b.txt", "x")
+        assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -322,7 +322,7 @@ def test_champion_alias_moves_only_on_improvement(tmp_path, monkeypatch):
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--virtual-time-budget=20000", "--window-size=1600,1300"]
+                  "--virtual-time-budget=20000"]
 
 
 def _free_port() -> int:
@@ -333,8 +333,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _chromium(url: str, profile: Path, *args: str) -> str:
-    out = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
+def _chromium(url: str, profile: Path, *args: str, size: str = "1600,1300") -> str:
+    out = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--window-size={size}", f"--user-data-dir={profile}", *args,
+                          url],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
@@ -387,7 +388,7 @@ def test_mlflow_ui_shows_the_trials_and_their_metrics(two_worker_study, tmp_path
         for run in trials:
             assert f"{run.data.metrics['cv_genic_f1_mean']:.3f}" in dom  # the value as the UI rounds it
         shot = Path(os.environ.get("DGA_DOCS_SCREENSHOT") or tmp_path / "compare.png").resolve()
-        _chromium(compare, tmp_path / "profile", f"--screenshot={shot}")
+        _chromium(compare, tmp_path / "profile", f"--screenshot={shot}", size="1600,3200")  # down to the metrics
         assert shot.stat().st_size > 20_000
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
