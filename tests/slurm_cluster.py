@@ -134,6 +134,20 @@ def start_slurm(cpus: int = 2, nodes: int = 2, slurmd_timeout: int = 10) -> None
     raise RuntimeError(f"SLURM nodes not idle ({states}):\n{logs}")
 
 
+def revive_node(name: str, timeout: float = 60) -> None:
+    """Node `name` back in service after `kill_node`: its slurmd started again if it is not running,
+    the node resumed, and waited for until idle."""
+    pidfile = Path(f"/run/slurmd-{name}.pid")
+    if not (pidfile.is_file() and Path(f"/proc/{pidfile.read_text().strip()}").exists()):
+        _run("/usr/sbin/slurmd", "-N", name)
+    deadline = time.time() + timeout
+    while node_state(name) != "idle":
+        if time.time() > deadline:
+            raise RuntimeError(f"node {name} is {node_state(name)!r}, not idle, {timeout} s after its revival")
+        _run("scontrol", "update", f"nodename={name}", "state=resume", check=False)
+        time.sleep(0.5)
+
+
 def node_state(name: str) -> str:
     return _run("sinfo", "-h", "-n", name, "-N", "-o", "%t", check=False).stdout.strip()
 

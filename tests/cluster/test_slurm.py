@@ -22,6 +22,7 @@ from slurm_cluster import (
     kill_node,
     node_state,
     postgres_missing,
+    revive_node,
     slurm_missing,
     start_slurm,
     stop_slurm,
@@ -405,6 +406,8 @@ def test_a_genome_annotated_by_a_slurm_array_with_a_requeued_task_is_the_one_pro
     from dga.prediction.command import run_predict
 
     fasta = _small_genome(tmp_path / "genome.fa")
+    for node in ("n1", "n2"):  # an earlier test of this module kills n2
+        revive_node(node)
     env = job_env(tmp_path)
     sub = subprocess.run([sys.executable, "-m", "dga.cli", "slurm", "predict", "--tasks", "3", "--cpus-per-task", "1",
                           "--", str(fasta), "--model", "zoo:drosophila", "-o", "genes.gff3", "--proteins",
