@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from dga.data.fasta import FastaRecord, iter_fasta, read_fasta
+from dga.data.fasta import FastaRecord, iter_fasta
 from dga.errors import InputError
 
 SEP = "|"
@@ -40,19 +40,13 @@ def genome_of(seqid: str, names: list[str]) -> str:
 
 def read_fastas(args: list[str]) -> tuple[list[FastaRecord], list[str]]:
     """Records of one FASTA (ids as they are) or of several (ids `NAME|SEQID`), and the genome names
-    (empty for one FASTA)."""
-    from dataclasses import replace
-
-    pairs = named_paths(args, "fasta")
-    if len(pairs) == 1:
-        return read_fasta(pairs[0][1]), []
-    records = [replace(r, id=qualify(name, r.id)) for name, path in pairs for r in read_fasta(path)]
-    return records, [n for n, _ in pairs]
+    (empty for one FASTA): `iter_fastas` collected, with `genome_names`."""
+    return list(iter_fastas(args)), genome_names(args)
 
 
 def iter_fastas(args: list[str]) -> Iterator[FastaRecord]:
-    """`read_fastas`'s records one at a time, in file order (ids qualified as there): only the record
-    being read is held."""
+    """The records of one FASTA (ids as they are) or of several (ids `NAME|SEQID`, so ids that repeat
+    between genomes stay apart), one at a time in file order: only the record being read is held."""
     from dataclasses import replace
 
     pairs = named_paths(args, "fasta")
@@ -62,6 +56,6 @@ def iter_fastas(args: list[str]) -> Iterator[FastaRecord]:
 
 
 def genome_names(args: list[str]) -> list[str]:
-    """The genome names of `read_fastas` (empty for one FASTA)."""
+    """The genome names of `[NAME=]PATH` arguments (empty for one FASTA: its ids are not qualified)."""
     pairs = named_paths(args, "fasta")
     return [] if len(pairs) == 1 else [n for n, _ in pairs]
