@@ -145,6 +145,12 @@ def _tune_decoder(args: argparse.Namespace) -> int:
                             objective=args.objective, calibration=args.calibration)
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from dga.lifecycle.calibration import run_calibrate
+
+    return run_calibrate(args.model, args.fold_model, args.out, bases=args.bases, kind=args.calibration)
+
+
 def _zoo(args: argparse.Namespace) -> int:
     from dga.lifecycle import zoo, zoo_card
 

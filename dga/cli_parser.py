@@ -137,7 +137,7 @@ def _prediction_commands(sub, models: str, h: Any) -> None:
 
 
 def _lifecycle_commands(sub, models: str, h: Any) -> None:
-    """tune-decoder, zoo."""
+    """tune-decoder, calibrate, zoo."""
     p = _command(sub, "tune-decoder", "tune a model's HMM decoder settings on its cross-validation fold models "
                                       "(validation folds only) and write them into its bundle",
                  "dga tune-decoder checkpoints/final/bundle --fold-model checkpoints/f0/bundle "
@@ -158,6 +158,22 @@ def _lifecycle_commands(sub, models: str, h: Any) -> None:
                         "(benchmarks/calibration_cv.py compares them)")
     p.add_argument("-o", "--out", help="write the tuned bundle here (default: the model's own folder)")
     p.set_defaults(func=h._tune_decoder)
+
+    p = _command(sub, "calibrate", "choose and calibrate a model's gene confidence on its fold models' validation "
+                                   "folds (the decoder's posterior of each gene, its temperature and the map to the "
+                                   "chance that the whole CDS chain is right) and write it into its bundle",
+                 "dga calibrate checkpoints/final/bundle --fold-model checkpoints/f0/bundle "
+                 "--fold-model checkpoints/f1/bundle --fold-model checkpoints/f2/bundle -o calibrated/")
+    p.add_argument("model", help="the bundle to calibrate: " + models)
+    p.add_argument("--fold-model", action="append", default=[], metavar="BUNDLE", required=True,
+                   help="a model trained on the same data and split with fold = k (repeatable, one per fold; "
+                        "three or more for a calibration that holds across the genome)")
+    p.add_argument("--bases", type=int, default=3_000_000, help="bases of each validation fold to decode")
+    p.add_argument("--calibration", default="isotonic", choices=["isotonic", "logistic-raw", "logistic-features"],
+                   help="isotonic regression on the chosen score, or logistic regression on its logit or on the "
+                        "gene's features")
+    p.add_argument("-o", "--out", help="write the calibrated bundle here (default: the model's own folder)")
+    p.set_defaults(func=h._calibrate)
 
     p = _command(sub, "zoo", "shipped models: list, show a card, import into MLflow, rebuild, export from the "
                              "registry",

@@ -1,24 +1,27 @@
-"""A confidence on every gene: the network's support for the decoded structure, calibrated on
+"""A confidence on every gene: how likely the decoder finds its exact structure, calibrated on
 validation folds so that a gene scored 0.8 has its whole CDS chain right about 80 % of the time.
 
-Raw score of a piece (gene, exon, CDS segment): the geometric mean over its bases of the network's
-probability of the class the decoder gave each base (CDS, intron or UTR), on the read of the
-gene's strand (a strand-agnostic model: the mean of both reads). It is what the decoder's emission
-term sums (the log-probabilities of the chosen path's classes), per base, so a gene the network
-backs everywhere scores near 1 and one the decoder forced through doubtful bases scores low. It is
-cheaper than the forward-backward posterior of the same HMM and, once calibrated, says the same
-thing a user needs: how often a gene like this one is exactly right. The calibration regresses
-"whole CDS chain matches the reference" on the genes that the fold models decode on their
-validation folds (`dga tune-decoder`): isotonic regression on the raw score (the default), or
-logistic regression (scikit-learn) on its logit or on the gene's features (CALIBRATORS). It is
-stored in the bundle's `decoder.json` as plain numbers (breakpoints, or standardisation and
-coefficients; no pickle).
+Raw score of a gene decoded by the HMM: the posterior probability of its CDS chain exactly as
+decoded (start codon, every splice site and phase, stop codon), from forward-backward over the
+same HMM (`dga.decoding.posteriors`). It weighs the decoded structure against every valid rival,
+so a gene whose splice sites have close competitors scores low even where the network backs its
+bases strongly. Exon and CDS lines carry their own segment's posterior. Decoders without
+posteriors (the "rules" decoder) get the network's support instead: the geometric mean over the
+gene's bases of the probability of the class the decoder gave each base (`network_support`).
+`benchmarks/calibration_cv.py` compares these scores (GENE_SCORES) on validation folds.
+
+The calibration regresses "whole CDS chain matches the reference" on the genes that fold models
+decode on their validation folds (`dga calibrate`, `dga tune-decoder`): isotonic regression on
+the raw score (the default), or logistic regression (scikit-learn) on its logit or on the gene's
+features (CALIBRATORS). It is stored in the bundle's `decoder.json` as plain numbers
+(breakpoints, or standardisation and coefficients; no pickle), with the score it was fitted on:
+a calibration fitted on the network's support (bundles made before posteriors) is applied to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,28 +48,73 @@ class _GeneLogs:
         return float(np.exp(total / n))
 
 
+def network_support(g: GeneModel, plus: Any, minus: Any | None, offset: int = 0) -> tuple[float, list, list]:
+    """The network's support for a gene: over its bases (CDS, UTR, introns), per exon and per CDS
+    segment, the geometric mean of the probability of the class the decoder gave each base, read
+    from the gene's strand's probabilities (`minus` None: one strand-agnostic array)."""
+    probs = plus if g.strand == "+" or minus is None else minus
+    logs = _GeneLogs(probs, g.start - offset, g.end - offset)
+    shift = [(s - offset, e - offset) for s, e in g.exons]
+    introns = [(a, b) for (_, a), (b, _) in zip(shift[:-1], shift[1:]) if b > a]
+    cds = [(s - offset, e - offset) for s, e, _ in g.cds]
+    utr = [(s - offset, e - offset) for s, e in g.utr5 + g.utr3]
+    n_bases = sum(e - s for s, e in shift) + sum(b - a for a, b in introns)
+    total = sum(np.log(max(logs.geo_mean(segs, cls), 1e-6)) * sum(e - s for s, e in segs)
+                for segs, cls in ((cds, Label.CDS), (utr, Label.UTR), (introns, Label.INTRON)) if segs)
+    raw = float(np.exp(total / n_bases)) if n_bases else 0.0
+    return raw, [_exon_score(logs, s, e, cds, utr) for s, e in shift], [logs.geo_mean([seg], Label.CDS) for seg in cds]
+
+
+def _weakest(g: GeneModel) -> float:
+    return float(min(g.cds_posteriors + g.intron_posteriors))
+
+
+def _mean_feature(g: GeneModel) -> float:
+    return float(np.mean(g.cds_posteriors + g.intron_posteriors))
+
+
+# Candidate raw gene scores (`benchmarks/calibration_cv.py` compares them on validation folds);
+# GENE_SCORE is the one genes with posteriors get.
+GENE_SCORES: dict[str, Callable[[GeneModel], float]] = {
+    "cds_chain_posterior": lambda g: float(g.posterior),  # type: ignore[arg-type]
+    "weakest_feature_posterior": _weakest,
+    "mean_feature_posterior": _mean_feature,
+    "network_support": lambda g: float(g.support),  # type: ignore[arg-type]
+}
+GENE_SCORE = "cds_chain_posterior"
+
+
+def _exon_posteriors(g: GeneModel) -> list[float | None]:
+    """Each exon's posterior: that of the CDS segment in it (None for a UTR-only exon)."""
+    out: list[float | None] = []
+    for s, e in g.exons:
+        inside = [p for (a, b, _), p in zip(g.cds, g.cds_posteriors) if a < e and b > s]
+        out.append(min(inside) if inside else None)
+    return out
+
+
 def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: int = 0,
                 calibration: dict | None = None) -> list[GeneModel]:
-    """Genes with `score` (calibrated when a calibration is given, else raw) and per-exon / per-CDS
-    raw scores. `plus` / `minus`: class probabilities [L, 4] that + / - strand genes are read from
-    (`minus` None: one strand-agnostic array), the sequence starting at `offset`."""
+    """Genes with `score` (calibrated when a calibration is given, else raw), `raw_score` (the
+    calibration's score, else GENE_SCORE; the network's support for a gene without posteriors) and
+    per-exon / per-CDS scores (posteriors, or the network's support). `plus` / `minus`: class
+    probabilities [L, 4] that + / - strand genes are read from (`minus` None: one strand-agnostic
+    array), the sequence starting at `offset`."""
+    # the score the calibration was fitted on (one without a name: the network's support, as
+    # calibrations were before posteriors); without a calibration, GENE_SCORE
+    name = calibration.get("score", "network_support") if calibration else GENE_SCORE
     out = []
     for g in genes:
-        probs = plus if g.strand == "+" or minus is None else minus
-        logs = _GeneLogs(probs, g.start - offset, g.end - offset)
-        shift = [(s - offset, e - offset) for s, e in g.exons]
-        introns = [(a, b) for (_, a), (b, _) in zip(shift[:-1], shift[1:]) if b > a]
-        cds = [(s - offset, e - offset) for s, e, _ in g.cds]
-        utr = [(s - offset, e - offset) for s, e in g.utr5 + g.utr3]
-        n_bases = sum(e - s for s, e in shift) + sum(b - a for a, b in introns)
-        total = sum(np.log(max(logs.geo_mean(segs, cls), 1e-6)) * sum(e - s for s, e in segs)
-                    for segs, cls in ((cds, Label.CDS), (utr, Label.UTR), (introns, Label.INTRON)) if segs)
-        raw = float(np.exp(total / n_bases)) if n_bases else 0.0
-        exon_scores = [_exon_score(logs, s, e, cds, utr) for s, e in shift]
-        cds_scores = [logs.geo_mean([seg], Label.CDS) for seg in cds]
-        out.append(replace(g, raw_score=raw, score=raw, exon_scores=exon_scores, cds_scores=cds_scores))
+        support, exon_support, cds_support = network_support(g, plus, minus, offset)
+        g = replace(g, support=support)
+        if g.posterior is not None:
+            g = replace(g, exon_scores=_exon_posteriors(g), cds_scores=list(g.cds_posteriors))
+        else:
+            g = replace(g, exon_scores=exon_support, cds_scores=cds_support)
+        raw = gene_features(g, name)[0]
+        out.append(replace(g, raw_score=raw, score=raw))
     if calibration and out:  # one call for all genes: the calibration may use each gene's features
-        conf = apply_calibration(np.array([gene_features(g) for g in out]), calibration)
+        conf = apply_calibration(np.array([gene_features(g, name) for g in out]), calibration)
         out = [replace(g, score=float(c)) for g, c in zip(out, conf)]
     return out
 
@@ -92,11 +140,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def gene_features(g: GeneModel) -> list[float]:
-    """A scored gene's calibration features (FEATURES): raw score, CDS segments, CDS bases, weakest
-    CDS segment and exon, genomic span."""
-    return [float(g.raw_score or 0.0), float(len(g.cds)), float(sum(e - s for s, e, _ in g.cds)),
-            float(min(g.cds_scores, default=0.0)), float(min(g.exon_scores, default=0.0)), float(g.end - g.start)]
+def gene_features(g: GeneModel, score: str | None = None) -> list[float]:
+    """A scored gene's calibration features (FEATURES): its raw score (`score`, a GENE_SCORES name:
+    that score, falling back to the network's support for a gene without posteriors; None: the
+    gene's raw score), CDS segments, CDS bases, weakest CDS segment and exon, genomic span."""
+    if score is None:
+        raw = g.raw_score
+    else:
+        raw = GENE_SCORES[score](g) if g.posterior is not None or score == "network_support" else g.support
+    exons = [x for x in g.exon_scores if x is not None]
+    return [float(raw or 0.0), float(len(g.cds)), float(sum(e - s for s, e, _ in g.cds)),
+            float(min(g.cds_scores, default=0.0)), float(min(exons, default=0.0)), float(g.end - g.start)]
 
 
 def _design(features: np.ndarray, kind: str) -> np.ndarray:

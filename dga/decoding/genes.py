@@ -27,9 +27,14 @@ class GeneModel:
     stops: int = 0  # in-frame stop codons in the chosen frame (0 for a clean ORF)
     partial: bool = False  # cut by the end of the decoded sequence: may lack its start or stop codon
     score: float | None = None  # confidence (`dga.decoding.confidence`): calibrated when the model has a calibration
-    raw_score: float | None = None  # the network's support for the structure, before calibration
-    exon_scores: list[float] = field(default_factory=list)  # per exon / per CDS segment: raw support
+    raw_score: float | None = None  # the confidence before calibration
+    support: float | None = None  # the network's support for the structure (`confidence.network_support`)
+    exon_scores: list[float | None] = field(default_factory=list)  # per exon / per CDS segment: raw scores
     cds_scores: list[float] = field(default_factory=list)
+    # the HMM's posteriors (`dga.decoding.posteriors`): CDS chain, each CDS segment, each intron between
+    posterior: float | None = None
+    cds_posteriors: list[float] = field(default_factory=list)
+    intron_posteriors: list[float] = field(default_factory=list)
 
 
 def runs(cls: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -59,6 +59,12 @@ Progress = Optional[Callable[[int], object]]  # called with the bases just done
 MAX_CHAIN = 10_000  # the longest minimum intron or gene gap: decoding costs this many states per base
 
 
+# the settings that scale a log-weight (the rest: lengths, the floor, the temperature, the GC donor
+# penalty, which `site_weight` scales)
+_LOG_WEIGHTS = ("gene", "intron", "utr_intron", "no_utr", "utr_atg", "site_weight", "codon_site_weight",
+                "coding_weight", "emission_weight", "bias_cds", "bias_intron", "bias_utr")
+
+
 @dataclass(frozen=True)
 class HMMParams:
     """Log-space transition penalties (natural log; more negative = rarer) and the emission weight."""
@@ -84,6 +90,10 @@ class HMMParams:
     min_intergenic: float = 0  # shortest gap between two genes (bases); 0: the signal model's (learned
     # from the training region's gene gaps), 1 without one
     floor: float = 1e-4  # probabilities are clipped here before the log
+    # forward-backward (`dga.decoding.posteriors`) divides every log-weight by this: above 1 it
+    # spreads the posterior over the decoded structure's rivals. The Viterbi path does not depend on
+    # it; `dga calibrate` chooses it on validation folds (the value that best ranks right genes first)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         import math
@@ -96,6 +106,15 @@ class HMMParams:
                 raise ValueError(f"{name} = {getattr(self, name):g}: give 0 (learned) to {MAX_CHAIN:,} bases")
         if not 0 < self.floor < 1:
             raise ValueError(f"floor = {self.floor:g}: give a probability between 0 and 1")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature = {self.temperature:g}: give a number above 0")
+
+    def tempered(self) -> "HMMParams":
+        """The same model with every log-weight divided by `temperature` (same Viterbi path)."""
+        from dataclasses import replace
+
+        t = self.temperature
+        return replace(self, **{name: getattr(self, name) / t for name in _LOG_WEIGHTS}, temperature=1.0)
 
     @classmethod
     def without_signals(cls) -> "HMMParams":
@@ -134,15 +153,24 @@ def signal_tables(codes: np.ndarray, signals: SignalModel | None, gc_donor: floa
     return site_scores(codes, signals, gc_donor), cod
 
 
-def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray,
-                 params: HMMParams = HMMParams(), signals: SignalModel | None = None,
-                 open_ends: tuple[bool, bool] = (True, True),
-                 tables: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Best state path [L] (int8, states as above). `plus_probs` / `minus_probs` [L, 4] are the class
-    probabilities that + / - strand states see (`minus_probs` None: the same, a strand-agnostic model).
-    `open_ends`: whether the path may begin / end inside a gene (False where the sequence was cut)."""
-    if len(codes) == 0:
-        return np.zeros(0, dtype=np.int8)
+@dataclass(frozen=True)
+class KernelInputs:
+    """What the compiled kernels read (`viterbi_path`, `dga.decoding.posteriors`): weighted
+    log-emissions, weighted site and coding scores, codes, the chains' lengths."""
+
+    em_p: np.ndarray  # [L, 4] what + strand states emit
+    em_m: np.ndarray  # [L, 4] what - strand states emit
+    em_ig: np.ndarray  # [L] what intergenic emits
+    sc: np.ndarray  # [L, 8] site scores, + stop and - start moved to the codon's first base
+    cod: np.ndarray  # [L, 6] coding scores per codon position (+, then -)
+    codes: np.ndarray
+    min_intron: int
+    min_intergenic: int
+
+
+def kernel_inputs(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray, params: HMMParams,
+                  signals: SignalModel | None, tables: tuple[np.ndarray, np.ndarray] | None = None) -> KernelInputs:
+    """The HMM's scores of one stretch as its kernels read them (arguments as `viterbi_path`'s)."""
     em_p = _log_emissions(plus_probs, params)
     em_m = em_p if minus_probs is None else _log_emissions(minus_probs, params)
     # intergenic on both strands: the weaker of the two reads' evidence for "no gene here"
@@ -160,8 +188,21 @@ def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: 
     for col in (P_STOP, M_START):
         sc[:-3, col] = sc[3:, col]
         sc[-3:, col] = NO_SITE
-    return viterbi(em_p, em_m, em_ig, sc, cod, np.asarray(codes, dtype=np.uint8), params.gene, params.intron,
-                   params.utr_intron, params.no_utr, params.utr_atg,
-                   int(params.min_intron) or (signals.min_intron if signals is not None else DEFAULT_MIN_INTRON),
-                   int(params.min_intergenic) or (signals.min_intergenic if signals is not None else 1),
+    return KernelInputs(em_p, em_m, em_ig, sc, cod, np.asarray(codes, dtype=np.uint8),
+                        int(params.min_intron) or (signals.min_intron if signals is not None else DEFAULT_MIN_INTRON),
+                        int(params.min_intergenic) or (signals.min_intergenic if signals is not None else 1))
+
+
+def viterbi_path(plus_probs: np.ndarray, minus_probs: np.ndarray | None, codes: np.ndarray,
+                 params: HMMParams = HMMParams(), signals: SignalModel | None = None,
+                 open_ends: tuple[bool, bool] = (True, True),
+                 tables: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Best state path [L] (int8, states as above). `plus_probs` / `minus_probs` [L, 4] are the class
+    probabilities that + / - strand states see (`minus_probs` None: the same, a strand-agnostic model).
+    `open_ends`: whether the path may begin / end inside a gene (False where the sequence was cut)."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int8)
+    k = kernel_inputs(plus_probs, minus_probs, codes, params, signals, tables)
+    return viterbi(k.em_p, k.em_m, k.em_ig, k.sc, k.cod, k.codes, params.gene, params.intron,
+                   params.utr_intron, params.no_utr, params.utr_atg, k.min_intron, k.min_intergenic,
                    open_ends[0], open_ends[1])

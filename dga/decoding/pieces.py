@@ -9,8 +9,9 @@ from typing import Protocol
 import numpy as np
 
 from dga.decoding.genes import GeneModel, runs, shift_genes
-from dga.decoding.hmm import HMMParams, Progress, viterbi_path
+from dga.decoding.hmm import HMMParams, Progress, kernel_inputs, viterbi_path
 from dga.decoding.hmm_kernel import IG, IG_AFTER, STATE_CLASS, STATE_CODON, STATE_STRAND
+from dga.decoding.posteriors import FLANK, Posteriors, forward_backward, posteriors_in_pieces
 from dga.decoding.signals import SignalModel
 from dga.labels import Label
 
@@ -82,7 +83,7 @@ def stitch_point(left: np.ndarray, right: np.ndarray) -> int | None:
 def hmm_decode(plus_probs: Rows, minus_probs: Rows | None, codes: np.ndarray, seqid: str, *,
                params: HMMParams = HMMParams(), signals: SignalModel | None = None, offset: int = 0,
                chunk: int = CHUNK, overlap: int = OVERLAP, min_cds: int = 30, progress: Progress = None,
-               tables: tuple[np.ndarray, np.ndarray] | None = None) -> list[GeneModel]:
+               tables: tuple[np.ndarray, np.ndarray] | None = None, posteriors: bool = True) -> list[GeneModel]:
     """Gene models of one sequence by Viterbi decoding, in overlapping pieces of about `chunk` bases
     (memory: about 450 bytes per base of a piece, plus one byte per base of the sequence for the
     path). Neighbouring pieces both decode 2 * `overlap` bases around their joint, each with open
@@ -92,7 +93,8 @@ def hmm_decode(plus_probs: Rows, minus_probs: Rows | None, codes: np.ndarray, se
     sequence's Viterbi path passes it too (tests decode a chromosome whole and in pieces: the same
     genes). Where they never agree (a gene longer than the overlap sits there), the piece is decoded
     again twice as long from the last joint, held intergenic there. The probabilities are read a
-    piece at a time (`Rows`). `progress(bases)` is called as the path is completed."""
+    piece at a time (`Rows`). `progress(bases)` is called as the path is completed. With
+    `posteriors`, each gene carries its forward-backward posteriors (`dga.decoding.posteriors`)."""
     n = len(codes)
     chunk = max(chunk, 4 * overlap)
 
@@ -121,4 +123,18 @@ def hmm_decode(plus_probs: Rows, minus_probs: Rows | None, codes: np.ndarray, se
     path[done:] = cur[done - a:]
     if progress is not None:
         progress(n - done)
-    return path_to_genes(path, seqid, offset, min_cds)
+    genes = path_to_genes(path, seqid, 0, min_cds)
+    if posteriors:
+        hot = params.tempered()
+
+        def run(a: int, b: int) -> Posteriors:
+            k = kernel_inputs(plus_probs[a:b], None if minus_probs is None else minus_probs[a:b], codes[a:b],
+                              hot, signals, None if tables is None else (tables[0][a:b], tables[1][a:b]))
+            return forward_backward(k, hot, path[a:b])
+
+        # pieces as long as the Viterbi's with their flanks: the same memory (~450 bytes a base)
+        found = posteriors_in_pieces(path, [[(s, e) for s, e, _ in g.cds] for g in genes], run,
+                                     piece=max(chunk - 2 * FLANK, 2 * FLANK))
+        for g, p in zip(genes, found):
+            g.posterior, g.cds_posteriors, g.intron_posteriors = p.gene, p.cds, p.introns
+    return shift_genes(genes, offset)

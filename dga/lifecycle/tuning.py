@@ -11,25 +11,22 @@ The best settings are written into the bundle being shipped, with a record of wh
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dga.data.store import Store
     from dga.data.windows import Splits
-    from dga.decoding.hmm import HMMParams
-    from dga.decoding.reads import SequenceReads
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from dga.bundle import Bundle, with_decoder
 from dga.errors import InputError
+from dga.lifecycle.calibration import calibrate
+from dga.lifecycle.folds import FoldData, fold_data
 
 OBJECTIVES = {"exon+subgenic": "subgenic", "exon+genic": "genic"}  # exon F1 + this base-level F1
 # HMMParams searched: name -> (low, high, log scale)
@@ -40,35 +37,6 @@ SPACE = {"emission_weight": (0.1, 1.0, True), "coding_weight": (2, 30, True), "s
 # config fields that may differ between fold models of one configuration
 _PER_FOLD = {"fold", "run_name", "checkpoint_dir", "experiment", "log_model", "tracking", "device", "threads",
              "num_workers", "bf16", "val_batch_size", "deadline_minutes"}
-
-
-@dataclass
-class FoldData:
-    """One fold model's validation stretch: its sequence, probabilities and signal models."""
-
-    fold: int
-    seqid: str
-    start: int
-    end: int
-    codes: np.ndarray
-    fwd: np.ndarray  # forward read [L, 4]
-    rev_fwd: np.ndarray  # reverse-complement read, in forward coordinates
-    lm: Any  # dga.prediction.model.LoadedModel (config, signals fitted on this fold model's training region)
-
-    @functools.cached_property
-    def reads(self) -> "SequenceReads":
-        """The stretch as the decoder reads it (assembly gaps found once, not per decoder trial)."""
-        from dga.decoding.reads import SequenceReads
-
-        return SequenceReads(self.seqid, self.codes, self.fwd, self.rev_fwd, self.lm.config.labels == "stranded")
-
-    def decode(self, params: "HMMParams") -> list:
-        """The HMM's gene models of this stretch with `params` (as `dga predict` decodes it)."""
-        from dataclasses import replace
-
-        from dga.decoding.registry import get_decoder
-
-        return get_decoder("hmm").decode(self.reads, replace(self.lm.decoder_settings, hmm=params), None, None)
 
 
 def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
@@ -88,37 +56,6 @@ def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
         if diff:
             raise InputError(None, f"{b.source} is not the configuration of {target.source or 'the model'}: "
                                    f"{', '.join(f'{k} {theirs.get(k)!r} != {mine[k]!r}' for k in diff[:5])}")
-
-
-def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,
-              log: Callable[[str], None] = print) -> list[FoldData]:
-    """Each fold model's probabilities over the first `bases` of its validation fold, both reads,
-    and signal models fitted on its own training region."""
-    import torch
-
-    from dga.decoding.signals import fit_signals
-    from dga.prediction.model import loaded
-    from dga.prediction.reads import read_both_strands
-    from dga.training.fit import training_regions
-
-    offsets = {s["id"]: s["offset"] for s in store.seqids}
-    out = []
-    for b in folds:
-        lm = loaded(b)
-        cfg = lm.config
-        lm.signals = fit_signals(store, training_regions(cfg, splits))  # once per fold model
-        left = bases
-        for r in splits.validation(cfg.fold):
-            if left <= 0:
-                break
-            a, e = r.start, min(r.end, r.start + left)
-            left -= e - a
-            codes = np.asarray(store.track("seq")[offsets[r.seqid] + a: offsets[r.seqid] + e])
-            t = time.perf_counter()
-            ((fwd, rev),) = read_both_strands(lm, [codes], batch_size=cfg.val_batch_size, device=torch.device("cpu"))
-            log(f"fold {cfg.fold}: {r.seqid}:{a + 1}-{e} probabilities in {time.perf_counter() - t:.0f} s")
-            out.append(FoldData(cfg.fold, r.seqid, a, e, codes, fwd, rev[::-1], lm))
-    return out
 
 
 def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, seed: int = 0,
@@ -177,9 +114,7 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
         study.enqueue_trial({k: min(max(first[k], SPACE[k][0]), SPACE[k][1]) for k in SPACE})
         study.optimize(trial_fn, n_trials=trials)
     best = rows[study.best_trial.number]
-    fitted = fit_gene_calibration(data, HMMParams(**best["params"]), ref, spans, calibration)
-    log(f"gene confidence calibrated ({calibration}) on {fitted['genes']} predicted genes of the validation "
-        f"folds ({fitted['exact']} exactly right)")
+    best["params"]["temperature"], fitted = calibrate(data, HMMParams(**best["params"]), ref, calibration, log=log)
     return {"params": best["params"], "calibration": fitted, "objective": f"exon F1 + {OBJECTIVES[objective]} F1",
             "value": best["objective"], "scores": {k: best[k] for k in ("CDS", "intron", "UTR", "genic", "subgenic",
                                                                          "exon", "gene")},
@@ -188,44 +123,6 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
             "regions": [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data],
             "bases": int(sum(d.end - d.start for d in data)), "seconds": round(time.perf_counter() - t0, 1),
             "fold_models": [d.lm.source for d in data], "test_region_used": False}
-
-
-def validation_genes(data: list[FoldData], params: "HMMParams", ref: list,
-                     spans: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every whole gene the folds decode with `params`: calibration features (rows of
-    dga.decoding.confidence.gene_features), whether its whole CDS chain is in the reference, and its place
-    (fold * 1e10 + start: an order by position)."""
-    from dga.decoding.confidence import FEATURES, gene_features
-    from dga.decoding.genes import shift_genes
-    from dga.evaluation.evaluate import cds_chains
-    from dga.prediction.annotate import scored
-
-    ref_chains = cds_chains(ref, spans)
-    features, exact, place = [], [], []
-    for d in data:
-        genes = d.decode(params)
-        for g in shift_genes(scored(d.lm, genes, d.fwd, d.rev_fwd, calibrate=False), d.start):
-            if g.partial:
-                continue  # cut by the stretch's ends: not comparable with whole reference genes
-            features.append(gene_features(g))
-            exact.append((g.seqid, g.strand, tuple((s, e) for s, e, _ in g.cds)) in ref_chains)
-            place.append(d.fold * 10**10 + g.start)
-    return np.array(features, float).reshape(-1, len(FEATURES)), np.array(exact, bool), np.array(place, np.int64)
-
-
-def fit_gene_calibration(data: list[FoldData], params: "HMMParams", ref: list, spans: list,
-                         kind: str = "isotonic") -> dict[str, Any]:
-    """Calibration of the genes' confidence against exactness (whole CDS chain in the reference),
-    on the folds decoded with `params`: validation folds only."""
-    from dga.decoding.confidence import fit_calibration
-
-    features, exact, _ = validation_genes(data, params, ref, spans)
-    if len(features) < 10:
-        return {"genes": len(features), "exact": int(exact.sum()), "x": [], "y": [],
-                "note": "too few predicted genes on the validation folds to calibrate: raw scores"}
-    cal = fit_calibration(features, exact, kind)
-    cal["fit_on"] = [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data]
-    return cal
 
 
 def tune_bundle(target: Bundle, folds: list[Bundle], store: "Store", splits: "Splits", *, trials: int = 40,

@@ -249,23 +249,27 @@ def test_genes_keep_the_learned_minimum_gap(dmel):
 
 
 def test_genes_from_reference_probabilities_score_near_one(dmel_store, dmel):
-    """Confidence: a gene the network backs on every base scores near 1, and every score is a
-    probability; the same genes read from noise score low."""
+    """Confidence: genes decoded from probabilities that follow the reference score near 1, both by
+    their posteriors and by the network's support; every score is a probability (UTR-only exons
+    carry none); the same genes read from noise have little network support."""
+    from dataclasses import replace
+
     from dga.decoding.confidence import score_genes
 
     seqid, n, codes, ref, signals = dmel
     plus, minus = one_hot(np.asarray(dmel_store.track("label_plus")), 0.98), \
         one_hot(np.asarray(dmel_store.track("label_minus")), 0.98)
     genes = hmm_decode(plus, minus, codes, seqid, params=HMMParams(emission_weight=1.0), signals=signals)
-    scored = score_genes(genes, plus, minus)
-    whole = [g for g in scored if not g.partial]
-    assert len(whole) > 50
-    assert np.median([g.score for g in whole]) > 0.95
-    for g in scored:
-        assert 0 <= g.score <= 1 and len(g.exon_scores) == len(g.exons) and len(g.cds_scores) == len(g.cds)
-        assert all(0 <= v <= 1 for v in g.exon_scores + g.cds_scores)
+    bare = [replace(g, posterior=None) for g in genes]  # as a decoder without posteriors leaves them
+    for scored in (score_genes(genes, plus, minus), score_genes(bare, plus, minus)):
+        whole = [g for g in scored if not g.partial]
+        assert len(whole) > 50
+        assert np.median([g.score for g in whole]) > 0.95
+        for g in scored:
+            assert 0 <= g.score <= 1 and len(g.exon_scores) == len(g.exons) and len(g.cds_scores) == len(g.cds)
+            assert all(0 <= v <= 1 for v in g.exon_scores + g.cds_scores if v is not None)
     noisy = np.random.default_rng(2).dirichlet(np.ones(4), size=n).astype(np.float32)
-    assert np.median([g.score for g in score_genes(genes, noisy, noisy)]) < 0.5
+    assert np.median([g.score for g in score_genes(bare, noisy, noisy)]) < 0.5
 
 
 def test_the_kernel_allows_exactly_the_transitions_of_the_table(dmel, dmel_store):

@@ -11,7 +11,8 @@ from dga.decoding.hmm import HMMParams
 from dga.decoding.signals import fit_signals
 from dga.errors import InputError
 from dga.evaluation.evaluate import Span, cds_chains
-from dga.lifecycle.tuning import FoldData, check_fold_models, validation_genes
+from dga.lifecycle.folds import FoldData, validation_genes
+from dga.lifecycle.tuning import check_fold_models
 from dga.nets.registry import build_model
 from dga.prediction.annotate import decode_sequence
 from dga.prediction.model import loaded
@@ -55,7 +56,7 @@ def test_a_fold_stretch_decodes_to_the_reference_genes_from_reference_probabilit
     assert len(found & exact) / len(found) > 0.4  # merged labels: overlapping isoforms blur some genes
     predicted = decode_sequence(lm, seqid, codes, probs, probs[::-1], hmm=HMMParams())
     assert [(g.strand, g.cds) for g in predicted] == [(g.strand, g.cds) for g in genes]  # as `dga predict`
-    features, right, place = validation_genes(data, HMMParams(), ref, [Span(seqid, 0, n)])
+    found, right, fold = validation_genes(data, HMMParams(), ref)
     whole = [g for g in genes if not g.partial]
-    assert len(features) == len(right) == len(place) == len(whole)
+    assert len(found) == len(right) == len(fold) == len(whole) and set(fold.tolist()) == {0}
     assert right.sum() == sum((g.seqid, g.strand, tuple((s, e) for s, e, _ in g.cds)) in exact for g in whole)

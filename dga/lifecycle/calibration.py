@@ -1,0 +1,171 @@
+"""`dga calibrate`: choose a model's gene confidence and calibrate it on its fold models'
+validation folds, never on the test region.
+
+Each fold model decodes (up to `bases` of) its validation fold with the model's decoder settings
+at every posterior temperature in TEMPERATURES (the genes are the same at each: the temperature
+only changes forward-backward). Every candidate raw score (`dga.decoding.confidence.GENE_SCORES`)
+is ranked against exactness (whole CDS chain in the reference) by AUROC, pooled over the folds;
+the best score and temperature are kept and an isotonic (or logistic) calibration is fitted on
+the pooled genes. With two or more folds the calibration is also judged on each fold fitted on
+the others (held-out ECE). All of it goes into `decoder.json` as plain numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from dga.bundle import Bundle, with_decoder
+from dga.errors import InputError
+from dga.lifecycle.folds import FoldData, fold_data, validation_genes
+
+if TYPE_CHECKING:
+    from dga.decoding.genes import GeneModel
+    from dga.decoding.hmm import HMMParams
+
+TEMPERATURES = (1.0, 4.0, 8.0, 16.0, 32.0)
+# config fields fold models must share with the model they calibrate: the same validation folds
+SAME_SPLIT = ("dataset", "genomes", "store", "split", "k_folds", "test_fraction", "split_seed", "train_region")
+
+
+@dataclass
+class FoldGenes:
+    """Every whole gene the fold models decode on their validation folds at one temperature."""
+
+    temperature: float
+    genes: list["GeneModel"]
+    exact: np.ndarray
+    fold: np.ndarray
+
+
+def auroc(score: np.ndarray, exact: np.ndarray) -> float:
+    """Area under the ROC curve of `score` for telling exact genes from the rest (NaN with one class)."""
+    from sklearn.metrics import roc_auc_score
+
+    exact = np.asarray(exact, bool)
+    return float(roc_auc_score(exact, score)) if 0 < exact.sum() < len(exact) else float("nan")
+
+
+def decode_folds(data: list[FoldData], params: "HMMParams", ref: list, temperatures=TEMPERATURES,
+                 log: Callable[[str], None] = print) -> list[FoldGenes]:
+    """The folds' whole genes at each temperature."""
+    out = []
+    for t in temperatures:
+        t0 = time.perf_counter()
+        genes, exact, fold = validation_genes(data, replace(params, temperature=t), ref)
+        log(f"temperature {t:g}: {len(genes)} whole genes on {len(data)} fold stretch(es), {int(exact.sum())} exact "
+            f"({time.perf_counter() - t0:.0f} s)")
+        out.append(FoldGenes(t, genes, exact, fold))
+    return out
+
+
+def compare_scores(decoded: list[FoldGenes]) -> list[dict[str, Any]]:
+    """AUROC of every candidate score at every temperature, pooled and per fold."""
+    from dga.decoding.confidence import GENE_SCORES, gene_features
+
+    rows = []
+    for fg in decoded:
+        for name in GENE_SCORES:
+            if name == "network_support" and fg is not decoded[0]:
+                continue  # the network's support does not depend on the temperature
+            x = np.array([gene_features(g, name)[0] for g in fg.genes])
+            rows.append({"score": name, "temperature": fg.temperature, "auroc": auroc(x, fg.exact),
+                         "auroc_per_fold": {str(f): auroc(x[fg.fold == f], fg.exact[fg.fold == f])
+                                            for f in sorted(set(fg.fold.tolist()))}})
+    return rows
+
+
+def held_out(features: np.ndarray, exact: np.ndarray, fold: np.ndarray, kind: str) -> dict[str, float] | None:
+    """Each fold's genes calibrated by a fit on the other folds, pooled: ECE and AUROC (None with one fold)."""
+    from dga.decoding.confidence import apply_calibration, fit_calibration, reliability
+
+    folds = sorted(set(fold.tolist()))
+    if len(folds) < 2:
+        return None
+    conf = np.empty(len(exact))
+    for f in folds:
+        mine = fold == f
+        conf[mine] = apply_calibration(features[mine], fit_calibration(features[~mine], exact[~mine], kind))
+    return {"ece": reliability(conf, exact)["ece"], "auroc": auroc(conf, exact), "folds": len(folds)}
+
+
+def calibrate(data: list[FoldData], params: "HMMParams", ref: list, kind: str = "isotonic",
+              temperatures=TEMPERATURES, log: Callable[[str], None] = print) -> tuple[float, dict[str, Any]]:
+    """The temperature and the calibration (`decoder.json`'s "calibration") that rank and calibrate
+    the folds' genes best; see the module's docstring."""
+    from dga.decoding.confidence import fit_calibration, gene_features
+
+    decoded = decode_folds(data, params, ref, temperatures, log)
+    rows = compare_scores(decoded)
+    for r in rows:
+        log(f"  {r['score']:<27} temperature {r['temperature']:>4g}: AUROC {r['auroc']:.3f}")
+    best = max(rows, key=lambda r: -1.0 if np.isnan(r["auroc"]) else r["auroc"])
+    fg = next(d for d in decoded if d.temperature == best["temperature"])
+    features = np.array([gene_features(g, best["score"]) for g in fg.genes]).reshape(len(fg.genes), -1)
+    regions = [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data]
+    if len(features) < 10 or fg.exact.all() or not fg.exact.any():
+        raise InputError(None, f"{len(features)} whole genes ({int(fg.exact.sum())} exact) on the validation folds: "
+                               "too few, or all of one kind, to calibrate")
+    cal = fit_calibration(features, fg.exact, kind)
+    cal.update({"score": best["score"], "temperature": best["temperature"], "auroc": best["auroc"],
+                "held_out": held_out(features, fg.exact, fg.fold, kind), "fit_on": regions,
+                "fold_models": [d.lm.source for d in data], "candidates": rows, "test_region_used": False})
+    log(f"kept {best['score']} at temperature {best['temperature']:g} (AUROC {best['auroc']:.3f} on "
+        f"{len(fg.genes)} validation genes, {int(fg.exact.sum())} exact)"
+        + (f"; held-out ECE {cal['held_out']['ece']:.3f}" if cal["held_out"] else ""))
+    return best["temperature"], cal
+
+
+def check_split(target: Bundle, folds: list[Bundle]) -> None:
+    """Fold models must validate on the target's folds: its data and split, one model per fold."""
+    if not folds:
+        raise InputError(None, "calibrate needs at least one fold model (a model trained with fold >= 0)")
+    mine, seen = target.config.to_dict(), set()
+    for b in folds:
+        if b.config.fold < 0:
+            raise InputError(None, f"{b.source}: trained on every fold (fold = -1): it has no validation fold")
+        if b.config.fold in seen:
+            raise InputError(None, f"two fold models validate on fold {b.config.fold}")
+        seen.add(b.config.fold)
+        theirs = b.config.to_dict()
+        diff = [k for k in SAME_SPLIT if theirs.get(k) != mine.get(k)]
+        if diff:
+            raise InputError(None, f"{b.source} does not share {target.source or 'the model'}'s folds: "
+                                   + ", ".join(f"{k} {theirs.get(k)!r} != {mine.get(k)!r}" for k in diff))
+
+
+def calibrate_bundle(target: Bundle, folds: list[Bundle], *, bases: int = 3_000_000, kind: str = "isotonic",
+                     temperatures=TEMPERATURES, log: Callable[[str], None] = print) -> Bundle:
+    """`target` with its gene confidence chosen and calibrated on `folds`' validation folds."""
+    from dga.data.store import reference_transcripts
+    from dga.data.windows import splits_for
+    from dga.decoding.hmm import HMMParams
+    from dga.training.distributed import DistInfo, store_for_config
+
+    check_split(target, folds)
+    store = store_for_config(target.config, DistInfo())
+    data = fold_data(folds, store, splits_for(store, target.config), bases, log)
+    params = HMMParams.from_dict(target.decoder.get("params"))
+    temperature, cal = calibrate(data, params, reference_transcripts(store), kind, temperatures, log)
+    new = {**target.decoder.get("params", {}), "temperature": temperature}
+    return with_decoder(target, new, target.decoder.get("tuned"), cal)
+
+
+def run_calibrate(model: str, fold_models: list[str], out: str | None, *, bases: int = 3_000_000,
+                  kind: str = "isotonic") -> int:
+    """`dga calibrate`: write MODEL with its confidence calibrated on FOLD_MODELS to OUT (default:
+    MODEL's folder)."""
+    import dga.bundle as bundle_io
+
+    target = bundle_io.load(model)
+    dest = Path(out) if out else Path(model) if Path(model).is_dir() else None
+    if dest is None:
+        raise InputError(None, f"{model} is not a folder: say where the calibrated bundle goes with -o/--out")
+    calibrated = calibrate_bundle(target, [bundle_io.load(p) for p in fold_models], bases=bases, kind=kind)
+    bundle_io.write(calibrated, dest)
+    print(f"calibrated gene confidence written to {dest}/decoder.json")
+    return 0
