@@ -10,8 +10,9 @@ region FASTA; their GFF3 are shifted back to chromosome coordinates and scored a
 reference with `dga evaluate --region`. AUGUSTUS runs `--species=<species> --UTR=on` in `--jobs`
 parallel parts (--predictionStart/--predictionEnd; a gene crossing a part boundary may be cut);
 DGA runs `dga predict` with the machine's cores, once per decoder (--decoders, default hmm,rules).
-Results: a table on stdout and
-benchmarks/results/compare_<dataset>.{json,md}.
+The table includes how well each tool's confidence (GFF3 column 6: DGA's calibrated
+posterior, AUGUSTUS's transcript posterior) tells exactly right genes from wrong ones.
+Results: a table on stdout and benchmarks/results/compare_<dataset>.{json,md}.
 """
 
 from __future__ import annotations
@@ -148,6 +149,13 @@ def main() -> None:
     table = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label, level, key in rows:
         table.append(f"| {label} | " + " | ".join(f"{results[m][level][key]:.3f}" for m in names) + " |")
+    for label, key, field in (("gene confidence AUROC", "calibration", "auroc"),
+                              ("gene confidence ECE", "calibration", "ece"),
+                              ("gene precision, all", "calibration", "precision_all"),
+                              ("gene precision, 80 % most confident", "calibration", "precision_at_80pct"),
+                              ("CDS exon confidence AUROC", "exon_calibration", "auroc")):
+        table.append(f"| {label} | " + " | ".join(f"{results[m][key][field]:.3f}" if key in results[m] else "-"
+                                                  for m in names) + " |")
     table.append(f"| runtime (s) | {aug_s:.0f} ({args.jobs} parts) | "
                  + " | ".join(f"{results[m]['seconds']:.0f}" for m in names[1:]) + " |")
     table.append("| bases/s (one strand pass) | "

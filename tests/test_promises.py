@@ -389,9 +389,11 @@ def test_weights_that_do_not_fit_the_config_fail_before_any_allocation(tmp_path)
     (folder / "checksums.json").write_text(json.dumps(sums))
     code = (f"import resource, dga.bundle as b\ntry:\n    b.read({str(folder)!r}).build_model()\n"
             f"except Exception as e:\n    print(type(e).__name__, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.split()
-    assert out[0] == "InputError" and int(out[1]) < 2_500_000  # kB: building the 5000-wide LSTM takes ~3.4 GB
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = proc.stdout.split()
+    assert len(out) == 2, proc.stdout + proc.stderr
+    assert out[0] == "InputError" and int(out[1]) < 2_500_000, out  # kB: the 5000-wide LSTM takes ~3.4 GB
 
 
 def test_a_damaged_int8_cache_file_is_made_again(tmp_path, monkeypatch):

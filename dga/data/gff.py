@@ -33,6 +33,7 @@ class Transcript:
     cds: list[tuple[int, int, int]]  # (start, end, GFF phase or -1 when '.')
     order: int  # file order of the transcript's first line: the last tie-breaker
     score: float | None = None  # column 6 of its mRNA (or gene) line, when a number
+    cds_scores: dict[tuple[int, int], float] = field(default_factory=dict)  # column 6 of CDS lines, by segment
 
     @property
     def cds_length(self) -> int:
@@ -136,7 +137,7 @@ def _fields(path: Path, line: str, line_no: int, seq_lengths: dict[str, int],
 def _annotation(nodes: dict[str, "_Node"], exons: dict[str, list[tuple[int, int]]],
                 cds: dict[str, list[tuple[int, int, int]]], child_strands: dict[str, set[str]],
                 child_seqids: dict[str, set[str]], first_line: dict[str, int], gtf_genes: dict[str, str],
-                counts: Counter) -> Annotation:
+                counts: Counter, cds_scores: dict[str, dict[tuple[int, int], float]]) -> Annotation:
     """The features gathered by transcript -> one protein-coding transcript per gene (the longest CDS),
     with what was skipped or odd counted."""
     counts["transcripts_with_exons_or_cds"] = len(set(exons) | set(cds))
@@ -167,7 +168,8 @@ def _annotation(nodes: dict[str, "_Node"], exons: dict[str, list[tuple[int, int]
         score = node.score if node is not None and node.score is not None else \
             (gene_node.score if gene_node is not None else None)
         by_gene[gene_id].append(Transcript(tid, gene_id, seqid, strand, merged, sorted(segments),
-                                           first_line.get(tid, 0) if node is None else node.line, score))
+                                           first_line.get(tid, 0) if node is None else node.line, score,
+                                           dict(cds_scores.get(tid, {}))))
     counts["coding_transcripts"] = sum(len(v) for v in by_gene.values())
     counts["coding_genes"] = len(by_gene)
     counts["noncoding_transcripts_skipped"] = counts["transcripts_with_exons_or_cds"] - len(cds)
@@ -192,6 +194,7 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str]
     nodes: dict[str, _Node] = {}
     exons: dict[str, list[tuple[int, int]]] = defaultdict(list)
     cds: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    cds_scores: dict[str, dict[tuple[int, int], float]] = defaultdict(dict)
     child_strands: dict[str, set[str]] = defaultdict(set)
     child_seqids: dict[str, set[str]] = defaultdict(set)
     first_line: dict[str, int] = {}
@@ -252,6 +255,9 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str]
                 for parent in parents:
                     if ftype == "CDS":
                         cds[parent].append((start - 1, end, phase))
+                        cds_score = _score(_score_s)
+                        if cds_score is not None:
+                            cds_scores[parent][(start - 1, end)] = cds_score
                         cds_parent_refs.append((parent, line_no))
                     else:
                         exons[parent].append((start - 1, end))
@@ -267,7 +273,7 @@ def read_gff(path: str | Path, seq_lengths: dict[str, int], only: frozenset[str]
                                    "(CDS without a parent transcript)", line_no)
 
     counts["features"] = n_features
-    return _annotation(nodes, exons, cds, child_strands, child_seqids, first_line, gtf_genes, counts)
+    return _annotation(nodes, exons, cds, child_strands, child_seqids, first_line, gtf_genes, counts, cds_scores)
 
 
 def _score(text: str) -> float | None:

@@ -108,7 +108,9 @@ def score_genes(genes: list[GeneModel], plus: Any, minus: Any | None, offset: in
         support, exon_support, cds_support = network_support(g, plus, minus, offset)
         g = replace(g, support=support)
         if g.posterior is not None:
-            g = replace(g, exon_scores=_exon_posteriors(g), cds_scores=list(g.cds_posteriors))
+            # a UTR-only exon has no posterior of its own: it carries the network's support
+            exon_scores = [sup if p is None else p for p, sup in zip(_exon_posteriors(g), exon_support)]
+            g = replace(g, exon_scores=exon_scores, cds_scores=list(g.cds_posteriors))
         else:
             g = replace(g, exon_scores=exon_support, cds_scores=cds_support)
         raw = gene_features(g, name)[0]
@@ -196,6 +198,14 @@ def fit_calibration(features: np.ndarray, exact: np.ndarray, kind: str = "isoton
             "intercept": float(lr.intercept_[0])}
 
 
+def auroc(score: np.ndarray, exact: np.ndarray) -> float:
+    """Area under the ROC curve of `score` for telling exact genes from the rest (NaN with one class)."""
+    from sklearn.metrics import roc_auc_score
+
+    exact = np.asarray(exact, bool)
+    return float(roc_auc_score(exact, score)) if 0 < exact.sum() < len(exact) else float("nan")
+
+
 def reliability(conf: np.ndarray, exact: np.ndarray, bins: int = 10) -> dict[str, Any]:
     """Reliability table (equal-width confidence bins: mean confidence, fraction exact, count), the
     expected calibration error, and gene-level precision / recall of keeping genes >= a threshold."""
@@ -223,25 +233,32 @@ def threshold_curve(conf: np.ndarray, exact: np.ndarray, n_reference: int) -> li
     return out
 
 
-def reliability_figure(cal: dict[str, Any], title: str):
-    """Reliability diagram (fraction exact against mean confidence per bin, gene counts as point
-    size) beside gene-level precision / recall over the confidence threshold."""
+def reliability_figure(cal: dict[str, Any], title: str, exon_cal: dict[str, Any] | None = None):
+    """Reliability diagram (fraction exact against mean confidence per bin, counts as point size)
+    beside precision / recall over the confidence threshold, for genes (and CDS exons when given)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.3))
-    rows = cal["table"]
     a.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    a.scatter([r["mean_confidence"] for r in rows], [r["fraction_exact"] for r in rows],
-              s=[10 + 2 * r["genes"] for r in rows], alpha=0.7, label="bins (size: genes)")
-    a.set_xlabel("gene confidence"), a.set_ylabel("fraction exactly right (whole CDS chain)")
-    a.set_title(f"reliability, ECE {cal['ece']:.3f}"), a.legend(loc="upper left")
-    curve = cal["curve"]
-    b.plot([c["threshold"] for c in curve], [c["precision"] for c in curve], "o-", label="precision")
-    b.plot([c["threshold"] for c in curve], [c["recall"] for c in curve], "o-", label="recall")
-    b.set_xlabel("keep genes with confidence >="), b.set_ylim(0, 1), b.legend(), b.set_title("gene level")
+    series = [("genes", cal, "C0")] + ([("CDS exons", exon_cal, "C2")] if exon_cal else [])
+    for name, c, colour in series:
+        rows = c["table"]
+        scale = 400 / max(max(r["genes"] for r in rows), 1)
+        a.scatter([r["mean_confidence"] for r in rows], [r["fraction_exact"] for r in rows], color=colour,
+                  s=[10 + scale * r["genes"] for r in rows], alpha=0.6,
+                  label=f"{name}: AUROC {c['auroc']:.2f}, ECE {c['ece']:.3f}")
+        curve = c["curve"]
+        b.plot([x["threshold"] for x in curve], [x["precision"] for x in curve], "o-", color=colour,
+               label=f"{name} precision")
+        b.plot([x["threshold"] for x in curve], [x["recall"] for x in curve], "s--", color=colour,
+               label=f"{name} recall")
+    a.set_xlabel("confidence"), a.set_ylabel("fraction exactly right")
+    a.set_title("reliability (point size: count)"), a.legend(loc="upper left", fontsize=8)
+    b.set_xlabel("keep features with confidence >="), b.set_ylim(0, 1), b.legend(fontsize=8)
+    b.set_title("precision and recall")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -80,9 +80,10 @@ def forward_backward(k: KernelInputs, params: HMMParams, path: np.ndarray,
             k.min_intron, k.min_intergenic)
     phase = chain_phase(path, k.min_intron, k.min_intergenic)
     alpha, entry, log_c, inc = forward(*args, open_ends[0], path)
-    post, entry_post, log_z, along = (None, None, np.nan, None) if np.isnan(log_c[-1]) else \
-        backward(*args, open_ends[1], alpha, entry, log_c, path, phase)
-    linear = bool(np.isfinite(log_z)) and bool(np.isfinite(post).all())
+    linear = not np.isnan(log_c[-1])
+    if linear:
+        post, entry_post, log_z, along = backward(*args, open_ends[1], alpha, entry, log_c, path, phase)
+        linear = bool(np.isfinite(log_z)) and bool(np.isfinite(post).all())
     if not linear:  # values beyond float64's range at some base: the same sums in log space
         alpha, entry, log_c, inc = forward_log(*args, open_ends[0], path)
         post, entry_post, log_z, along = backward_log(*args, open_ends[1], alpha, entry, path, phase)

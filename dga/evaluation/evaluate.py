@@ -119,16 +119,29 @@ def score_transcripts(ref_t: list[Transcript], pred_t: list[Transcript], lengths
     scored = [t for t in pred_t if _inside(t, spans) and t.score is not None]
     if scored:  # the prediction carries gene confidences: how well calibrated are they?
         res["calibration"] = gene_calibration(scored, ref_ch, len(ref_ch))
+    exons = [((t.seqid, t.strand, s, e), p) for t in pred_t for (s, e), p in t.cds_scores.items()
+             if any(t.seqid == sp.seqid and sp.start <= s and e <= sp.end for sp in spans)]
+    if exons:  # and CDS exons their own
+        res["exon_calibration"] = confidence_report(np.array([p for _, p in exons]),
+                                                    np.array([k in ref_ex for k, _ in exons]), len(ref_ex))
     return res
 
 
 def gene_calibration(pred_t: list[Transcript], ref_chains: set, n_ref: int) -> dict:
     """Reliability of predicted genes' confidences against exactness (whole CDS chain right)."""
-    from dga.decoding.confidence import reliability, threshold_curve, threshold_keeping
-
     conf = np.array([t.score for t in pred_t], dtype=float)
     exact = np.array([(t.seqid, t.strand, tuple((s, e) for s, e, _ in t.cds)) in ref_chains for t in pred_t])
+    return confidence_report(conf, exact, n_ref)
+
+
+def confidence_report(conf: np.ndarray, exact: np.ndarray, n_ref: int) -> dict:
+    """How well confidences tell exact features from the rest: AUROC, the reliability table and its
+    expected calibration error, precision / recall over the threshold, precision of the 80 % most
+    confident against all."""
+    from dga.decoding.confidence import auroc, reliability, threshold_curve, threshold_keeping
+
     out = reliability(conf, exact)
+    out["auroc"] = auroc(conf, exact)
     t80 = threshold_keeping(conf, 0.8)
     keep = conf >= t80
     out.update({"curve": threshold_curve(conf, exact, n_ref), "precision_all": float(exact.mean()),
@@ -151,16 +164,25 @@ def format_report(res: dict, title: str = "") -> str:
         lines.append(f"{level}-level (exact CDS{' chain' if level == 'gene' else ' exon'}): sensitivity "
                      f"{r['sensitivity']:.4f} precision {r['precision']:.4f} F1 {r['f1']:.4f} "
                      f"({r['matched']:,} matched; {r['n_ref']:,} reference, {r['n_pred']:,} predicted)")
-    cal = res.get("calibration")
-    if cal:
-        lines.append(f"gene confidence (column 6) against exactness, {cal['genes']:,} predicted genes: expected "
-                     f"calibration error {cal['ece']:.3f}; gene precision {cal['precision_all']:.3f} for all, "
-                     f"{cal['precision_at_80pct']:.3f} for the 80 % most confident (confidence >= "
-                     f"{cal['threshold_keeping_80pct']:.3f})")
-        lines.append(f"{'confidence':<12}{'mean':>8}{'exact':>8}{'genes':>8}")
-        for row in cal["table"]:
-            lines.append(f"{row['bin']:<12}{row['mean_confidence']:>8.3f}{row['fraction_exact']:>8.3f}{row['genes']:>8,}")
+    for key, what in (("calibration", "gene"), ("exon_calibration", "CDS exon")):
+        if res.get(key):
+            lines += _confidence_lines(res[key], what)
     return "\n".join(lines)
+
+
+def _confidence_lines(cal: dict, what: str) -> list[str]:
+    """A confidence report (`confidence_report`) as text: ranking, reliability, thresholds."""
+    lines = [f"{what} confidence (column 6) against exactness, {cal['genes']:,} predicted: AUROC {cal['auroc']:.3f}, "
+             f"expected calibration error {cal['ece']:.3f}; precision {cal['precision_all']:.3f} for all, "
+             f"{cal['precision_at_80pct']:.3f} for the 80 % most confident (confidence >= "
+             f"{cal['threshold_keeping_80pct']:.3f})",
+             f"{'confidence':<12}{'mean':>8}{'exact':>8}{'count':>8}"]
+    for row in cal["table"]:
+        lines.append(f"{row['bin']:<12}{row['mean_confidence']:>8.3f}{row['fraction_exact']:>8.3f}{row['genes']:>8,}")
+    shown = [c for c in cal["curve"] if round(c["threshold"] * 10) == c["threshold"] * 10 and c["threshold"] > 0]
+    lines.append("keep >= " + "  ".join(f"{c['threshold']:.1f}: P {c['precision']:.2f} R {c['recall']:.2f}"
+                                       for c in shown[::2]))
+    return lines
 
 
 def flat_metrics(res: dict) -> dict[str, float]:
@@ -250,7 +272,8 @@ def run_evaluate(ref: str | list[str], pred: str | list[str], fasta: str | list[
         if calibration_figure:
             from dga.decoding.confidence import reliability_figure
 
-            reliability_figure(res["calibration"], f"{Path(pred).name}: gene confidence vs exactness").savefig(
+            reliability_figure(res["calibration"], f"{Path(pred).name}: confidence vs exactness",
+                               res.get("exon_calibration")).savefig(
                 outputs.path(calibration_figure, Path(calibration_figure).suffix), dpi=110,
                 format=_image_format(calibration_figure))
     if figure:

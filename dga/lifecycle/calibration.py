@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from dga.bundle import Bundle, with_decoder
+from dga.decoding.confidence import auroc
 from dga.errors import InputError
 from dga.lifecycle.folds import FoldData, fold_data, validation_genes
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from dga.decoding.hmm import HMMParams
 
 TEMPERATURES = (1.0, 4.0, 8.0, 16.0, 32.0)
+MIN_GENES = 10  # fewer whole validation genes than this: no calibration is fitted
 # config fields fold models must share with the model they calibrate: the same validation folds
 SAME_SPLIT = ("dataset", "genomes", "store", "split", "k_folds", "test_fraction", "split_seed", "train_region")
 
@@ -40,14 +42,6 @@ class FoldGenes:
     genes: list["GeneModel"]
     exact: np.ndarray
     fold: np.ndarray
-
-
-def auroc(score: np.ndarray, exact: np.ndarray) -> float:
-    """Area under the ROC curve of `score` for telling exact genes from the rest (NaN with one class)."""
-    from sklearn.metrics import roc_auc_score
-
-    exact = np.asarray(exact, bool)
-    return float(roc_auc_score(exact, score)) if 0 < exact.sum() < len(exact) else float("nan")
 
 
 def decode_folds(data: list[FoldData], params: "HMMParams", ref: list, temperatures=TEMPERATURES,
@@ -97,7 +91,7 @@ def calibrate(data: list[FoldData], params: "HMMParams", ref: list, kind: str = 
               temperatures=TEMPERATURES, log: Callable[[str], None] = print) -> tuple[float, dict[str, Any]]:
     """The temperature and the calibration (`decoder.json`'s "calibration") that rank and calibrate
     the folds' genes best; see the module's docstring."""
-    from dga.decoding.confidence import fit_calibration, gene_features
+    from dga.decoding.confidence import GENE_SCORE, fit_calibration, gene_features
 
     decoded = decode_folds(data, params, ref, temperatures, log)
     rows = compare_scores(decoded)
@@ -107,9 +101,14 @@ def calibrate(data: list[FoldData], params: "HMMParams", ref: list, kind: str = 
     fg = next(d for d in decoded if d.temperature == best["temperature"])
     features = np.array([gene_features(g, best["score"]) for g in fg.genes]).reshape(len(fg.genes), -1)
     regions = [f"{d.seqid}:{d.start + 1}-{d.end} (fold {d.fold})" for d in data]
-    if len(features) < 10 or fg.exact.all() or not fg.exact.any():
-        raise InputError(None, f"{len(features)} whole genes ({int(fg.exact.sum())} exact) on the validation folds: "
-                               "too few, or all of one kind, to calibrate")
+    if len(features) < MIN_GENES or fg.exact.all() or not fg.exact.any():
+        # a tiny study's folds: ship the raw posterior and say so, rather than fail its registration
+        note = (f"{len(features)} whole genes ({int(fg.exact.sum())} exact) on the validation folds: too few, or "
+                f"all of one kind, to calibrate; genes carry the raw {GENE_SCORE} at temperature 1")
+        log(note)
+        return 1.0, {"score": GENE_SCORE, "temperature": 1.0, "genes": len(features), "exact": int(fg.exact.sum()),
+                     "x": [], "y": [], "note": note, "fit_on": regions, "fold_models": [d.lm.source for d in data],
+                     "candidates": rows, "test_region_used": False}
     cal = fit_calibration(features, fg.exact, kind)
     cal.update({"score": best["score"], "temperature": best["temperature"], "auroc": best["auroc"],
                 "held_out": held_out(features, fg.exact, fg.fold, kind), "fit_on": regions,
@@ -124,14 +123,17 @@ def check_split(target: Bundle, folds: list[Bundle]) -> None:
     """Fold models must validate on the target's folds: its data and split, one model per fold."""
     if not folds:
         raise InputError(None, "calibrate needs at least one fold model (a model trained with fold >= 0)")
-    mine, seen = target.config.to_dict(), set()
+    from dga.training.distributed import store_path
+
+    # the store compared as the folder it resolves to ("" means stores/<dataset>)
+    mine, seen = {**target.config.to_dict(), "store": str(store_path(target.config))}, set()
     for b in folds:
         if b.config.fold < 0:
             raise InputError(None, f"{b.source}: trained on every fold (fold = -1): it has no validation fold")
         if b.config.fold in seen:
             raise InputError(None, f"two fold models validate on fold {b.config.fold}")
         seen.add(b.config.fold)
-        theirs = b.config.to_dict()
+        theirs = {**b.config.to_dict(), "store": str(store_path(b.config))}
         diff = [k for k in SAME_SPLIT if theirs.get(k) != mine.get(k)]
         if diff:
             raise InputError(None, f"{b.source} does not share {target.source or 'the model'}'s folds: "

@@ -77,8 +77,9 @@ def measure(lm: "LoadedModel", store: "Store", splits: "Splits", ref: "list | st
     full = _decode_and_score(lm, store, ref, spans)
     test = {"region": full["region"], "base": full["base"], "exon": full["exon"], "gene": full["gene"],
             "confusion": full["confusion"]}
-    if "calibration" in full:
-        test["calibration"] = full["calibration"]
+    for key in ("calibration", "exon_calibration"):
+        if key in full:
+            test[key] = full[key]
     if len(store.genomes) > 1:
         lengths = {s["id"]: s["length"] for s in store.seqids}
         ref_t = _reference(ref, lengths)

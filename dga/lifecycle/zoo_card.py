@@ -186,18 +186,23 @@ def render_card(c: dict) -> str:
               f"exon level: sensitivity {ex['sensitivity']:.3f}, precision {ex['precision']:.3f}, F1 {ex['f1']:.3f}",
               f"gene level: sensitivity {ge['sensitivity']:.3f}, precision {ge['precision']:.3f}, F1 {ge['f1']:.3f}",
               f"confusion (rows reference CDS/intron/UTR/intergenic): {c['test']['confusion']}",
-              *_calibration_lines(c["test"].get("calibration")),
+              *_calibration_lines(c["test"].get("calibration"), c["test"].get("exon_calibration")),
               f"the test region was looked at {c.get('test_region_looked_at', 'by the export')}",
               "", "## Intended use and limits", "", c["intended_use"]]
     return "\n".join(lines)
 
 
-def _calibration_lines(cal: dict | None) -> list[str]:
+def _calibration_lines(cal: dict | None, exons: dict | None = None) -> list[str]:
     if not cal:
         return []
-    return [f"gene confidence: expected calibration error {cal['ece']:.3f} over {cal['genes']:,} predicted genes; "
-            f"gene precision {cal['precision_all']:.3f} for all, {cal['precision_at_80pct']:.3f} for the 80 % most "
-            f"confident (confidence >= {cal['threshold_keeping_80pct']:.3f})"]
+    auroc = f"AUROC {cal['auroc']:.3f} (right vs wrong genes), " if "auroc" in cal else ""
+    lines = [f"gene confidence: {auroc}expected calibration error {cal['ece']:.3f} over {cal['genes']:,} predicted "
+             f"genes; gene precision {cal['precision_all']:.3f} for all, {cal['precision_at_80pct']:.3f} for the 80 % "
+             f"most confident (confidence >= {cal['threshold_keeping_80pct']:.3f})"]
+    if exons:
+        lines.append(f"CDS exon confidence: AUROC {exons['auroc']:.3f}, expected calibration error {exons['ece']:.3f} "
+                     f"over {exons['genes']:,} predicted CDS exons")
+    return lines
 
 
 def list_table() -> str:

@@ -102,6 +102,13 @@ def cleanup_distributed() -> None:
         tdist.destroy_process_group()
 
 
+def store_path(cfg: Config) -> Path:
+    """The config's store folder: `store`, else stores/<dataset or genome names>."""
+    genomes = cfg.genome_args
+    default = cfg.dataset or ("+".join(g.split("=")[0] for g in genomes) if genomes else "custom")
+    return Path(cfg.store or Path("stores") / default)
+
+
 def store_for_config(cfg: Config, dist: DistInfo, log: Callable[[str], None] = print) -> Store:
     """Open the config's store; rank 0 prepares it first if it does not exist yet (others wait)."""
     from dga.data.prepare import prepare_store
@@ -109,8 +116,7 @@ def store_for_config(cfg: Config, dist: DistInfo, log: Callable[[str], None] = p
     from dga.data.store import open_store
 
     genomes = cfg.genome_args
-    default = cfg.dataset or ("+".join(g.split("=")[0] for g in genomes) if genomes else "custom")
-    path = Path(cfg.store or Path("stores") / default)
+    path = store_path(cfg)
     if dist.is_main and not (path / "manifest.json").is_file():
         if genomes:
             from dga.data.prepare import genome_from_arg, prepare_genomes
