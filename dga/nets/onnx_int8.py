@@ -15,6 +15,8 @@ benchmarks/bench_predict_cpu.py measures its speed and accuracy against float32 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -32,9 +34,32 @@ from dga.errors import InputError
 # (contigs) go many to a call, as each call has a fixed cost
 BASES_PER_CALL = 160_000
 FORMAT = 1  # bump when the export or quantization changes: old cache files are then not used
-# ONNX Runtime's quantize_dynamic options (benchmarks/int8_agreement.py compares the choices); any
-# other value than the default gives cache files of their own
-QUANTIZE_OPTIONS: dict = {}
+
+
+def has_vnni() -> bool:
+    """Whether this CPU has AVX-512 VNNI, where ONNX Runtime runs other int8 kernels (Linux flags)."""
+    try:
+        return "avx512_vnni" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+def quantize_options() -> dict:
+    """ONNX Runtime quantize_dynamic options for this CPU: one weight scale per output channel with
+    AVX-512 VNNI, one per tensor without (benchmarks/int8_agreement.py measured each kind: on VNNI
+    per-channel agrees best with float32, without VNNI per-tensor does). DGA_INT8_QUANTIZE, a JSON
+    object of quantize_dynamic options, overrides it (the benchmark compares choices through it);
+    every choice has cache files of its own."""
+    text = os.environ.get("DGA_INT8_QUANTIZE")
+    if text:
+        try:
+            options = json.loads(text)
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            raise InputError(None, f"DGA_INT8_QUANTIZE={text!r}: expected a JSON object of quantize_dynamic options")
+        return options
+    return {"per_channel": True} if has_vnni() else {}
 
 
 def cache_dir() -> Path:
@@ -100,8 +125,6 @@ def _export(model: torch.nn.Module, window: int, path: Path) -> None:
 
 def weights_key(model: torch.nn.Module) -> str:
     """SHA-256 of the network's parameters (names, shapes and values): what the cache is keyed by."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(f"{name}{tuple(t.shape)}".encode())
@@ -109,7 +132,7 @@ def weights_key(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _make_int8(model: torch.nn.Module, window: int, path: Path) -> None:
+def _make_int8(model: torch.nn.Module, window: int, path: Path, options: dict) -> None:
     """Export and quantize `model` into the cache file `path` (a temporary folder, renamed into place)."""
     from dga.files import make_dir  # temporaries named by the process, removed by the next run when stale
 
@@ -126,7 +149,7 @@ def _make_int8(model: torch.nn.Module, window: int, path: Path) -> None:
         level = root.level
         root.setLevel(logging.ERROR)
         try:
-            quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8, **QUANTIZE_OPTIONS)
+            quantize_dynamic(tmp / "fp32.onnx", tmp / "int8.onnx", weight_type=QuantType.QInt8, **options)
         finally:
             root.setLevel(level)
         os.replace(tmp / "int8.onnx", path)
@@ -141,8 +164,9 @@ def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger
 
 
     key = f"{weights_key(model)[:32]}-torch{torch.__version__.split('+')[0]}-ort{ort.__version__}-f{FORMAT}"
-    if QUANTIZE_OPTIONS:
-        key += "-" + "-".join(f"{k}{v}" for k, v in sorted(QUANTIZE_OPTIONS.items()))
+    options = quantize_options()
+    if options:
+        key += "-" + hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / f"{key}.int8.onnx"
     if path.is_file():
         try:
@@ -151,5 +175,5 @@ def int8_tagger(model: torch.nn.Module, window: int, threads: int) -> OnnxTagger
             print(f"dga: the cached int8 model {path} cannot be read ({type(exc).__name__}): making it again",
                   file=sys.stderr)
             path.unlink(missing_ok=True)  # a file of DGA's own cache, named by the weights' checksum
-    _make_int8(model, window, path)
+    _make_int8(model, window, path, options)
     return OnnxTagger(path, getattr(model, "bases_per_step", 1), threads)

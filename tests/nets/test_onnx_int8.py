@@ -81,3 +81,21 @@ def test_a_batch_is_split_into_calls_that_threads_share_in_order(cache):
     # each call's rows are those windows alone in one call: nothing shifted between calls
     np.testing.assert_array_equal(a[2 * per_call:], one(x[2 * per_call:]).numpy())
     np.testing.assert_array_equal(a[:per_call], one(x[:per_call]).numpy())
+
+
+def test_the_quantization_follows_the_cpu_kind_unless_told(monkeypatch):
+    """Per-channel weight scales where ONNX Runtime runs its VNNI kernels, per-tensor elsewhere (each
+    measured the more faithful on its kind); DGA_INT8_QUANTIZE overrides, and a bad value is an error."""
+    from dga.errors import InputError
+    from dga.nets import onnx_int8
+
+    monkeypatch.delenv("DGA_INT8_QUANTIZE", raising=False)
+    monkeypatch.setattr(onnx_int8, "has_vnni", lambda: True)
+    assert onnx_int8.quantize_options() == {"per_channel": True}
+    monkeypatch.setattr(onnx_int8, "has_vnni", lambda: False)
+    assert onnx_int8.quantize_options() == {}
+    monkeypatch.setenv("DGA_INT8_QUANTIZE", '{"reduce_range": true}')
+    assert onnx_int8.quantize_options() == {"reduce_range": True}
+    monkeypatch.setenv("DGA_INT8_QUANTIZE", "[1]")
+    with pytest.raises(InputError):
+        onnx_int8.quantize_options()
