@@ -23,6 +23,7 @@ from dga.bundle import Bundle, with_decoder
 from dga.decoding.confidence import auroc
 from dga.errors import InputError
 from dga.lifecycle.folds import FoldData, fold_data, validation_genes
+from dga.lifecycle.folds import check_fold_models as folds_check
 
 if TYPE_CHECKING:
     from dga.decoding.genes import GeneModel
@@ -119,25 +120,17 @@ def calibrate(data: list[FoldData], params: "HMMParams", ref: list, kind: str = 
     return best["temperature"], cal
 
 
-def check_split(target: Bundle, folds: list[Bundle]) -> None:
-    """Fold models must validate on the target's folds: its data and split, one model per fold."""
-    if not folds:
-        raise InputError(None, "calibrate needs at least one fold model (a model trained with fold >= 0)")
+def _same_split(b: Bundle) -> dict[str, Any]:
+    """The config fields that set a model's folds (SAME_SPLIT), its store as the folder it resolves to
+    ("" means stores/<dataset>)."""
     from dga.training.distributed import store_path
 
-    # the store compared as the folder it resolves to ("" means stores/<dataset>)
-    mine, seen = {**target.config.to_dict(), "store": str(store_path(target.config))}, set()
-    for b in folds:
-        if b.config.fold < 0:
-            raise InputError(None, f"{b.source}: trained on every fold (fold = -1): it has no validation fold")
-        if b.config.fold in seen:
-            raise InputError(None, f"two fold models validate on fold {b.config.fold}")
-        seen.add(b.config.fold)
-        theirs = {**b.config.to_dict(), "store": str(store_path(b.config))}
-        diff = [k for k in SAME_SPLIT if theirs.get(k) != mine.get(k)]
-        if diff:
-            raise InputError(None, f"{b.source} does not share {target.source or 'the model'}'s folds: "
-                                   + ", ".join(f"{k} {theirs.get(k)!r} != {mine.get(k)!r}" for k in diff))
+    return {**{k: b.config.to_dict().get(k) for k in SAME_SPLIT}, "store": str(store_path(b.config))}
+
+
+def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
+    """Fold models must validate on the target's folds (its data and split; any shape), one per fold."""
+    folds_check(target, folds, _same_split, "calibrate")
 
 
 def calibrate_bundle(target: Bundle, folds: list[Bundle], *, bases: int = 3_000_000, kind: str = "isotonic",
@@ -148,7 +141,7 @@ def calibrate_bundle(target: Bundle, folds: list[Bundle], *, bases: int = 3_000_
     from dga.decoding.hmm import HMMParams
     from dga.training.distributed import DistInfo, store_for_config
 
-    check_split(target, folds)
+    check_fold_models(target, folds)
     store = store_for_config(target.config, DistInfo())
     data = fold_data(folds, store, splits_for(store, target.config), bases, log)
     params = HMMParams.from_dict(target.decoder.get("params"))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from dga.bundle import Bundle
+from dga.errors import InputError
 
 if TYPE_CHECKING:
     from dga.data.store import Store
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
     from dga.decoding.genes import GeneModel
     from dga.decoding.hmm import HMMParams
     from dga.decoding.reads import SequenceReads
+
+
+def check_fold_models(target: Bundle, folds: list[Bundle], compared: Callable[[Bundle], dict[str, Any]],
+                      command: str) -> None:
+    """Fold models must each validate on a fold of their own (fold >= 0, no two alike) and agree with
+    `target` on the fields `compared` picks from a bundle's config."""
+    if not folds:
+        raise InputError(None, f"{command} needs at least one fold model (a model trained with fold >= 0)")
+    mine, seen = compared(target), set()
+    for b in folds:
+        if b.config.fold < 0:
+            raise InputError(None, f"{b.source}: trained on every fold (fold = -1): it has no validation fold")
+        if b.config.fold in seen:
+            raise InputError(None, f"two fold models validate on fold {b.config.fold}")
+        seen.add(b.config.fold)
+        theirs = compared(b)
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if diff:
+            raise InputError(None, f"{b.source} does not match {target.source or 'the model'}: "
+                                   + ", ".join(f"{k} {theirs.get(k)!r} != {mine.get(k)!r}" for k in diff[:5]))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from dga.bundle import Bundle, with_decoder
 from dga.errors import InputError
 from dga.lifecycle.calibration import calibrate
 from dga.lifecycle.folds import FoldData, fold_data
+from dga.lifecycle.folds import check_fold_models as folds_check
 
 OBJECTIVES = {"exon+subgenic": "subgenic", "exon+genic": "genic"}  # exon F1 + this base-level F1
 # HMMParams searched: name -> (low, high, log scale)
@@ -39,23 +40,14 @@ _PER_FOLD = {"fold", "run_name", "checkpoint_dir", "experiment", "log_model", "t
              "num_workers", "bf16", "val_batch_size", "deadline_minutes"}
 
 
+def _same_model(b: Bundle) -> dict[str, Any]:
+    """The config fields a fold model shares with the model it tunes: all but the per-fold ones."""
+    return {k: v for k, v in b.config.to_dict().items() if k not in _PER_FOLD}
+
+
 def check_fold_models(target: Bundle, folds: list[Bundle]) -> None:
     """Fold models must be the target's configuration on its data and split, one per fold."""
-    if not folds:
-        raise InputError(None, "tune-decoder needs at least one fold model (a model trained with fold >= 0)")
-    mine = {k: v for k, v in target.config.to_dict().items() if k not in _PER_FOLD}
-    seen = set()
-    for b in folds:
-        if b.config.fold < 0:
-            raise InputError(None, f"{b.source}: trained on every fold (fold = -1): it has no validation fold")
-        if b.config.fold in seen:
-            raise InputError(None, f"two fold models validate on fold {b.config.fold}")
-        seen.add(b.config.fold)
-        theirs = {k: v for k, v in b.config.to_dict().items() if k not in _PER_FOLD}
-        diff = sorted(k for k in mine if mine[k] != theirs.get(k))
-        if diff:
-            raise InputError(None, f"{b.source} is not the configuration of {target.source or 'the model'}: "
-                                   f"{', '.join(f'{k} {theirs.get(k)!r} != {mine[k]!r}' for k in diff[:5])}")
+    folds_check(target, folds, _same_model, "tune-decoder")
 
 
 def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, seed: int = 0,

