@@ -68,3 +68,41 @@ def load(workdir: Path, name: str):
     import optuna
 
     return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir}/mlruns/optuna.db")
+
+
+def genome_slice(dataset: str, start: int, end: int, out: Path) -> tuple[Path, Path]:
+    """FASTA + GFF3 of bases [start, end) of a packaged genome's first sequence, keeping the genes that
+    lie wholly inside (every feature of theirs, shifted): a small annotated genome of our own."""
+    import gzip
+
+    from dga.data.fasta import read_fasta
+    from dga.data.sources import resolve
+
+    fasta_in, gff_in, _ = resolve(dataset)
+    record = read_fasta(fasta_in)[0]
+    fasta = out / f"{dataset}-{start}.fa"
+    fasta.write_text(f">{record.id}\n" + "".join("ACGTN"[c] for c in record.codes[start:end]) + "\n")
+    rows = [line.rstrip("\n").split("\t") for line in gzip.open(gff_in, "rt")
+            if not line.startswith("#") and line.startswith(record.id + "\t")]
+
+    def attr(row: list[str], key: str) -> str:
+        return next((a[len(key) + 1:] for a in row[8].split(";") if a.startswith(key + "=")), "")
+
+    parent = {attr(r, "ID"): attr(r, "Parent") for r in rows if attr(r, "ID")}
+
+    def root(row: list[str]) -> str:
+        node = attr(row, "ID") or attr(row, "Parent")
+        while parent.get(node):
+            node = parent[node]
+        return node
+
+    spans: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        lo, hi = spans.get(root(r), (int(r[3]), int(r[4])))
+        spans[root(r)] = (min(lo, int(r[3])), max(hi, int(r[4])))
+    inside = {k for k, (lo, hi) in spans.items() if lo > start and hi <= end}
+    kept = [[r[0], r[1], r[2], str(int(r[3]) - start), str(int(r[4]) - start), *r[5:]] for r in rows
+            if root(r) in inside]
+    gff = out / f"{dataset}-{start}.gff3"
+    gff.write_text("##gff-version 3\n" + "".join("\t".join(r) + "\n" for r in kept))
+    return fasta, gff

@@ -10,6 +10,7 @@ champion comparison uses.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from dga.data.store import Store
     from dga.data.windows import Splits
+    from dga.lifecycle.heldout import Judgement
     from dga.training.distributed import DistInfo
 
 ALIAS = "champion"
@@ -157,20 +159,20 @@ def register_study(study_name: str, storage: str | None = None) -> int:
         raise InputError(None, f"study {study_name!r} in {redact(sc.storage_url())} was not created by `dga search`")
     sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""),
                  decoder_trials=saved.get("decoder_trials", sc.decoder_trials),
-                 decoder_bases=saved.get("decoder_bases", sc.decoder_bases), sampler_seed=saved.get("sampler_seed", 0))
+                 decoder_bases=saved.get("decoder_bases", sc.decoder_bases), sampler_seed=saved.get("sampler_seed", 0),
+                 held_out_genomes=tuple(saved.get("held_out_genomes", ())))
     register_best(study, sc)
     return 0
 
 
-def _best_config(study: "optuna.Study", sc: SearchConfig) -> tuple[Config, Config]:
-    """(the study's base config, its best trial's config for all non-test data)."""
+def final_config(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", sc: SearchConfig) -> tuple[Config, Config]:
+    """(the study's base config, the trial's config for all non-test data)."""
     from dga.config import load_config
 
-    best = study.best_trial
     base = load_config(None, study.user_attrs["base_config"])
-    overrides = {**best.user_attrs.get("overrides", {}), **best.params}
+    overrides = {**trial.user_attrs.get("overrides", {}), **trial.params}
     cfg = replace(load_config(None, {**base.to_dict(), **overrides}), fold=-1, log_model=True,
-                  run_name=f"{sc.study_name}-trial-{best.number:03d}-final")
+                  run_name=f"{sc.study_name}-trial-{trial.number:03d}-final")
     return base, cfg
 
 
@@ -184,7 +186,7 @@ def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | 
 
     best = study.best_trial
     assert best.value is not None  # best_trial is a COMPLETE trial
-    base, cfg = _best_config(study, sc)
+    base, cfg = final_config(study, best, sc)
     dist = dist or setup_distributed(cfg.device, cfg.threads)
     store = store or store_for_config(cfg, dist)
     splits = splits or splits_for(store, cfg)
@@ -197,7 +199,8 @@ def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | 
             print(f"\ntrial {best.number} of study {sc.study_name!r} is registered already as {name} v{existing}: "
                   f"nothing to do (the champion alias stays where it is)")
             return {"name": name, "version": existing, "moved": False, "score": float(best.value)}
-        made, version, moved, old, old_version = _make_and_register(study, sc, base, cfg, dist, store, splits, name)
+        made, version, moved, old, old_version, judgement = _make_and_register(study, sc, base, cfg, dist, store,
+                                                                               splits, name)
     assert made.test is not None and made.bundle is not None
     test, score = made.test, float(best.value)
     print(f"test region ({sum(len(r) for r in splits.test):,} bases): genic F1 {test['test_genic_f1']:.4f}, "
@@ -205,8 +208,13 @@ def register_best(study: "optuna.Study", sc: SearchConfig, *, dist: "DistInfo | 
           f"accuracy {test['test_accuracy']:.4f}")
     print(f"registry: {_decision(name, sc.objective, score, version, moved, old, old_version)}")
     print(next_steps(name, cfg))
+    if judgement is not None:  # the last lines: what a user reads first
+        from dga.lifecycle.heldout import format_judgement
+
+        print(format_judgement(judgement))
     return {"name": name, "version": version, "moved": moved, "previous_score": old, "score": score,
-            "test": test, "confusion": np.asarray(made.test_confusion).tolist(), "bundle": str(made.bundle)}
+            "test": test, "confusion": np.asarray(made.test_confusion).tolist(), "bundle": str(made.bundle),
+            "held_out": judgement.to_dict() if judgement is not None else None}
 
 
 def _make_and_register(study, sc: SearchConfig, base: Config, cfg: Config, dist, store, splits, name: str):
@@ -247,12 +255,56 @@ def _make_and_register(study, sc: SearchConfig, base: Config, cfg: Config, dist,
                                    "mlflow": {"run_id": run.info.run_id, "experiment": sc.mlflow_experiment}},
                        on_epoch=tracking.log_epoch, log=lambda s: print(s, flush=True))
         made = make_model(job)
-        version, moved, old, old_version = _log_and_register(made, study, sc, cfg, store, name, tags, len(folds))
-    return made, version, moved, old, old_version
+        judgement = None
+        if sc.held_out_genomes:
+            assert made.bundle is not None
+            judgement = judge_held_out(study, sc, made.bundle, dist, store, splits)
+            mlflow.log_dict(judgement.to_dict(), "held_out.json")
+        version, moved, old, old_version = _log_and_register(made, study, sc, cfg, store, name, tags, len(folds),
+                                                             judgement)
+    return made, version, moved, old, old_version, judgement
+
+
+def judge_held_out(study: "optuna.Study", sc: SearchConfig, champion: Path, dist, store: "Store",
+                   splits: "Splits") -> "Judgement":
+    """The champion and every completed baseline configuration (made the same way: retrained on all
+    non-test data, decoder tuned on its own fold models) on the study's held-out genomes."""
+    from optuna.trial import TrialState
+
+    from dga.lifecycle.heldout import held_out_inputs, judge
+
+    base = final_config(study, study.best_trial, sc)[0]
+    genomes = held_out_inputs(sc.held_out_genomes, base)
+    models = [("champion", f"champion (trial {study.best_trial.number})", champion)]
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get("baseline") and trial.number != study.best_trial.number:
+            name = str(trial.user_attrs["baseline"])
+            models.append((re.sub(r"\W+", "_", name), f"{name} (trial {trial.number})",
+                           baseline_model(study, sc, trial, dist, store, splits)))
+    return judge(models, genomes, log=lambda s: print(s, flush=True))
+
+
+def baseline_model(study: "optuna.Study", sc: SearchConfig, trial: "optuna.trial.FrozenTrial", dist,
+                   store: "Store", splits: "Splits") -> Path:
+    """A baseline trial's configuration made as the champion is (not registered): its bundle folder."""
+    import dga.bundle as bundle_io
+    from dga.lifecycle.pipeline import ModelJob, Tuning, make_model
+    from dga.search.files import fold_bundles, study_checkpoint_root
+
+    base, cfg = final_config(study, trial, sc)
+    folds = [bundle_io.read(p) for p in fold_bundles(trial, base, sc.study_name)]
+    print(f"making baseline {trial.user_attrs['baseline']!r} (trial {trial.number}) as the champion was made, "
+          f"to judge both on the held-out genomes", flush=True)
+    folder = study_checkpoint_root(base, sc.study_name) / f"final-trial-{trial.number:04d}"
+    tuning = Tuning(folds, sc.decoder_trials, sc.decoder_bases, sc.sampler_seed) if folds else None
+    job = ModelJob(cfg, store, splits, dist, folder, resume=True, tuning=tuning, log=lambda s: print(s, flush=True))
+    made = make_model(job)
+    assert made.bundle is not None  # registration runs on rank 0
+    return made.bundle
 
 
 def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store", name: str, tags: dict,
-                      n_folds: int) -> tuple[str, bool, float | None, str | None]:
+                      n_folds: int, judgement: "Judgement | None" = None) -> tuple[str, bool, float | None, str | None]:
     """Inside the final run: log what `make_model` made, register its bundle, maybe move the alias."""
     import mlflow
 
@@ -286,6 +338,12 @@ def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store"
     mv_tags.update({f"cv_{o}": repr(float(cv[f"cv_{o}_mean"])) for o in OBJECTIVES if f"cv_{o}_mean" in cv})
     mv_tags[f"cv_{sc.objective}"] = repr(score)
     mv_tags.update({k: f"{v:.6f}" for k, v in test.items()})
+    if judgement is not None:  # the champion's and the floor's scores on the held-out genomes
+        held = {**judgement.rows[0].as_metrics("held_out"), "held_out_floor_accuracy": judgement.floor_accuracy}
+        mlflow.log_metrics({**held, **{k: v for r in judgement.rows[1:] for k, v in
+                                       r.as_metrics(f"held_out_{r.key}").items()}})
+        mv_tags.update({k: f"{v:.6f}" for k, v in held.items()})
+        mv_tags["held_out_genomes"] = ", ".join(judgement.genomes)
     lineage = parent_tags(result.parent)
     mv_tags.update(lineage)
     mlflow.set_tags(lineage)

@@ -46,6 +46,10 @@ def run_search(path: str, overrides: list[str], n_trials: int | None = None, wor
 
     sc = load_search(path, n_trials)
     base = adopt_architecture(load_config(path, overrides), config_values(path, overrides))
+    if sc.held_out_genomes:  # a held-out genome that is also trained on fails now, not after the trials
+        from dga.lifecycle.heldout import held_out_inputs
+
+        held_out_inputs(sc.held_out_genomes, base)
     if workers > 1 and not base.threads:
         from dga.software import usable_cpus
 

