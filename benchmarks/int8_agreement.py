@@ -73,6 +73,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--f1", action="store_true", help="also the test region's F1 per choice (minutes each)")
     ap.add_argument("--models", default="dmelanogaster,athaliana")
+    ap.add_argument("--choices", default="", help="only these choices (comma-separated prefixes, e.g. "
+                                                  "'per-tensor,per-channel (')")
     args = ap.parse_args()
     print(cpu_line(), flush=True)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -84,7 +86,10 @@ def main() -> None:
                 f = test_region_f1(name, dataset, True, tmp)
                 print(f"zoo:{name} float32: test region genic {f['genic']:.4f} exon {f['exon']:.4f} gene "
                       f"{f['gene']:.4f}", flush=True)
+            wanted = [c for c in args.choices.split(",") if c]
             for choice, options in CHOICES.items():
+                if wanted and not any(choice.startswith(w) for w in wanted):
+                    continue
                 os.environ["DGA_INT8_QUANTIZE"] = json.dumps(options)
                 line = f"zoo:{name} {choice:34s} argmax agreement {agreement(name, dataset, starts):.5f}"
                 if args.f1:
