@@ -33,6 +33,7 @@ class Judged:
     exon_f1: float
     gene_f1: float
     accuracy: float
+    bundle: str = ""  # the model's bundle folder
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}_{k}": getattr(self, k) for k in ("genic_f1", "exon_f1", "gene_f1", "accuracy")}
@@ -107,7 +108,7 @@ def judge(models: list[tuple[str, str, Path]], genomes: list[GenomeInput], *,
             run_predict(fastas, str(bundle), str(out), regions=regions)
             res = evaluate_genomes(refs, [f"{g.name}={out}" for g in genomes], fastas, regions)
             rows.append(Judged(key, label, res["base"]["genic_f1"], res["exon"]["f1"], res["gene"]["f1"],
-                               res["base"]["accuracy"]))
+                               res["base"]["accuracy"], str(Path(bundle).resolve())))
     cm = np.asarray(res["confusion"])
     return Judgement([g.name for g in genomes], int(res["bases"]), int(res["gene"]["n_ref"]), rows,
                      float(cm[3].sum() / cm.sum()))
@@ -121,4 +122,22 @@ def format_judgement(j: Judgement) -> str:
     for r in j.rows:
         lines.append(f"  {r.label:<28}{r.genic_f1:>10.4f}{r.exon_f1:>10.4f}{r.gene_f1:>10.4f}{r.accuracy:>10.4f}")
     lines.append(f"  {'all-intergenic floor':<28}{'-':>10}{'-':>10}{'-':>10}{j.floor_accuracy:>10.4f}")
-    return "\n".join(lines)
+    return "\n".join(lines + verdict(j))
+
+
+def verdict(j: Judgement) -> list[str]:
+    """What the table means for the user: does the champion beat each baseline and the floor, and
+    which bundle to take where it does not."""
+    champion, out = j.rows[0], []
+    if champion.accuracy <= j.floor_accuracy:
+        out.append(f"the champion's accuracy {champion.accuracy:.4f} does not beat calling every base intergenic "
+                   f"({j.floor_accuracy:.4f}): do not use it on this lineage")
+    for r in j.rows[1:]:
+        if champion.genic_f1 > r.genic_f1 and champion.exon_f1 > r.exon_f1:
+            out.append(f"the champion beats {r.label} on genic and exon F1")
+        else:
+            out.append(f"{r.label} decodes better than the champion here (genic F1 {r.genic_f1:.4f} vs "
+                       f"{champion.genic_f1:.4f}, exon F1 {r.exon_f1:.4f} vs {champion.exon_f1:.4f}): the study's "
+                       f"CV objective did not choose what decodes best; that model is {r.bundle} "
+                       f"(`--model` takes the folder)")
+    return out

