@@ -7,6 +7,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from dga import bundle as bundle_io
 from dga.config import Config, config_values, load_config
@@ -16,7 +17,7 @@ from dga.lifecycle.pipeline import MadeModel, ModelJob, make_model
 from dga.redact import redact
 from dga.tracking import write_json
 from dga.training import checkpoint as ckpt
-from dga.training.distributed import cleanup_distributed, setup_distributed, store_for_config
+from dga.training.distributed import DistInfo, cleanup_distributed, setup_distributed, store_for_config
 from dga.training.finetune import adopt_architecture, parent_tags
 from dga.training.fit import EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged
 
@@ -39,28 +40,40 @@ def run_training(config_path: str | None, overrides: list[str] | dict, resume: b
         print(f"rank {dist.rank} of {dist.world_size} on node "
               f"{os.environ.get('SLURMD_NODENAME') or socket.gethostname()}", flush=True)
     try:
-        store = store_for_config(cfg, dist, log=say)
-        splits = splits_for(store, cfg)
-        ckpt_dir = Path(cfg.checkpoint_dir or Path("checkpoints") / run_name(cfg))
-        job = ModelJob(cfg, store, splits, dist, ckpt_dir, resume=resume, log=say)
-        if not dist.is_main:
-            make_model(job)
-            return 0
-        if cfg.tracking == "none":
-            try:
-                made = make_model(job)
-            except TrainingDiverged as exc:
-                print(f"dga: error: {exc}", file=sys.stderr)
-                return EXIT_DIVERGED
-            _report(made, ckpt_dir, {})
-            print("tracking = none: nothing logged to MLflow")
-            return 0
-        return _train_and_track(job)
-    except Preempted as exc:
+        status = _train_on_this_rank(cfg, dist, resume, say)
+    except Preempted as exc:  # every rank is signalled and stops at the same step
         say(f"dga: {exc}; resume with --resume")
-        return EXIT_PREEMPTED
-    finally:
-        cleanup_distributed()
+        status = EXIT_PREEMPTED
+    except BaseException:
+        cleanup_distributed(peers_alive=False)
+        raise
+    cleanup_distributed()
+    return status
+
+
+def _train_on_this_rank(cfg: Config, dist: DistInfo, resume: bool, say: Callable[..., None]) -> int:
+    """This rank's share of `dga train`; returns its exit status (ranks agree on it, so they all
+    reach the teardown barrier)."""
+    store = store_for_config(cfg, dist, log=say)
+    splits = splits_for(store, cfg)
+    ckpt_dir = Path(cfg.checkpoint_dir or Path("checkpoints") / run_name(cfg))
+    job = ModelJob(cfg, store, splits, dist, ckpt_dir, resume=resume, log=say)
+    if not dist.is_main:
+        try:
+            make_model(job)
+        except TrainingDiverged:  # the loss is all-reduced: rank 0 reports the same divergence
+            return EXIT_DIVERGED
+        return 0
+    if cfg.tracking == "none":
+        try:
+            made = make_model(job)
+        except TrainingDiverged as exc:
+            print(f"dga: error: {exc}", file=sys.stderr)
+            return EXIT_DIVERGED
+        _report(made, ckpt_dir, {})
+        print("tracking = none: nothing logged to MLflow")
+        return 0
+    return _train_and_track(job)
 
 
 def _report(made: MadeModel, ckpt_dir: Path, summary: dict) -> None:

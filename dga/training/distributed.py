@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,10 @@ from dga.config import Config
 from dga.data.store import Store
 from dga.errors import InputError
 from dga.software import usable_cpus
+
+
+# Rank 0 may still be logging the run to a remote MLflow server when the others finish.
+_TEARDOWN_WAIT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -97,9 +102,19 @@ def setup_distributed(device: str = "auto", threads: int = 0) -> DistInfo:
     return info
 
 
-def cleanup_distributed() -> None:
-    if tdist.is_initialized():
-        tdist.destroy_process_group()
+def cleanup_distributed(peers_alive: bool = True) -> None:
+    """Leave the process group. When every rank ends normally they first meet at a barrier: a
+    rank that tore gloo down while its peer was still writing the bundle could see the peer's
+    socket close mid-teardown and abort ("terminate called without an active exception").
+    After an error on one rank the others may never arrive, so `peers_alive=False` skips it."""
+    if not tdist.is_initialized():
+        return
+    if peers_alive and tdist.get_world_size() > 1:
+        if tdist.get_backend() == "gloo":
+            tdist.monitored_barrier(timeout=_TEARDOWN_WAIT)
+        else:
+            tdist.barrier()
+    tdist.destroy_process_group()
 
 
 def store_path(cfg: Config) -> Path:

@@ -214,7 +214,7 @@ def test_requeued_trial_resumes_from_its_checkpoint(slurm_cluster, tmp_path, dme
     from mlflow import MlflowClient
     from optuna.trial import TrialState
 
-    exp = write_study(tmp_path / "rq.toml", dmel_store, "requeue", n_trials=2, folds="[0, 1, 2, 3]", epochs=2,
+    exp = write_study(tmp_path / "rq.toml", dmel_store, "requeue", n_trials=2, folds="[0, 1, 2, 3]", epochs=6,
                       bases=300_000)
     env = job_env(tmp_path)
     job = sbatch(tmp_path, env, "--array=0-0", "-c", "1", str(ROOT / "slurm" / "search-array.sbatch"), str(exp))
