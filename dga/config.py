@@ -41,6 +41,9 @@ class Config:
     bases_per_step: int = 1  # bases read per LSTM timestep (Helixer-style); window must divide by it
     init_from: str = ""  # fine-tune: start from this model (zoo:NAME, models:/name@alias, a bundle folder)
     freeze_layers: int = 0  # fine-tune: keep the first N LSTM layers of init_from fixed
+    teacher: str = ""  # distil: also learn this model's per-base probabilities (any model reference)
+    distill_weight: float = 0.5  # with a teacher: the loss's share that is KL to the teacher (0 = labels only)
+    distill_temperature: float = 2.0  # with a teacher: both distributions tempered by T in the KL term
     # --- training ---
     window: int = 2000
     batch_size: int = 32
@@ -86,6 +89,8 @@ class Config:
             "dropout": 0.0 <= self.dropout < 1.0,
             "bases_per_step": self.bases_per_step >= 1,
             "freeze_layers": self.freeze_layers >= 0 and bool(self.init_from or not self.freeze_layers),
+            "distill_weight": 0.0 <= self.distill_weight <= 1.0,
+            "distill_temperature": 0.0 < self.distill_temperature <= 100.0,
             "window": self.window >= 1 and self.window % self.bases_per_step == 0,
             "batch_size": self.batch_size >= 1,
             "lr": 0.0 < self.lr < 10.0,
@@ -142,6 +147,8 @@ _HINTS = {
     "tracking": "mlflow | none",
     "split": "blocks | genome",
     "freeze_layers": ">= 0, and only with init_from",
+    "distill_weight": "0 (labels only) to 1 (the teacher only)",
+    "distill_temperature": "> 0 and <= 100",
     "threads": "0 (use the CPUs this process may use) to 1024",
 }
 FIELD_NAMES = {f.name for f in fields(Config)}

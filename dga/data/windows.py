@@ -8,7 +8,7 @@ blocks to folds. Windows never straddle a region boundary: each lies inside one 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from dga.config import Config
@@ -179,13 +179,17 @@ class WindowDataset:
     """
 
     def __init__(self, store: Store, regions: list[Region], window: int, *, stride: int | None = None,
-                 reverse_complement: bool = False, labels: str = "merged"):
+                 reverse_complement: bool = False, labels: str = "merged",
+                 soft_targets: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if labels not in ("merged", "stranded"):
             raise ValueError(f"labels must be 'merged' or 'stranded', got {labels!r}")
         self.store, self.window, self.stride = store, window, stride or window
         self.reverse_complement, self.labels = reverse_complement, labels
+        # soft_targets(starts, flips, window) -> [B, window, 4] per-base targets (a distillation
+        # teacher's probabilities); items are then (x, y, soft)
+        self.soft_targets = soft_targets
         offsets = {s["id"]: s["offset"] for s in store.seqids}
         usable = [r for r in regions if len(r) >= window]
         self.region_starts = np.array([offsets[r.seqid] + r.start for r in usable], dtype=np.int64)
@@ -233,6 +237,9 @@ class WindowDataset:
         import torch  # the store and splits work without torch; only serving tensors needs it
 
         x, yt = torch.from_numpy(ONEHOT[codes]), torch.from_numpy(y)
+        if self.soft_targets is not None:
+            soft = torch.from_numpy(self.soft_targets(starts, rc, w))
+            return (x[0], yt[0], soft[0]) if single else (x, yt, soft)
         return (x[0], yt[0]) if single else (x, yt)
 
 

@@ -310,7 +310,7 @@ def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store"
 
     import dga.bundle as bundle_io
     from dga import tracking
-    from dga.training.finetune import parent_tags
+    from dga.training.teacher import lineage_tags
 
     best, result, test, dec = study.best_trial, made.result, made.test, made.decoder
     cv = best.user_attrs.get("cv", {})
@@ -344,7 +344,7 @@ def _log_and_register(made, study, sc: SearchConfig, cfg: Config, store: "Store"
                                        r.as_metrics(f"held_out_{r.key}").items()}})
         mv_tags.update({k: f"{v:.6f}" for k, v in held.items()})
         mv_tags["held_out_genomes"] = ", ".join(judgement.genomes)
-    lineage = parent_tags(result.parent)
+    lineage = lineage_tags(result.parent, result.teacher)
     mv_tags.update(lineage)
     mlflow.set_tags(lineage)
     description = (f"Study {sc.study_name!r}, trial {best.number}: CV {sc.objective} {score:.4f} over "

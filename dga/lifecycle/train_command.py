@@ -18,8 +18,9 @@ from dga.redact import redact
 from dga.tracking import write_json
 from dga.training import checkpoint as ckpt
 from dga.training.distributed import DistInfo, cleanup_distributed, setup_distributed, store_for_config
-from dga.training.finetune import adopt_architecture, parent_tags
+from dga.training.finetune import adopt_architecture
 from dga.training.fit import EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged
+from dga.training.teacher import lineage_tags
 
 
 def run_name(cfg: Config) -> str:
@@ -145,7 +146,7 @@ def _log_result(made: MadeModel, cfg: Config) -> None:
 
     result = made.result
     mlflow.log_param("n_parameters", result.n_parameters)
-    mlflow.set_tags(parent_tags(result.parent))
+    mlflow.set_tags(lineage_tags(result.parent, result.teacher))
     mlflow.log_metric("train_seconds", result.train_seconds)
     if result.stopped:
         mlflow.set_tag("stopped", result.stopped)

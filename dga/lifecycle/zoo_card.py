@@ -125,7 +125,8 @@ def make_card(b: bundle_io.Bundle, name: str, source: str, test: dict, slice_che
                         "stopped": training.get("stopped"),
                         "decoder_tuning_hours": round(tuned.get("seconds", 0.0) / 3600, 4)},
             "software": {k: training.get(k) for k in ("dga_version", "git_commit", "torch_version")},
-            "parent": prov.get("parent"), "exported_from": source, "intended_use": intended_use,
+            "parent": prov.get("parent"), "teacher": prov.get("teacher"), "exported_from": source,
+            "intended_use": intended_use,
             "test_region_looked_at": "once, by `dga zoo export`, after training, selection and decoder tuning"
                                      + (f"; earlier: {prov['test_region_disclosure']}"
                                         if prov.get("test_region_disclosure") else "")}
@@ -174,6 +175,12 @@ def render_card(c: dict) -> str:
                      f"{p.get('n_parameters', 0):,} parameters, trained on {t.get('dataset', '?')}: "
                      f"{t.get('trained_on', '')}), first {p.get('freeze_layers', 0)} LSTM layer(s) frozen; "
                      f"fine-tuned on {c['dataset']}, {td['trained_on']}")
+    if c.get("teacher"):
+        t = c["teacher"]
+        lines.append(f"- distilled from {t['uri']} (weights SHA-256 {t['weights_sha256'][:16]}..., "
+                     f"{t.get('n_parameters', 0):,} parameters, trained on {t['trained_on'].get('dataset', '?')}: "
+                     f"{t['trained_on'].get('trained_on', '')}): loss {1 - t['weight']:g} x cross-entropy + "
+                     f"{t['weight']:g} x KL to its probabilities at temperature {t['temperature']:g}")
     if c.get("legacy"):
         lines.append(f"- history: {c['legacy'].get('note', '')}")
     lines += ["", f"## Test region {', '.join(c['test']['region'])} (decoded GFF3 scored by `dga evaluate`)", "",

@@ -24,8 +24,8 @@ from dga.search.files import fold_checkpoint_dir
 from dga.search.space import RUNTIME_FIELDS, SearchConfig, trial_config
 from dga.training import checkpoint as ckpt
 from dga.training.distributed import DistInfo
-from dga.training.finetune import parent_tags
 from dga.training.fit import EXIT_PREEMPTED, Preempted
+from dga.training.teacher import lineage_tags
 
 
 @dataclass
@@ -98,7 +98,7 @@ def _fold_in_process(ctx: TrialContext, cfg: Config, ckpt_dir: Path, tags: dict)
             if record["epoch"] not in logged:
                 tracking.log_epoch(record)
         mlflow.log_param("n_parameters", result.n_parameters)
-        mlflow.set_tags(parent_tags(result.parent))
+        mlflow.set_tags(lineage_tags(result.parent, result.teacher))
         mlflow.log_metrics({f"best_{k}": v for k, v in result.metrics.items()})
         assert result.confusion is not None  # a fold always validates
         tracking.log_confusion(result.confusion, "val_confusion", f"fold {cfg.fold}, best epoch {result.best_epoch}")

@@ -25,6 +25,8 @@ def write_bundle(cfg: Config, store: Store, splits: Splits, dist: DistInfo, resu
     provenance = {"data": data_record(store, splits, cfg),
                   "training": training_record(cfg, result, dist, result.stopped), **(extra or {})}
     decoder = None
+    if result.teacher:
+        provenance["teacher"] = result.teacher
     if result.parent:
         provenance["parent"] = result.parent
         decoder = inherited_decoder(result.parent)

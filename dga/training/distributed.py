@@ -21,7 +21,6 @@ from dga.data.store import Store
 from dga.errors import InputError
 from dga.software import usable_cpus
 
-
 # Rank 0 may still be logging the run to a remote MLflow server when the others finish.
 _TEARDOWN_WAIT = timedelta(minutes=30)
 

@@ -30,6 +30,7 @@ from dga.nets.infer import forward_codes, iter_region_batches
 from dga.nets.registry import build_model, count_parameters, describe
 from dga.training import checkpoint as ckpt
 from dga.training.distributed import DistInfo, auto_threads
+from dga.training.teacher import distillation_loss
 
 EXIT_PREEMPTED = 75  # distinct exit status after SIGTERM: checkpoint saved, resume with --resume
 EXIT_DIVERGED = 3
@@ -54,6 +55,7 @@ class FitResult:
     train_seconds: float = 0.0
     stopped: str = ""  # why training ended early ("" = all epochs ran)
     parent: dict | None = None  # fine-tuning: the model it started from (dga.training.finetune.parent_record)
+    teacher: dict | None = None  # distillation: the model it learnt from (dga.training.teacher.teacher_record)
 
 
 def restrict(regions: list[Region], span: str) -> list[Region]:
@@ -151,11 +153,23 @@ class _Run:
 
 
 def _setup(cfg: Config, store: Store, splits: Splits, dist: DistInfo, checkpoint: Path | None,
-           log: Callable[[str], None]) -> tuple[_Run, dict | None]:
-    """The run's data, network (fine-tuning's start when asked), optimizer, schedule and loss."""
+           log: Callable[[str], None]) -> tuple[_Run, dict | None, dict | None]:
+    """The run's data (with a teacher's probabilities when distilling), network (fine-tuning's start
+    when asked), optimizer, schedule and loss; returns the run, its parent and its teacher records."""
     train_regions = training_regions(cfg, splits)
+    soft, teacher = None, None
+    if cfg.teacher:
+        from dga.training.teacher import teacher_probs
+
+        # every non-test base, so all folds, trials and reruns on this store share one cache
+        probs = teacher_probs(cfg, store, splits.training(None), dist, log=log if dist.is_main else lambda _: None)
+        soft, teacher = probs.windows, probs.record
+        if dist.is_main:
+            log(f"distilling from {cfg.teacher} (weights {teacher['weights_sha256'][:12]}): loss = "
+                f"{1 - cfg.distill_weight:g} x cross-entropy + {cfg.distill_weight:g} x T^2 KL at T = "
+                f"{cfg.distill_temperature:g}")
     dataset = WindowDataset(store, train_regions, cfg.window, reverse_complement=cfg.reverse_complement,
-                            labels=cfg.labels)
+                            labels=cfg.labels, soft_targets=soft)
     if len(dataset) < cfg.batch_size * dist.world_size:
         raise InputError(None, f"only {len(dataset)} training windows of {cfg.window} bases: fewer than one batch "
                                f"per rank (batch_size {cfg.batch_size} x {dist.world_size} ranks); lower window or "
@@ -189,16 +203,18 @@ def _setup(cfg: Config, store: Store, splits: Splits, dist: DistInfo, checkpoint
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(store, train_regions, cfg).to(dist.device))
     run = _Run(cfg, store, dist, dataset, batches, ckpt.Trainable(model, optimizer, scheduler, dist.device), ddp,
                loss_fn, splits.validation(cfg.fold) if cfg.fold >= 0 else [], limit, checkpoint, log)
-    return run, parent
+    return run, parent, teacher
 
 
-def _step(run: _Run, x: torch.Tensor, y: torch.Tensor, deadline: float) -> tuple[float, bool, bool]:
-    """One optimizer step; returns (mean loss over ranks, SIGTERM seen by any rank, deadline passed)."""
+def _step(run: _Run, batch: tuple[torch.Tensor, ...], deadline: float) -> tuple[float, bool, bool]:
+    """One optimizer step on (x, y) or (x, y, teacher probabilities); returns (mean loss over ranks,
+    SIGTERM seen by any rank, deadline passed)."""
     cfg, dist, parts = run.cfg, run.dist, run.parts
-    x, y = x.to(dist.device, non_blocking=True), y.to(dist.device, non_blocking=True)
+    x, y = batch[0].to(dist.device, non_blocking=True), batch[1].to(dist.device, non_blocking=True)
+    soft = batch[2].to(dist.device, non_blocking=True) if len(batch) > 2 else None
     with torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and dist.device.type == "cuda"):
         logits = run.ddp(x)[..., :N_CLASSES]
-    loss = run.loss_fn(logits.float().reshape(-1, N_CLASSES), y.reshape(-1))
+    loss = distillation_loss(logits, y, run.loss_fn, soft, cfg.distill_weight, cfg.distill_temperature)
     parts.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
@@ -227,9 +243,10 @@ def _train_epoch(run: _Run, progress: ckpt.Progress, epoch: int, deadline: float
     bar = tqdm(total=len(run.batches), initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not (dist.is_main and sys.stderr.isatty()), mininterval=2, unit="batch", leave=False)
     t_fetch = time.perf_counter()
-    for i, (x, y) in enumerate(batch_loader(run.dataset, run.batches, cfg.num_workers), start=first):
+    for i, batch in enumerate(batch_loader(run.dataset, run.batches, cfg.num_workers), start=first):
         wait += time.perf_counter() - t_fetch
-        mean_loss, stopping, out_of_time = _step(run, x, y, deadline)
+        x = batch[0]
+        mean_loss, stopping, out_of_time = _step(run, batch, deadline)
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"non-finite training loss ({mean_loss}) at epoch {epoch + 1}, "
                                    f"batch {i + 1}: lower lr (now {cfg.lr}) or enable grad_clip")
@@ -286,8 +303,9 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
     the best validated epoch's weights are returned. With `checkpoint`, rank 0 saves the run after
     every epoch and on SIGTERM (then `Preempted` is raised); `resume` continues from it."""
     torch.manual_seed(cfg.seed)
-    run, parent = _setup(cfg, store, splits, dist, checkpoint, log)
-    result = FitResult(run.parts.model, n_parameters=count_parameters(run.parts.model), parent=parent)
+    run, parent, teacher = _setup(cfg, store, splits, dist, checkpoint, log)
+    result = FitResult(run.parts.model, n_parameters=count_parameters(run.parts.model), parent=parent,
+                       teacher=teacher)
     progress = ckpt.Progress()
     if resume and checkpoint is not None and checkpoint.is_file():
         progress = ckpt.restore(checkpoint, run.parts)
