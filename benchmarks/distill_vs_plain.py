@@ -53,10 +53,10 @@ def train_command(args, weight: float, out: Path, store_path: Path) -> list[str]
             "deadline_minutes": args.minutes, "threads": 1, "tracking": "none", "checkpoint_dir": out,
             "teacher": args.teacher if weight > 0 else "", "distill_weight": weight,
             "distill_temperature": args.temperature}
-    cmd = [sys.executable, "-m", "dga.cli", "train"]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
-    return cmd
+    toml = out / "student.toml"  # the student's experiment file, kept beside its results
+    toml.write_text("".join(f"{k} = {json.dumps(str(v)) if isinstance(v, (str, Path)) else v}\n"
+                            for k, v in sets.items()))
+    return [sys.executable, "-m", "dga.cli", "train", str(toml)]
 
 
 def main() -> None:
@@ -82,7 +82,8 @@ def main() -> None:
     print(cpu_line(), flush=True)
     store_path = Path(args.store or ROOT / "stores" / args.dataset)
     if not (store_path / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "dga.cli", "prepare", args.dataset, "-o", str(store_path)], check=True)
+        subprocess.run([sys.executable, "-m", "dga.cli", "prepare", "--dataset", args.dataset, "--out", str(store_path)],
+                       check=True)
     print(f"teacher cache: {build_cache(args, store_path):.0f} s", flush=True)
 
     runs = {w: args.out / f"w{w:g}-T{args.temperature:g}" for w in args.weights}

@@ -65,6 +65,16 @@ def test_teacher_probabilities_are_cached_reused_and_rebuilt_for_another_teacher
     for r in splits.test:  # the test region is never read
         lo, hi = offsets[r.seqid] + r.start, offsets[r.seqid] + r.end
         assert not np.asarray(first.fwd[lo:hi]).any() and not np.asarray(first.rev[lo:hi]).any()
+    from dga.data.windows import WindowDataset
+
+    ds = WindowDataset(own_store, splits.training(0), 480, reverse_complement=True, soft_targets=first.windows)
+    idx = np.array([0, 5, ds.n_forward, ds.n_forward + 5])
+    x, y, soft = ds[idx]
+    starts = ds.starts(np.array([0, 5, 0, 5]))
+    for j, s in enumerate(starts):  # a forward window gets the forward read, its reverse complement the other
+        want = first.fwd[s: s + 480] if j < 2 else first.rev[s: s + 480][::-1]
+        assert np.array_equal(soft[j].numpy(), np.asarray(want, np.float32))
+    assert soft.shape == (4, 480, 4) and x.shape == (4, 480, 4)
     stamp = (first.folder / "fwd.npy").stat().st_mtime_ns
 
     lines.clear()
