@@ -200,6 +200,9 @@ def make_objective(ctx: TrialContext):
                 "store_checksum": ctx.store.checksum, "dga.kind": "trial", "dga.objective": sc.objective}
         init_from = overrides.get("init_from", ctx.base.init_from)
         tags.update({"dga.init": "fine-tuned", "dga.parent_uri": init_from} if init_from else {"dga.init": "scratch"})
+        teacher = overrides.get("teacher", ctx.base.teacher)
+        if teacher and float(overrides.get("distill_weight", ctx.base.distill_weight)) > 0:
+            tags["dga.teacher_uri"] = teacher  # filter distilled against plain trials in the runs view
         if baseline:
             tags["baseline"] = baseline
         if origin != trial.number:

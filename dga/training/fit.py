@@ -158,7 +158,7 @@ def _setup(cfg: Config, store: Store, splits: Splits, dist: DistInfo, checkpoint
     when asked), optimizer, schedule and loss; returns the run, its parent and its teacher records."""
     train_regions = training_regions(cfg, splits)
     soft, teacher = None, None
-    if cfg.teacher:
+    if cfg.teacher and cfg.distill_weight > 0:  # at weight 0 a teacher changes nothing: not read, not recorded
         from dga.training.teacher import teacher_probs
 
         # every non-test base, so all folds, trials and reruns on this store share one cache

@@ -67,12 +67,15 @@ def test_search_space_names_must_be_config_fields(tmp_path, dmel_store):
 
 
 def test_shipped_experiments_parse():
-    for name in ("quickstart", "athaliana"):
+    for name in ("quickstart", "athaliana", "athaliana_student"):
         path = ROOT / "experiments" / f"{name}.toml"
         sc, cfg = load_search(path), load_config(path)
-        assert sc.study_name == name and {"hidden_size", "num_layers", "window", "lr"} <= {p.name for p in sc.space}
+        assert sc.study_name == name.replace("_", "-") and {"hidden_size", "num_layers", "window", "lr"} <= {p.name for p in sc.space}
         for _, overrides in sc.baselines:  # baseline trials are valid configs
             trial_config(cfg, dict(overrides))
+    student = load_search(ROOT / "experiments" / "athaliana_student.toml")
+    assert {"distill_weight", "distill_temperature"} <= {p.name for p in student.space}
+    assert load_config(ROOT / "experiments" / "athaliana_student.toml").teacher == "zoo:athaliana"
     qs = load_search(ROOT / "experiments" / "quickstart.toml")
     assert [name for name, _ in qs.baselines] == ["seed"]
     from dga.lifecycle.heldout import held_out_inputs

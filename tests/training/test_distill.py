@@ -122,3 +122,15 @@ def test_bad_distillation_settings_are_refused(own_store):
     with pytest.raises(InputError, match="labels"):
         teacher_probs(_cfg(own_store, teacher="zoo:dmelanogaster", labels="stranded"), own_store,
                       splits.training(None), DistInfo())
+
+
+def test_a_teacher_at_weight_0_is_neither_read_nor_recorded(own_store):
+    from dga.training.distributed import setup_distributed
+    from dga.training.fit import fit
+
+    cfg = _cfg(own_store, teacher="zoo:dmelanogaster", distill_weight=0.0)
+    lines = []
+    result = fit(cfg, own_store, load_or_make_splits(own_store, 4, 0.1, 0), setup_distributed("cpu", 1),
+                 log=lines.append)
+    assert result.teacher is None and not (own_store.path / "teachers").exists()
+    assert not any("distilling" in s for s in lines)
