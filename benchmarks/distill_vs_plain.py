@@ -82,8 +82,8 @@ def main() -> None:
     print(cpu_line(), flush=True)
     store_path = Path(args.store or ROOT / "stores" / args.dataset)
     if not (store_path / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "dga.cli", "prepare", "--dataset", args.dataset, "--out", str(store_path)],
-                       check=True)
+        subprocess.run([sys.executable, "-m", "dga.cli", "prepare", "--dataset", args.dataset,
+                        "--out", str(store_path)], check=True)
     print(f"teacher cache: {build_cache(args, store_path):.0f} s", flush=True)
 
     runs = {w: args.out / f"w{w:g}-T{args.temperature:g}" for w in args.weights}

@@ -33,6 +33,8 @@ class DecoderSettings:
     hmm: HMMParams = field(default_factory=HMMParams)
     signals: SignalModel | None = None
     rules: DecodeRules = field(default_factory=DecodeRules)
+    # forward-backward posteriors on every gene (its confidence); decoder tuning scores paths only
+    posteriors: bool = True
 
 
 DecodeFn = Callable[[SequenceReads, DecoderSettings, Progress, Tables], list[GeneModel]]
@@ -53,7 +55,7 @@ class Decoder:
 def _hmm(reads: SequenceReads, s: DecoderSettings, progress: Progress, tables: Tables) -> list[GeneModel]:
     params = s.hmm if s.signals is not None else HMMParams.without_signals()
     return hmm_decode(reads.plus(), reads.minus(), reads.codes, reads.seqid, params=params, signals=s.signals,
-                      progress=progress, tables=tables)
+                      progress=progress, tables=tables, posteriors=s.posteriors)
 
 
 def _rules(reads: SequenceReads, s: DecoderSettings, progress: Progress, tables: Tables) -> list[GeneModel]:

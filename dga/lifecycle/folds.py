@@ -65,13 +65,15 @@ class FoldData:
 
         return SequenceReads(self.seqid, self.codes, self.fwd, self.rev_fwd, self.lm.config.labels == "stranded")
 
-    def decode(self, params: "HMMParams") -> list:
-        """The HMM's gene models of this stretch with `params` (as `dga predict` decodes it)."""
+    def decode(self, params: "HMMParams", posteriors: bool = True) -> list:
+        """The HMM's gene models of this stretch with `params` (as `dga predict` decodes it); without
+        `posteriors` the genes carry no forward-backward posteriors (the same models, ~5x faster)."""
         from dataclasses import replace
 
         from dga.decoding.registry import get_decoder
 
-        return get_decoder("hmm").decode(self.reads, replace(self.lm.decoder_settings, hmm=params), None, None)
+        settings = replace(self.lm.decoder_settings, hmm=params, posteriors=posteriors)
+        return get_decoder("hmm").decode(self.reads, settings, None, None)
 
 
 def fold_data(folds: list[Bundle], store: "Store", splits: "Splits", bases: int,

@@ -74,7 +74,7 @@ def tune(data: list[FoldData], store: "Store", ref: list, *, trials: int = 40, s
     def score(params: HMMParams, tmp: Path) -> dict[str, float]:
         genes = []
         for d in data:
-            genes += shift_genes(d.decode(params), d.start)
+            genes += shift_genes(d.decode(params, posteriors=False), d.start)  # scored on paths alone
         with open(tmp, "w") as fh:  # scored through a GFF3 file: exactly what `dga evaluate` sees
             write_gff3(genes, lengths, fh)
         pred = read_gff(tmp, lengths).transcripts if genes else []

@@ -226,3 +226,20 @@ def test_genes_decoded_from_reference_probabilities_have_posteriors_near_one(dme
                        signals=fit_signals(dmel_store, [(0, dmel_store.total_length)]))
     post = np.array([g.posterior for g in genes])
     assert len(genes) > 60 and np.median(post) > 0.99 and np.mean(post > 0.9) > 0.85
+
+
+def test_decoding_without_posteriors_gives_the_same_gene_models(dmel_half):
+    """Decoder tuning scores paths only (posteriors=False): the genes are those `dga predict` decodes,
+    only without their forward-backward posteriors."""
+    from dga.decoding.reads import SequenceReads
+    from dga.decoding.registry import DecoderSettings, get_decoder
+
+    codes, probs, signals = dmel_half
+    reads = SequenceReads("4", codes, probs, probs[::-1].copy()[::-1], False)
+    hmm = get_decoder("hmm")
+    full = hmm.decode(reads, DecoderSettings(hmm=HMMParams(temperature=4.0), signals=signals), None, None)
+    bare = hmm.decode(reads, DecoderSettings(hmm=HMMParams(temperature=4.0), signals=signals, posteriors=False),
+                      None, None)
+    assert len(full) > 30
+    assert [(g.strand, g.exons, g.cds) for g in bare] == [(g.strand, g.exons, g.cds) for g in full]
+    assert all(g.cds_posteriors for g in full) and not any(g.cds_posteriors for g in bare)
