@@ -35,6 +35,7 @@ class Tuning:
     trials: int = 40
     bases: int = 3_000_000
     seed: int = 0
+    objective: str = "exon+subgenic"  # `dga.lifecycle.tuning.OBJECTIVES`
 
 
 @dataclass
@@ -94,7 +95,8 @@ def make_model(job: ModelJob) -> MadeModel:
         from dga.lifecycle.tuning import tune_bundle
 
         tuned = tune_bundle(bundle_io.read(made.bundle), job.tuning.fold_models, job.store, job.splits,
-                            trials=job.tuning.trials, bases=job.tuning.bases, seed=job.tuning.seed, log=job.log)
+                            trials=job.tuning.trials, bases=job.tuning.bases, seed=job.tuning.seed,
+                            objective=job.tuning.objective, log=job.log)
         bundle_io.write(tuned, made.bundle)
         made.decoder = tuned.decoder["tuned"]
     return made

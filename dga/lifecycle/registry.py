@@ -159,7 +159,9 @@ def register_study(study_name: str, storage: str | None = None) -> int:
         raise InputError(None, f"study {study_name!r} in {redact(sc.storage_url())} was not created by `dga search`")
     sc = replace(sc, objective=saved.get("objective", sc.objective), experiment=saved.get("experiment", ""),
                  decoder_trials=saved.get("decoder_trials", sc.decoder_trials),
-                 decoder_bases=saved.get("decoder_bases", sc.decoder_bases), sampler_seed=saved.get("sampler_seed", 0),
+                 decoder_bases=saved.get("decoder_bases", sc.decoder_bases),
+                 decoder_objective=saved.get("decoder_objective", sc.decoder_objective),
+                 sampler_seed=saved.get("sampler_seed", 0),
                  held_out_genomes=tuple(saved.get("held_out_genomes", ())))
     register_best(study, sc)
     return 0
@@ -250,7 +252,7 @@ def _make_and_register(study, sc: SearchConfig, base: Config, cfg: Config, dist,
         tracking.log_store_input(store)
         job = ModelJob(cfg, store, splits, dist, study_checkpoint_root(base, sc.study_name) /
                        f"final-trial-{best.number:04d}", resume=True, test=True,
-                       tuning=Tuning(folds, sc.decoder_trials, sc.decoder_bases, sc.sampler_seed),
+                       tuning=Tuning(folds, sc.decoder_trials, sc.decoder_bases, sc.sampler_seed, sc.decoder_objective),
                        provenance={"study": cv_record(study, best, sc, folds, splits),
                                    "mlflow": {"run_id": run.info.run_id, "experiment": sc.mlflow_experiment}},
                        on_epoch=tracking.log_epoch, log=lambda s: print(s, flush=True))
@@ -296,7 +298,8 @@ def baseline_model(study: "optuna.Study", sc: SearchConfig, trial: "optuna.trial
     print(f"making baseline {trial.user_attrs['baseline']!r} (trial {trial.number}) as the champion was made, "
           f"to judge both on the held-out genomes", flush=True)
     folder = study_checkpoint_root(base, sc.study_name) / f"final-trial-{trial.number:04d}"
-    tuning = Tuning(folds, sc.decoder_trials, sc.decoder_bases, sc.sampler_seed) if folds else None
+    tuning = (Tuning(folds, sc.decoder_trials, sc.decoder_bases, sc.sampler_seed, sc.decoder_objective)
+              if folds else None)
     job = ModelJob(cfg, store, splits, dist, folder, resume=True, tuning=tuning, log=lambda s: print(s, flush=True))
     made = make_model(job)
     assert made.bundle is not None  # registration runs on rank 0

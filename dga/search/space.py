@@ -65,6 +65,7 @@ class SearchConfig:
     register: bool = True  # register the best configuration's model at the end of `dga search`
     decoder_trials: int = 40  # registration: Optuna trials tuning the HMM decoder on the best trial's fold models
     decoder_bases: int = 3_000_000  # registration: bases of each validation fold the decoder is tuned on
+    decoder_objective: str = "exon+subgenic"  # registration: what decoder tuning maximises (or "exon+genic")
     cpus_per_process: int = 1  # SLURM: CPUs per training process (cpus-per-task = this x processes_per_trial)
     trial_minutes: float = 60.0  # SLURM: time one trial may take (sets the array tasks' --time)
     slurm_mem: str = "4G"  # SLURM: memory per worker task
@@ -91,6 +92,7 @@ class SearchConfig:
                 "sampler": self.sampler, "sampler_seed": self.sampler_seed, "pruner": self.pruner,
                 "folds": list(self.folds), "processes_per_trial": self.processes_per_trial,
                 "decoder_trials": self.decoder_trials, "decoder_bases": self.decoder_bases,
+                "decoder_objective": self.decoder_objective,
                 "held_out_genomes": list(self.held_out_genomes),
                 "space": [p.describe() for p in self.space],
                 "baselines": {name: dict(o) for name, o in self.baselines}}
@@ -166,7 +168,10 @@ def load_search(path: str | Path, n_trials: int | None = None) -> SearchConfig:
         sc = SearchConfig(space=space, baselines=tuple(baselines), **table)
     except TypeError as exc:
         raise InputError(where, f"[search]: {exc}") from None
+    from dga.lifecycle.tuning import OBJECTIVES as DECODER_OBJECTIVES
+
     checks = {"objective": sc.objective in OBJECTIVES, "n_trials": sc.n_trials >= 1,
+              "decoder_objective": sc.decoder_objective in DECODER_OBJECTIVES,
               "sampler": sc.sampler in ("tpe", "random"), "pruner": sc.pruner in ("median", "none"),
               "processes_per_trial": sc.processes_per_trial >= 1, "timeout": sc.timeout >= 0,
               "heartbeat_interval": sc.heartbeat_interval >= 1, "grace_period": sc.grace_period > sc.heartbeat_interval}

@@ -168,6 +168,23 @@ def _completed_with(study, params: dict, number: int) -> int | None:
     return None
 
 
+def _trial_tags(ctx: TrialContext, number: int, overrides: dict, baseline: str | None, origin: int) -> dict[str, str]:
+    """The trial run's tags: study, trial, store, objective, lineage (fine-tuned, distilled), baseline, retry."""
+    sc = ctx.sc
+    tags = {"optuna_study": sc.study_name, "optuna_trial": str(number),
+            "store_checksum": ctx.store.checksum, "dga.kind": "trial", "dga.objective": sc.objective}
+    init_from = overrides.get("init_from", ctx.base.init_from)
+    tags.update({"dga.init": "fine-tuned", "dga.parent_uri": init_from} if init_from else {"dga.init": "scratch"})
+    teacher = overrides.get("teacher", ctx.base.teacher)
+    if teacher and float(overrides.get("distill_weight", ctx.base.distill_weight)) > 0:
+        tags["dga.teacher_uri"] = teacher  # filter distilled against plain trials in the runs view
+    if baseline:
+        tags["baseline"] = baseline
+    if origin != number:
+        tags["retry_of_trial"] = str(origin)
+    return tags
+
+
 def make_objective(ctx: TrialContext):
     """The study's objective: a trial's configuration trained on each CV fold in turn (a nested MLflow
     run per fold under the trial's run), the running mean reported after each fold so the pruner can
@@ -196,17 +213,7 @@ def make_objective(ctx: TrialContext):
         # A re-queued trial (its worker died) reuses the fold checkpoints of the trial it retries.
         frozen = trial.study.get_trials(deepcopy=False)[trial.number]
         origin = frozen.system_attrs.get("failed_trial", trial.number)
-        tags = {"optuna_study": sc.study_name, "optuna_trial": str(trial.number),
-                "store_checksum": ctx.store.checksum, "dga.kind": "trial", "dga.objective": sc.objective}
-        init_from = overrides.get("init_from", ctx.base.init_from)
-        tags.update({"dga.init": "fine-tuned", "dga.parent_uri": init_from} if init_from else {"dga.init": "scratch"})
-        teacher = overrides.get("teacher", ctx.base.teacher)
-        if teacher and float(overrides.get("distill_weight", ctx.base.distill_weight)) > 0:
-            tags["dga.teacher_uri"] = teacher  # filter distilled against plain trials in the runs view
-        if baseline:
-            tags["baseline"] = baseline
-        if origin != trial.number:
-            tags["retry_of_trial"] = str(origin)
+        tags = _trial_tags(ctx, trial.number, overrides, baseline, origin)
         label = f"trial {trial.number}" + (f" ({baseline})" if baseline else "")
         ctx.log(f"{label}: {describe(overrides)}")
         with mlflow.start_run(experiment_id=ctx.experiment_id, run_name=f"trial-{trial.number:03d}", tags=tags) as run:
