@@ -133,11 +133,18 @@ def verdict(j: Judgement) -> list[str]:
         out.append(f"the champion's accuracy {champion.accuracy:.4f} does not beat calling every base intergenic "
                    f"({j.floor_accuracy:.4f}): do not use it on this lineage")
     for r in j.rows[1:]:
-        if champion.genic_f1 > r.genic_f1 and champion.exon_f1 > r.exon_f1:
-            out.append(f"the champion beats {r.label} on genic and exon F1")
+        ahead = [m for m in ("genic", "exon") if getattr(champion, f"{m}_f1") > getattr(r, f"{m}_f1")]
+        both = (f"genic F1 {champion.genic_f1:.4f} vs {r.genic_f1:.4f}, exon F1 {champion.exon_f1:.4f} vs "
+                f"{r.exon_f1:.4f}")
+        if len(ahead) == 2:
+            out.append(f"the champion beats {r.label} on genic and exon F1 ({both})")
+        elif ahead:
+            behind = "exon" if ahead == ["genic"] else "genic"
+            out.append(f"neither the champion nor {r.label} decodes better on both: the champion leads on "
+                       f"{ahead[0]} F1 and trails on {behind} F1 ({both}); {r.label} is {r.bundle} "
+                       f"(`--model` takes the folder)")
         else:
-            out.append(f"{r.label} decodes better than the champion here (genic F1 {r.genic_f1:.4f} vs "
-                       f"{champion.genic_f1:.4f}, exon F1 {r.exon_f1:.4f} vs {champion.exon_f1:.4f}): the study's "
-                       f"CV objective did not choose what decodes best; that model is {r.bundle} "
+            out.append(f"{r.label} decodes better than the champion here ({both}, the champion's first): "
+                       f"the study's CV objective did not choose what decodes best; that model is {r.bundle} "
                        f"(`--model` takes the folder)")
     return out
