@@ -67,7 +67,8 @@ class FoldData:
 
     def decode(self, params: "HMMParams", posteriors: bool = True) -> list:
         """The HMM's gene models of this stretch with `params` (as `dga predict` decodes it); without
-        `posteriors` the genes carry no forward-backward posteriors (the same models, ~5x faster)."""
+        `posteriors` the genes carry no forward-backward posteriors (the same models, without the
+        forward-backward pass that `benchmarks/bench_posteriors.py` times against the Viterbi pass)."""
         from dataclasses import replace
 
         from dga.decoding.registry import get_decoder
