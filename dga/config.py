@@ -68,6 +68,9 @@ class Config:
     num_workers: int = 0  # DataLoader worker processes
     threads: int = 0  # torch CPU threads per process (0 = cores / local processes)
     deadline_minutes: float = 0.0  # stop training between batches after this long, keeping the best epoch (0 = off)
+    # stop after this much CPU time of the process (all its threads), keeping the best epoch (0 = off):
+    # a budget of work that another program on the machine does not shorten, unlike deadline_minutes
+    cpu_minutes: float = 0.0
     checkpoint_dir: str = ""  # default: checkpoints/<run name>
     # --- tracking ---
     tracking: str = "mlflow"  # mlflow | none (the same bundle, nothing logged: a GPU host without MLflow)
@@ -110,6 +113,7 @@ class Config:
             "num_workers": self.num_workers >= 0,
             "threads": 0 <= self.threads <= MAX_THREADS,
             "deadline_minutes": self.deadline_minutes >= 0.0,
+            "cpu_minutes": self.cpu_minutes >= 0.0,
             "tracking": self.tracking in ("mlflow", "none"),
         }
         for f in fields(self):  # inf or NaN passes every comparison above that it should fail

@@ -2,6 +2,7 @@
 loaded (from a folder, a zoo name, a checkpoint or a shared MLflow registry)."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,8 @@ def test_train_without_tracking_writes_the_same_bundle(tmp_path, monkeypatch, dm
     assert b.provenance["data"]["store_checksum"] == dmel_store.checksum
 
 
-def test_deadline_stops_training_and_keeps_the_best_epoch(tmp_path, dmel_store):
+@pytest.mark.parametrize("budget,said", [("deadline_minutes", "deadline"), ("cpu_minutes", "CPU budget")])
+def test_deadline_stops_training_and_keeps_the_best_epoch(tmp_path, dmel_store, budget, said):
     from dataclasses import replace
 
     from dga.data.windows import load_or_make_splits
@@ -166,11 +168,14 @@ def test_deadline_stops_training_and_keeps_the_best_epoch(tmp_path, dmel_store):
 
     cfg = load_config(None, {"store": str(dmel_store.path), "k_folds": 4, "hidden_size": 8, "num_layers": 1,
                              "window": 400, "bases_per_step": 4, "epochs": 1000, "threads": 1,
-                             "deadline_minutes": 0.05})
+                             budget: 0.05})
     splits = load_or_make_splits(dmel_store, 4, 0.1, 0)
     lines = []
+    cpu0 = time.process_time()
     result = fit(cfg, dmel_store, splits, DistInfo(), log=lines.append)
-    assert result.stopped.startswith("deadline") and 1 <= len(result.history) < 1000
+    assert result.stopped.startswith(said) and 1 <= len(result.history) < 1000
+    if budget == "cpu_minutes":  # 0.05 minutes of this process's CPU time at least, however busy the machine
+        assert time.process_time() - cpu0 >= 3.0
     assert result.best_epoch >= 1 and result.metrics  # the best validated epoch's weights and metrics
     assert any("keeping the best validated epoch" in s for s in lines)
     assert replace(cfg, deadline_minutes=0).deadline_minutes == 0

@@ -71,6 +71,23 @@ def test_a_store_holding_a_foreign_file_is_not_replaced(make_case, capsys):
     assert (out / "notes.txt").read_text() == "mine" and (out / "manifest.json").is_file()
 
 
+def test_a_store_holding_a_teacher_cache_is_still_a_store_and_a_foreign_file_there_is_not(make_case):
+    fasta, gff, out = make_case({"c": 3000}, GENE)
+    assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(out)]) == 0
+    cache = out / "teachers" / "0123abcd"
+    cache.mkdir(parents=True)
+    for name in ("fwd.npy", "rev.npy", "meta.json"):  # what dga.training.teacher writes there
+        (cache / name).write_bytes(b"x")
+    # a store with its teachers' probabilities is reused by prepare, and replaced with --force
+    assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(out)]) == 0
+    assert cache.is_dir()
+    assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(out), "--force"]) == 0
+    (out / "teachers" / "0123abcd").mkdir(parents=True)
+    (out / "teachers" / "0123abcd" / "notes.txt").write_text("mine")
+    assert main(["prepare", "--fasta", str(fasta), "--gff", str(gff), "--out", str(out), "--force"]) == 2
+    assert (out / "teachers" / "0123abcd" / "notes.txt").read_text() == "mine"
+
+
 def test_a_folder_with_a_stray_checksums_json_is_not_a_bundle_to_replace(tmp_path):
     folder = tmp_path / "f" / "bundle"
     folder.mkdir(parents=True)

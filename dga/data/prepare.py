@@ -29,10 +29,26 @@ from dga.errors import InputError
 from dga.files import make_dir
 from dga.labels import CLASS_NAMES
 
+# teachers' probabilities cached inside a store (dga.training.teacher): a folder per cache key
+TEACHER_DIR = "teachers"
+TEACHER_FILES = ("fwd.npy", "rev.npy", "meta.json")
+
+
+def _is_teacher_cache(folder: Path) -> bool:
+    """Whether `folder` holds only teacher caches: folders (a key, or a `.key-` temporary) of the
+    cache's own files."""
+    for entry in folder.iterdir():
+        if entry.is_symlink() or not entry.is_dir():
+            return False
+        if any(f.is_symlink() or not f.is_file() or f.name not in TEACHER_FILES for f in entry.iterdir()):
+            return False
+    return True
+
 
 def is_store_folder(path: str | Path) -> bool:
     """Whether `path` holds a store DGA wrote, and only that: a manifest of DGA's schema, the track
-    files it lists, and the `splits/` folder of split files. Only such a folder is ever replaced."""
+    files it lists, the `splits/` folder of split files and the `teachers/` folder of teacher
+    probability caches. Only such a folder is ever replaced."""
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
@@ -48,6 +64,9 @@ def is_store_folder(path: str | Path) -> bool:
         if entry.name == "splits" and entry.is_dir():
             if any(f.is_symlink() or not f.is_file() or not f.name.endswith(".json") and not
                    f.name.startswith(".splits-") for f in entry.iterdir()):
+                return False
+        elif entry.name == TEACHER_DIR and entry.is_dir():
+            if not _is_teacher_cache(entry):
                 return False
         elif entry.name not in allowed or not entry.is_file():
             return False

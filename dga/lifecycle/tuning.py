@@ -128,7 +128,9 @@ def tune_bundle(target: Bundle, folds: list[Bundle], store: "Store", splits: "Sp
     data = fold_data(folds, store, splits, bases, log)
     record = tune(data, store, reference_transcripts(store), trials=trials, seed=seed, objective=objective,
                   start=target.decoder.get("params"), calibration=calibration, log=log)
-    record["seconds"] = round(time.perf_counter() - t, 1)
+    # what a rebuild (`dga zoo build`) needs to tune the same way
+    record.update(seconds=round(time.perf_counter() - t, 1), objective_name=objective, bases_per_fold=bases,
+                  calibration_method=calibration)
     log(f"decoder tuned on {len(record['folds'])} fold(s) ({record['bases']:,} bases, {trials} trials, "
         f"{record['seconds']:.0f} s): {record['objective']} {record['start_value']:.4f} -> {record['value']:.4f}")
     return with_decoder(target, record.pop("params"), record, record.pop("calibration"))

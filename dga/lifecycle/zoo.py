@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from dga.data.store import Store
     from dga.data.windows import Splits
+    from dga.lifecycle.pipeline import Tuning
     from dga.prediction.model import LoadedModel
 
 import json
@@ -177,6 +178,21 @@ def _versions(model_name: str) -> list:
 
 
 # ----------------------------------------------------------------------------------------- build
+def tuning_of(c: dict, fold_models: list) -> "Tuning":
+    """The decoder tuning a card records, to run again on rebuilt fold models: its trials, seed,
+    objective and bases per fold (cards written before these were recorded: the total bases split
+    evenly over the folds, the objective read from its label)."""
+    from dga.lifecycle.pipeline import Tuning
+    from dga.lifecycle.tuning import OBJECTIVES
+
+    t = c["decoder"].get("tuning") or {}
+    by_label = {f"exon F1 + {v} F1": k for k, v in OBJECTIVES.items()}
+    objective = t.get("objective_name") or by_label.get(t.get("objective", ""), "exon+subgenic")
+    bases = t.get("bases_per_fold") or (int(t["bases"]) // max(len(t.get("folds", [])), 1) if "bases" in t
+                                        else 3_000_000)
+    return Tuning(fold_models, int(t.get("trials", 40)), int(bases), int(t.get("seed", 0)), objective)
+
+
 def build_entry(name: str, device: str = "auto", log: Callable[[str], None] = print) -> int:
     """`dga zoo build NAME`: re-run the card's pipeline for its configuration (`make_model` for the
     fold models the card's CV used, then for all non-test data with the decoder tuned on the fold
@@ -185,7 +201,7 @@ def build_entry(name: str, device: str = "auto", log: Callable[[str], None] = pr
 
     from dga.data.store import reference_transcripts
     from dga.data.windows import splits_for
-    from dga.lifecycle.pipeline import ModelJob, Tuning, make_model
+    from dga.lifecycle.pipeline import ModelJob, make_model
     from dga.prediction.model import loaded
     from dga.training.distributed import setup_distributed, store_for_config
 
@@ -214,10 +230,8 @@ def build_entry(name: str, device: str = "auto", log: Callable[[str], None] = pr
             log(f"fold {k}: {cv['objective']} {scores[-1]:.4f} (card {card_fold:.4f})")
             assert made.bundle is not None
             fold_models.append(bundle_io.read(made.bundle))
-        tuning = c["decoder"].get("tuning") or {}
         final = make_model(ModelJob(replace(cfg, fold=-1), store, splits, dist, Path(tmp) / "final", log=log,
-                                    tuning=Tuning(fold_models, int(tuning.get("trials", 40)),
-                                                  int(tuning.get("bases", 3_000_000)), int(tuning.get("seed", 0)))))
+                                    tuning=tuning_of(c, fold_models)))
         assert final.bundle is not None
         test, _ = measure(loaded(bundle_io.read(final.bundle)), store, splits, reference_transcripts(store))
     mean = float(np.mean(scores))

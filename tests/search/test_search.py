@@ -71,7 +71,7 @@ def test_shipped_experiments_parse():
         path = ROOT / "experiments" / f"{name}.toml"
         sc, cfg = load_search(path), load_config(path)
         assert sc.study_name == name.replace("_", "-")
-        assert {"hidden_size", "num_layers", "window", "lr"} <= {p.name for p in sc.space}
+        assert {"hidden_size", "num_layers", "lr"} <= {p.name for p in sc.space}
         for _, overrides in sc.baselines:  # baseline trials are valid configs
             trial_config(cfg, dict(overrides))
     student = load_search(ROOT / "experiments" / "athaliana_student.toml")
