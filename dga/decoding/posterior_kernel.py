@@ -223,6 +223,25 @@ def chain_lengths(min_intron, min_intergenic):  # pragma: no cover
 
 
 @njit(cache=True)
+def add_young_chains(classes, entry_post, lengths):  # pragma: no cover
+    """Add to each base's class posteriors the mass of the young chain states there: a young state
+    at t entered its chain at one of t - d + 1 .. t (d its chain's length), so a running sum of the
+    chain's entry posteriors over that window, in one sequential pass per chain."""
+    T = classes.shape[0]
+    for i in range(N_CHAINS):
+        d = lengths[i]
+        if d == 0:
+            continue
+        c = STATE_CLASS[CHAIN_STATES[i]]
+        window = 0.0
+        for t in range(T):
+            window += entry_post[t, i]
+            if t >= d:
+                window -= entry_post[t - d, i]
+            classes[t, c] += window
+
+
+@njit(cache=True)
 def _chain_of(lengths):  # pragma: no cover
     out = np.full(N_STATES, -1, dtype=np.int64)  # state -> its chain, -1 for states without one
     for i in range(N_CHAINS):

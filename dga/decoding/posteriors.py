@@ -25,12 +25,11 @@ import numpy as np
 from dga.decoding.hmm import HMMParams, KernelInputs
 from dga.decoding.hmm_kernel import IG, IG_AFTER, STATE_CLASS
 from dga.decoding.posterior_kernel import (
-    CHAIN_STATES,
     K_GENE,
     K_INTRON,
     K_NO_UTR,
     K_UTR_INTRON,
-    N_CHAINS,
+    add_young_chains,
     backward,
     backward_log,
     chain_lengths,
@@ -73,7 +72,7 @@ def forward_backward(k: KernelInputs, params: HMMParams, path: np.ndarray,
     consts[K_GENE], consts[K_INTRON] = np.exp(params.gene), np.exp(params.intron)
     consts[K_UTR_INTRON], consts[K_NO_UTR] = np.exp(params.utr_intron), np.exp(params.no_utr)
     ep, em, eig = np.exp(k.em_p), np.exp(k.em_m), np.exp(k.em_ig)
-    ecod, esc = np.exp(k.cod.astype(np.float64)), np.exp(k.sc.astype(np.float64))
+    ecod, esc = np.exp(k.cod, dtype=np.float64), np.exp(k.sc, dtype=np.float64)  # no float64 copy first
     logs = np.column_stack([k.em_p[:, 1], k.em_m[:, 1], k.em_ig])  # what young chain states emit
     cum_log_em = np.vstack([np.zeros((1, 3)), np.cumsum(logs, axis=0)])
     args = (ep, em, eig, ecod, k.sc, esc, k.codes, consts, float(np.exp(params.utr_atg)), cum_log_em,
@@ -90,12 +89,8 @@ def forward_backward(k: KernelInputs, params: HMMParams, path: np.ndarray,
     if not np.isfinite(log_z):
         raise FloatingPointError("forward-backward: the stretch has no valid path")
     classes = post.astype(np.float64)
-    lengths = chain_lengths(k.min_intron, k.min_intergenic)
-    ce = np.vstack([np.zeros((1, N_CHAINS)), np.cumsum(entry_post, axis=0, dtype=np.float64)])
+    add_young_chains(classes, entry_post, chain_lengths(k.min_intron, k.min_intergenic))
     t = np.arange(len(path))
-    for i, d in enumerate(lengths):  # a young state at t entered at one of t - d + 1 .. t
-        if d:
-            classes[:, STATE_CLASS[CHAIN_STATES[i]]] += ce[t + 1, i] - ce[np.maximum(t + 1 - d, 0), i]
     with np.errstate(divide="ignore"):
         log_alpha = np.log(alpha[t, path]) if linear else alpha[t, path]
     log_alpha[phase != 0] = np.nan  # a young chain state: no feature starts after it
@@ -112,13 +107,16 @@ class FeaturePosteriors:
     introns: list[float]
 
 
-def feature_posteriors(fb: Posteriors, path: np.ndarray, cds: list[tuple[int, int]]) -> FeaturePosteriors:
+def feature_posteriors(fb: Posteriors, path: np.ndarray, cds: list[tuple[int, int]],
+                       intron: np.ndarray | None = None) -> FeaturePosteriors:
     """Posteriors of a gene whose CDS segments are `cds` (in the stretch's coordinates). A segment
     reaches from the base before it when an intron is there (its acceptor), else from its first
     base (a start or stop codon state, whatever came before); to the base after it when an intron
-    is there (its donor), else to its last base (whatever follows)."""
+    is there (its donor), else to its last base (whatever follows). `intron`: the path's intron
+    bases, when the caller has them for many genes of one stretch."""
     n = len(path)
-    intron = STATE_CLASS[path] == Label.INTRON
+    if intron is None:
+        intron = STATE_CLASS[path] == Label.INTRON
 
     def left(s: int) -> int:
         return -1 if s == 0 else s - 1 if intron[s - 1] else s
@@ -162,7 +160,8 @@ def posteriors_in_pieces(path: np.ndarray, genes: list[list[tuple[int, int]]],
             continue
         a, b = max(0, c0 - flank), min(n, c1 + flank)
         fb = run(a, b)
+        intron = STATE_CLASS[path[a:b]] == Label.INTRON  # once per piece, not per gene
         for g in mine:
-            out[g] = feature_posteriors(fb, path[a:b], [(s - a, e - a) for s, e in genes[g]])
+            out[g] = feature_posteriors(fb, path[a:b], [(s - a, e - a) for s, e in genes[g]], intron)
     assert all(p is not None for p in out)  # every gene starts in one core
     return out  # type: ignore[return-value]
