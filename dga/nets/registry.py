@@ -3,7 +3,8 @@
 Every network is a `Tagger`: a torch module reading one-hot DNA [batch, length, channels] (and,
 optionally, each row's length in bases) and giving per-base class logits [batch, length, 4]
 (CDS 0, intron 1, UTR 2, intergenic 3), with `bases_per_step`, the multiple a window's length must
-be. One ships with DGA: "bilstm" (`dga.nets.bilstm`). A new network is an `Arch` registered with
+be. Two ship with DGA: "bilstm" (`dga.nets.bilstm`), the annotator, and "prior" (`dga.nets.prior`), a
+baseline that reads no DNA (decoded, it is the decoder alone). A new network is an `Arch` registered with
 `register_arch`; training, fine-tuning, bundles and prediction then take `arch = "NAME"`.
 """
 
@@ -19,6 +20,7 @@ from torch import nn
 from dga.config import Config
 from dga.errors import InputError
 from dga.nets.bilstm import BiLSTMTagger
+from dga.nets.prior import PriorTagger
 
 
 class Tagger(Protocol):
@@ -51,6 +53,8 @@ _ARCHS: dict[str, Arch] = {
                    lambda c: BiLSTMTagger(c.input_size, c.hidden_size, c.num_layers, c.dropout, c.bases_per_step),
                    lambda c: f"BiLSTM h{c.hidden_size} x {c.num_layers}, {c.bases_per_step} base(s)/step",
                    _bilstm_layer),
+    "prior": Arch("prior", lambda c: PriorTagger(c.bases_per_step),
+                  lambda c: "class prior (no network: the decoder alone)"),
 }
 
 

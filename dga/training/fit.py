@@ -221,7 +221,9 @@ class _Budget:
         return bool((self.wall and time.perf_counter() > self.wall) or (self.cpu and time.process_time() > self.cpu))
 
     def describe(self, cfg: Config) -> str:
-        if self.cpu and time.process_time() > self.cpu:
+        # another rank may have spent its budget first: name the budget that is set, the CPU one if both
+        # are and this rank's wall clock has not run out
+        if self.cpu and (not self.wall or time.perf_counter() <= self.wall):
             return f"CPU budget: {cfg.cpu_minutes:g} CPU minutes spent"
         return f"deadline: {cfg.deadline_minutes:g} minutes reached"
 
@@ -358,7 +360,9 @@ def fit(cfg: Config, store: Store, splits: Splits, dist: DistInfo, *, checkpoint
             if out_of_time:
                 result.stopped = f"{budget.describe(cfg)} in epoch {epoch + 1}"
                 if dist.is_main:
-                    log(f"{result.stopped}; keeping the best validated epoch ({result.best_epoch})")
+                    kept = (f"keeping the best validated epoch ({result.best_epoch})" if run.val_regions
+                            else "keeping the last epoch's weights (nothing to validate on)")
+                    log(f"{result.stopped}; {kept}")
                 break
             if cfg.early_stopping_patience and progress.stale >= cfg.early_stopping_patience:
                 if dist.is_main:

@@ -78,7 +78,7 @@ def test_shipped_experiments_parse():
     assert {"distill_weight", "distill_temperature"} <= {p.name for p in student.space}
     assert load_config(ROOT / "experiments" / "athaliana_student.toml").teacher == "zoo:athaliana"
     qs = load_search(ROOT / "experiments" / "quickstart.toml")
-    assert [name for name, _ in qs.baselines] == ["seed"]
+    assert [name for name, _ in qs.baselines] == ["seed", "decoder alone"]
     from dga.lifecycle.heldout import held_out_inputs
 
     held = held_out_inputs(qs.held_out_genomes, load_config(ROOT / "experiments" / "quickstart.toml"))
