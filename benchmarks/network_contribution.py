@@ -71,8 +71,8 @@ def main() -> None:
             values = np.array([r["value"] for r in records])
             mean = {k: float(np.mean([r["scores"][k] for r in records])) for k in ("exon", "genic", "gene")}
             print(f"| {t} | {label} | {records[0]['start_value']:.4f} | {values.mean():.4f} | "
-                  f"{values.max() - values.min():.4f} | {mean['exon']:.4f} | {mean['genic']:.4f} | {mean['gene']:.4f} | "
-                  f"{time.perf_counter() - t0:.0f} |", flush=True)
+                  f"{values.max() - values.min():.4f} | {mean['exon']:.4f} | {mean['genic']:.4f} | "
+                  f"{mean['gene']:.4f} | {time.perf_counter() - t0:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Judged:
     gene_f1: float
     accuracy: float
     bundle: str = ""  # the model's bundle folder
+    reads_dna: bool = True  # False for a network that reads no DNA (`arch = "prior"`): the decoder alone
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}_{k}": getattr(self, k) for k in ("genic_f1", "exon_f1", "gene_f1", "accuracy")}
@@ -92,6 +93,7 @@ def judge(models: list[tuple[str, str, Path]], genomes: list[GenomeInput], *,
           log: Callable[[str], None] = print) -> Judgement:
     """Each (key, label, bundle folder) predicted on the genomes with `dga predict`'s code and scored
     against their GFF3 with `dga evaluate`'s; the floor is the reference's intergenic share."""
+    import dga.bundle as bundle_io
     from dga.evaluation.evaluate import evaluate_genomes
     from dga.prediction.command import run_predict
 
@@ -108,7 +110,8 @@ def judge(models: list[tuple[str, str, Path]], genomes: list[GenomeInput], *,
             run_predict(fastas, str(bundle), str(out), regions=regions)
             res = evaluate_genomes(refs, [f"{g.name}={out}" for g in genomes], fastas, regions)
             rows.append(Judged(key, label, res["base"]["genic_f1"], res["exon"]["f1"], res["gene"]["f1"],
-                               res["base"]["accuracy"], str(Path(bundle).resolve())))
+                               res["base"]["accuracy"], str(Path(bundle).resolve()),
+                               bundle_io.read(bundle).config.arch != "prior"))
     cm = np.asarray(res["confusion"])
     return Judgement([g.name for g in genomes], int(res["bases"]), int(res["gene"]["n_ref"]), rows,
                      float(cm[3].sum() / cm.sum()))
@@ -137,7 +140,13 @@ def verdict(j: Judgement) -> list[str]:
         both = (f"genic F1 {champion.genic_f1:.4f} vs {r.genic_f1:.4f}, exon F1 {champion.exon_f1:.4f} vs "
                 f"{r.exon_f1:.4f}")
         if len(ahead) == 2:
-            out.append(f"the champion beats {r.label} on genic and exon F1 ({both})")
+            out.append(f"the champion beats {r.label} on genic and exon F1 ({both})"
+                       + ("" if r.reads_dna else ": its network adds to what the decoder finds alone"))
+        elif not r.reads_dna:
+            out.append(f"{r.label} decodes {'as well as or better than' if not ahead else 'better on one score than'} "
+                       f"the champion ({both}, the champion's first): on this lineage, at this training budget, the "
+                       f"network does not help the HMM's own signal and coding models; train longer or on more "
+                       f"genomes, or take the decoder alone, {r.bundle} (`--model` takes the folder)")
         elif ahead:
             behind = "exon" if ahead == ["genic"] else "genic"
             out.append(f"neither the champion nor {r.label} decodes better on both: the champion leads on "

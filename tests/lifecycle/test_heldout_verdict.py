@@ -28,3 +28,20 @@ def test_a_baseline_better_on_both_is_named_with_its_folder_and_a_champion_below
     assert "does not beat calling every base intergenic (0.2900)" in floor
     assert said.startswith("seed (trial 0) decodes better than the champion here (genic F1 0.7000 vs 0.8000")
     assert "that model is /s/bundle" in said
+
+
+def test_a_decoder_alone_baseline_says_whether_the_network_helps():
+    def with_prior(prior: tuple[float, float]) -> Judgement:
+        rows = [Judged("champion", "champion (trial 10)", 0.8067, 0.8366, 0.33, 0.77, "/c"),
+                Judged("decoder_alone", "decoder alone (trial 1)", prior[0], prior[1], 0.47, 0.78, "/p/bundle",
+                       reads_dna=False)]
+        return Judgement(["dmau"], 1_000_000, 81, rows, floor_accuracy=0.29)
+
+    (said,) = verdict(with_prior((0.8209, 0.8603)))
+    assert said.startswith("decoder alone (trial 1) decodes as well as or better than the champion (genic F1 0.8067 "
+                           "vs 0.8209, exon F1 0.8366 vs 0.8603")
+    assert "the network does not help the HMM" in said and "/p/bundle" in said
+    (said,) = verdict(with_prior((0.80, 0.85)))
+    assert said.startswith("decoder alone (trial 1) decodes better on one score than the champion")
+    (said,) = verdict(with_prior((0.70, 0.70)))
+    assert said.endswith("its network adds to what the decoder finds alone")
