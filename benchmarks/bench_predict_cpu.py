@@ -119,6 +119,8 @@ def main() -> None:
                "int8_vs_fp32_cpu": fp32["cpu_s"] / now["cpu_s"],
                "vs_augustus_per_core": aug_row["cpu_s"] / now["cpu_s"] if aug_row else None,
                "also_vs_model_cpu": {r["tool"]: now["cpu_s"] / r["cpu_s"] for r in cached},
+               "also_vs_augustus_per_core": {r["tool"]: aug_row["cpu_s"] / r["cpu_s"] for r in cached} if aug_row
+               else {},
                "also_f1_change": {r["tool"]: {k: r[k] - now[k] for k in ("genic_f1", "exon_f1", "gene_f1")}
                                   for r in cached},
                "f1_change_vs_fp32": {k: now[k] - fp32[k] for k in ("genic_f1", "exon_f1", "gene_f1")}}
@@ -132,8 +134,10 @@ def main() -> None:
                  f"{summary['int8_vs_fp32_cpu']:.2f}x); vs AUGUSTUS: {vs_aug}; "
                  "F1 int8 - float32: " + ", ".join(f"{k} {v:+.4f}" for k, v in summary["f1_change_vs_fp32"].items()))
     for r in cached:
+        vs = summary["also_vs_augustus_per_core"].get(r["tool"])
         table.append(f"{r['tool']}: {summary['also_vs_model_cpu'][r['tool']]:.2f}x less CPU than {args.model} "
-                     f"(cached, both); F1 minus {args.model}'s: " +
+                     f"(cached, both), {f'{vs:.2f}x' if vs else 'not measured (no augustus)'} less than AUGUSTUS; "
+                     f"F1 minus {args.model}'s: " +
                      ", ".join(f"{k} {v:+.4f}" for k, v in summary["also_f1_change"][r["tool"]].items()))
     print("\n".join(table))
     (Path(args.out) / f"predict_cpu_{args.dataset}.json").write_text(json.dumps(summary, indent=1))
