@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 
-def tune_trial(root: Path, study: str, trial: int, bases: int, n: int, store_name: str) -> tuple[list[float], dict]:
-    """The running best objective after each decoder trial, and the final scores."""
+def fold_stretches(root: Path, study: str, trial: int, bases: int, store_name: str) -> tuple[list, object, list]:
+    """A study trial's fold models' validation stretches (probabilities computed once, as registration
+    computes them), its store and the store's reference transcripts."""
     from dga import bundle
     from dga.data.store import open_store, reference_transcripts
     from dga.data.windows import splits_for
     from dga.lifecycle.folds import fold_data
-    from dga.lifecycle.tuning import tune
 
     store = open_store(root / "stores" / store_name)
     folds = [bundle.read(p) for p in sorted((root / "checkpoints" / "studies" / study / f"trial-{trial:04d}")
@@ -31,8 +31,16 @@ def tune_trial(root: Path, study: str, trial: int, bases: int, n: int, store_nam
     if not folds:
         raise SystemExit(f"no fold models of trial {trial} under {root}/checkpoints/studies/{study}")
     data = fold_data(folds, store, splits_for(store, folds[0].config), bases, log=lambda _: None)
+    return data, store, reference_transcripts(store)
+
+
+def tune_trial(root: Path, study: str, trial: int, bases: int, n: int, store_name: str) -> tuple[list[float], dict]:
+    """The running best objective after each decoder trial, and the final scores."""
+    from dga.lifecycle.tuning import tune
+
+    data, store, ref = fold_stretches(root, study, trial, bases, store_name)
     lines: list[str] = []
-    record = tune(data, store, reference_transcripts(store), trials=n, objective="exon+subgenic",
+    record = tune(data, store, ref, trials=n, objective="exon+subgenic",
                   log=lines.append)
     values = [float(s.split("objective ")[1].split()[0]) for s in lines
               if s.strip().startswith("decoder trial ") and "objective " in s]

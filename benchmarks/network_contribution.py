@@ -19,22 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from cpu_features import cpu_line
-
-
-def fold_stretches(root: Path, study: str, trial: int, bases: int, store_name: str) -> tuple[list, object, list]:
-    """The trial's fold models' validation stretches (probabilities computed once), its store, the reference."""
-    from dga import bundle
-    from dga.data.store import open_store, reference_transcripts
-    from dga.data.windows import splits_for
-    from dga.lifecycle.folds import fold_data
-
-    store = open_store(root / "stores" / store_name)
-    folds = [bundle.read(p) for p in sorted((root / "checkpoints" / "studies" / study / f"trial-{trial:04d}")
-                                            .glob("fold-*/bundle"))]
-    if not folds:
-        raise SystemExit(f"no fold models of trial {trial} under {root}/checkpoints/studies/{study}")
-    data = fold_data(folds, store, splits_for(store, folds[0].config), bases, log=lambda _: None)
-    return data, store, reference_transcripts(store)
+from decoder_tuning_noise import fold_stretches  # the same fold models' stretches, loaded the same way
 
 
 def uniform(data: list) -> list:

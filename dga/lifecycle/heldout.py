@@ -34,7 +34,7 @@ class Judged:
     gene_f1: float
     accuracy: float
     bundle: str = ""  # the model's bundle folder
-    reads_dna: bool = True  # False for a network that reads no DNA (`arch = "prior"`): the decoder alone
+    reads_dna: bool = True  # False for a network that reads no DNA (`Arch.reads_dna`): the decoder alone
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}_{k}": getattr(self, k) for k in ("genic_f1", "exon_f1", "gene_f1", "accuracy")}
@@ -95,6 +95,7 @@ def judge(models: list[tuple[str, str, Path]], genomes: list[GenomeInput], *,
     against their GFF3 with `dga evaluate`'s; the floor is the reference's intergenic share."""
     import dga.bundle as bundle_io
     from dga.evaluation.evaluate import evaluate_genomes
+    from dga.nets.registry import get_arch
     from dga.prediction.command import run_predict
 
     if not models or not genomes:
@@ -111,7 +112,7 @@ def judge(models: list[tuple[str, str, Path]], genomes: list[GenomeInput], *,
             res = evaluate_genomes(refs, [f"{g.name}={out}" for g in genomes], fastas, regions)
             rows.append(Judged(key, label, res["base"]["genic_f1"], res["exon"]["f1"], res["gene"]["f1"],
                                res["base"]["accuracy"], str(Path(bundle).resolve()),
-                               bundle_io.read(bundle).config.arch != "prior"))
+                               get_arch(bundle_io.read(bundle).config.arch).reads_dna))
     cm = np.asarray(res["confusion"])
     return Judgement([g.name for g in genomes], int(res["bases"]), int(res["gene"]["n_ref"]), rows,
                      float(cm[3].sum() / cm.sum()))

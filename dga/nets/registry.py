@@ -35,12 +35,14 @@ class Tagger(Protocol):
 class Arch:
     """A network family: `build(cfg)` makes it from the config's shape fields; `describe(cfg)` names
     it for logs and cards; `layer_of(parameter name)` is the layer a parameter belongs to (for
-    `freeze_layers`), None for parameters that are never frozen."""
+    `freeze_layers`), None for parameters that are never frozen; `reads_dna` False for a baseline whose
+    output ignores the sequence (decoded, it is the decoder alone)."""
 
     name: str
     build: Callable[[Config], nn.Module]
     describe: Callable[[Config], str]
     layer_of: Callable[[str], int | None] = lambda name: None
+    reads_dna: bool = True
 
 
 def _bilstm_layer(name: str) -> int | None:
@@ -54,7 +56,7 @@ _ARCHS: dict[str, Arch] = {
                    lambda c: f"BiLSTM h{c.hidden_size} x {c.num_layers}, {c.bases_per_step} base(s)/step",
                    _bilstm_layer),
     "prior": Arch("prior", lambda c: PriorTagger(c.bases_per_step),
-                  lambda c: "class prior (no network: the decoder alone)"),
+                  lambda c: "class prior (no network: the decoder alone)", reads_dna=False),
 }
 
 

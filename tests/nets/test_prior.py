@@ -49,3 +49,9 @@ def test_its_int8_form_is_the_float_network(tmp_path):
     x = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 96)), 4).float()
     fast = int8_tagger(model, 96, 1)
     np.testing.assert_allclose(fast(x).numpy(), model(x).detach().numpy(), atol=1e-6)
+
+
+def test_the_registry_marks_the_prior_as_reading_no_dna():
+    from dga.nets.registry import get_arch
+
+    assert not get_arch("prior").reads_dna and get_arch("bilstm").reads_dna
